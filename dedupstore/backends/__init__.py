@@ -1,0 +1,1 @@
+"""Storage backends that DedupStorage can wrap (or that can be used on their own)."""

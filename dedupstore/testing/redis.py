@@ -1,0 +1,137 @@
+"""Run a private ``redis-server`` on a free loopback port, for tests, demos and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from types import TracebackType
+
+__all__ = ["RedisServer", "RedisServerError", "find_free_port"]
+
+
+class RedisServerError(RuntimeError):
+    """The private ``redis-server`` could not be found or started."""
+
+
+def find_free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port on ``host`` that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A ``redis-server`` process of our own, bound to 127.0.0.1 and stopped by its PID.
+
+    Persistence is off (no RDB, no AOF) and the data directory is a private temporary
+    directory, so the server leaves nothing behind.  Use it as a context manager::
+
+        with RedisServer() as server:
+            storage = DedupStorage(inner=..., index=server.url)
+    """
+
+    def __init__(self, *, executable: str | None = None, start_timeout: float = 10.0) -> None:
+        self.executable = executable or shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.start_timeout = start_timeout
+        self.host = "127.0.0.1"
+        self.port: int | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        """Return the ``redis://`` URL of the running server."""
+        if self.port is None:
+            raise RedisServerError("the Redis server is not running")
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> RedisServer:
+        """Start the server on a free port and wait until it answers PING."""
+        if not os.path.exists(self.executable):
+            raise RedisServerError(
+                f"redis-server not found at {self.executable!r}; install Debian's "
+                "'redis-server' package (make test does this for you)"
+            )
+        self._workdir = tempfile.TemporaryDirectory(prefix="dedupstore-redis-")
+        # Another process may take the port between find_free_port() and the bind;
+        # a failed start is simply retried on a new port.
+        last_error = ""
+        for _attempt in range(5):
+            port = find_free_port(self.host)
+            process = subprocess.Popen(
+                [
+                    self.executable,
+                    "--bind", self.host,
+                    "--port", str(port),
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--dir", self._workdir.name,
+                    "--protected-mode", "yes",
+                    "--loglevel", "warning",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            if self._wait_ready(process, port):
+                self.process, self.port = process, port
+                return self
+            last_error = self._stop_process(process)
+        self._workdir.cleanup()
+        raise RedisServerError(f"redis-server did not start: {last_error.strip()[-500:]}")
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], port: int) -> bool:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection((self.host, port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                time.sleep(0.02)
+        return False
+
+    @staticmethod
+    def _stop_process(process: subprocess.Popen[bytes]) -> str:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+        output = process.stdout.read() if process.stdout else b""
+        if process.stdout:
+            process.stdout.close()
+        return output.decode(errors="replace")
+
+    def stop(self) -> None:
+        """Stop the server by its PID and remove its directory."""
+        if self.process is not None:
+            self._stop_process(self.process)
+            self.process = None
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

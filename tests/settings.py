@@ -1,0 +1,23 @@
+"""Django settings for the test suite."""
+
+from __future__ import annotations
+
+import tempfile
+
+SECRET_KEY = "dedupstore-tests-not-a-secret"
+DEBUG = False
+USE_TZ = True
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "dedupstore",
+    "tests.testapp",
+]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+ROOT_URLCONF = "tests.testapp.urls"
+MEDIA_ROOT = tempfile.mkdtemp(prefix="dedupstore-tests-media-")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
