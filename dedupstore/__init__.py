@@ -2,4 +2,19 @@
 
 from __future__ import annotations
 
+from dedupstore.exceptions import (
+    ClaimTimeout,
+    DedupStoreError,
+    EmptyContentError,
+    IndexUnavailable,
+)
+from dedupstore.storage import DedupStorage
+
+__all__ = [
+    "ClaimTimeout",
+    "DedupStorage",
+    "DedupStoreError",
+    "EmptyContentError",
+    "IndexUnavailable",
+]
 __version__ = "0.1.0"

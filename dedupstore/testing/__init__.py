@@ -1,1 +1,1 @@
-"""Real servers for tests: a private Redis, an Appwrite Storage test server, a Kubo RPC test server."""
+"""Real servers for tests: a private Redis, an Appwrite test server, a Kubo RPC test server."""

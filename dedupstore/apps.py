@@ -1,0 +1,16 @@
+"""Django app config: add ``"dedupstore"`` to INSTALLED_APPS to get the system checks."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core import checks
+
+
+class DedupStoreConfig(AppConfig):
+    name = "dedupstore"
+    verbose_name = "dedupstore"
+
+    def ready(self) -> None:
+        from dedupstore.checks import check_storages
+
+        checks.register(check_storages)

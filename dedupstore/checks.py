@@ -1,0 +1,73 @@
+"""System checks for STORAGES entries that use ``DedupStorage``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from dedupstore.storage import DedupStorage
+
+#: Attributes by which common inner storages overwrite taken names themselves.
+_INNER_OVERWRITE_FLAGS = ("allow_overwrite", "file_overwrite")
+
+
+def check_storages(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Check every ``DedupStorage`` configured in ``settings.STORAGES``."""
+    messages: list[checks.CheckMessage] = []
+    for alias, definition in getattr(settings, "STORAGES", {}).items():
+        backend_path = definition.get("BACKEND", "")
+        try:
+            backend = import_string(backend_path)
+        except ImportError:
+            continue  # Django reports unimportable backends itself when they are used.
+        if not (isinstance(backend, type) and issubclass(backend, DedupStorage)):
+            continue
+        messages.extend(_check_one(alias, backend, definition.get("OPTIONS", {})))
+    return messages
+
+
+def _check_one(
+    alias: str, backend: type[DedupStorage], options: dict[str, Any]
+) -> list[checks.CheckMessage]:
+    where = f"STORAGES[{alias!r}]"
+    try:
+        storage = backend(**options)
+        inner = storage.inner
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), obj=where, id="dedupstore.E001")]
+    except Exception as exc:
+        return [
+            checks.Error(
+                f"the inner storage could not be built: {type(exc).__name__}: {exc}",
+                obj=where,
+                id="dedupstore.E002",
+            )
+        ]
+    messages: list[checks.CheckMessage] = []
+    if storage.index_url.startswith("locmem://") and not settings.DEBUG:
+        messages.append(
+            checks.Warning(
+                "the locmem:// index lives in one process: with several workers each keeps "
+                "its own reference counts and deletes can remove shared objects early",
+                hint="use a redis:// index in production",
+                obj=where,
+                id="dedupstore.W001",
+            )
+        )
+    for flag in _INNER_OVERWRITE_FLAGS:
+        if getattr(inner, flag, False) is True:
+            messages.append(
+                checks.Warning(
+                    f"the inner storage has {flag}=True: it may replace an object that other "
+                    "references share",
+                    hint=f"turn {flag} off on the inner storage and use DedupStorage's "
+                    "overwrite option, which never modifies a shared object",
+                    obj=where,
+                    id="dedupstore.W002",
+                )
+            )
+    return messages

@@ -1,0 +1,48 @@
+"""Exceptions raised by dedupstore.
+
+Configuration problems raise Django's ``ImproperlyConfigured``, path traversal raises
+``SuspiciousFileOperation`` and missing names raise ``FileNotFoundError``, as Django
+developers expect. The classes below cover what only a deduplicating storage can hit.
+"""
+
+from __future__ import annotations
+
+
+class DedupStoreError(Exception):
+    """Base class of every dedupstore-specific error."""
+
+
+class IndexUnavailable(DedupStoreError):
+    """The dedup index could not be reached; nothing was stored or deleted."""
+
+    def __init__(self, index_url: str, cause: BaseException | None = None) -> None:
+        self.index_url = index_url
+        detail = f": {cause}" if cause else ""
+        super().__init__(
+            f"The dedupstore index at {index_url} is unreachable{detail}. "
+            "Nothing was stored or deleted. Check that the server runs, or set "
+            "on_index_error='bypass' to store without deduplication while it is down."
+        )
+
+
+class ClaimTimeout(DedupStoreError):
+    """Another writer held the claim on this content for longer than ``wait_timeout``."""
+
+    def __init__(self, digest: str, waited: float) -> None:
+        self.digest = digest
+        self.waited = waited
+        super().__init__(
+            f"Gave up after {waited:.1f}s waiting for another writer to store content "
+            f"{digest[:16]}...; nothing was stored. Retry, or raise wait_timeout if your "
+            "inner storage is slow for large files."
+        )
+
+
+class EmptyContentError(ValueError, DedupStoreError):
+    """Empty content was passed to ``save()``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Refusing to save {name!r}: the content is empty (0 bytes). "
+            "Check the upload; an empty file is almost always a client error."
+        )

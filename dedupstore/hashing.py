@@ -1,0 +1,247 @@
+"""Hash upload content once, streaming, with BLAKE3.
+
+Each kind of content takes its fastest path that never reads the whole file into a new
+buffer (see ``../shared/perf/ANCHORS.md`` and ``benchmarks/bench_core.py``):
+
+* a file on disk (a ``TemporaryUploadedFile``, a ``File`` over a real file) is memory
+  mapped and hashed by BLAKE3's threads;
+* in-memory content (``ContentFile``, ``InMemoryUploadedFile``) is hashed through a
+  ``memoryview`` of its buffer, without a copy;
+* other seekable streams are read into one reused buffer;
+* non-seekable streams (pipes, generator-backed readers) are hashed while they are spooled,
+  to memory up to ``spool_max_size`` and then to a ``TemporaryUploadedFile``, so they are
+  read exactly once and an inner ``FileSystemStorage`` can still move the spooled file.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from blake3 import blake3
+from django.core.files.base import File
+from django.core.files.uploadedfile import TemporaryUploadedFile
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_SPOOL_MAX_SIZE",
+    "HASH_KEY_CONTEXT",
+    "ContentHasher",
+    "HashedContent",
+    "derive_hash_key",
+]
+
+#: Read size of the streaming paths. 1 MiB sits on the plateau measured by
+#: ``benchmarks/bench_core.py`` (64 KiB .. 16 MiB all stream at about 3 GB/s here) while
+#: keeping the per-save buffer small.
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+#: Non-seekable content is spooled in memory up to this size, then to a temporary file.
+DEFAULT_SPOOL_MAX_SIZE = 8 * 1024 * 1024
+#: ``derive_key`` context: changing it changes every digest, so it is fixed forever.
+HASH_KEY_CONTEXT = "dedupstore 2026-11-21 content digest key v1"
+#: Below this size a single BLAKE3 thread beats spinning up the thread pool.
+_MULTITHREAD_MIN_SIZE = 256 * 1024
+
+
+def derive_hash_key(secret: str | bytes) -> bytes:
+    """Derive the 32-byte BLAKE3 key used for content digests from ``secret``."""
+    material = secret.encode() if isinstance(secret, str) else secret
+    return blake3(material, derive_key_context=HASH_KEY_CONTEXT).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class HashedContent:
+    """The digest of some content, and the object to hand to the inner storage."""
+
+    digest: str
+    size: int
+    #: The original content object, rewound; or, for non-seekable content, the spooled
+    #: copy (which the caller must ``close()`` after the inner write).
+    content: File
+    spooled: bool = False
+
+
+class ContentHasher:
+    """Compute keyed (or plain) BLAKE3 digests of Django ``File`` content."""
+
+    def __init__(
+        self,
+        *,
+        key: bytes | None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        spool_max_size: int = DEFAULT_SPOOL_MAX_SIZE,
+    ) -> None:
+        if key is not None and len(key) != 32:
+            raise ValueError("a BLAKE3 key must be exactly 32 bytes")
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be a positive number of bytes")
+        self._key = key
+        self.chunk_size = chunk_size
+        self.spool_max_size = spool_max_size
+
+    def new(self, *, size_hint: int = 0) -> blake3:
+        """Return a fresh hasher, multithreaded when ``size_hint`` makes it worthwhile."""
+        threads = blake3.AUTO if size_hint >= _MULTITHREAD_MIN_SIZE else 1
+        if self._key is None:
+            return blake3(max_threads=threads)
+        return blake3(key=self._key, max_threads=threads)
+
+    def hash_bytes(self, data: bytes | bytearray | memoryview) -> str:
+        """Return the hex digest of ``data``."""
+        return self.new(size_hint=len(data)).update(data).hexdigest()
+
+    def hash(self, content: File) -> HashedContent:
+        """Hash ``content`` from its first byte and return it rewound for the inner write."""
+        path = _temporary_file_path(content)
+        if path is not None:
+            size = os.path.getsize(path)
+            hasher = self.new(size_hint=size)
+            if size:
+                hasher.update_mmap(path)
+            return self._rewound(content, hasher.hexdigest(), size)
+
+        raw = _innermost_file(content)
+        if isinstance(raw, io.BytesIO):
+            with raw.getbuffer() as view:
+                digest, size = self.hash_bytes(view), view.nbytes
+            return self._rewound(content, digest, size)
+        if isinstance(raw, io.StringIO):
+            # Django writes text content through a text-mode file, in UTF-8 here.
+            data = raw.getvalue().encode()
+            return self._rewound(content, self.hash_bytes(data), len(data))
+
+        if not _is_seekable(raw):
+            return self._hash_while_spooling(content, raw)
+
+        fileno = _regular_fileno(raw)
+        if fileno is not None:
+            return self._rewound(content, *self._hash_fileno(raw, fileno))
+        return self._rewound(content, *self._hash_stream(raw))
+
+    def _hash_fileno(self, raw: IO[Any], fileno: int) -> tuple[str, int]:
+        # Buffered writes must reach the file before it is mapped.
+        if getattr(raw, "writable", lambda: False)():
+            raw.flush()
+        size = os.fstat(fileno).st_size
+        hasher = self.new(size_hint=size)
+        if size:
+            with mmap.mmap(fileno, 0, access=mmap.ACCESS_READ) as mapped:
+                hasher.update(mapped)
+        return hasher.hexdigest(), size
+
+    def _hash_stream(self, raw: IO[Any]) -> tuple[str, int]:
+        raw.seek(0)
+        hasher = self.new()
+        size = 0
+        for chunk in _read_chunks(raw, self.chunk_size):
+            hasher.update(chunk)
+            size += len(chunk)
+        return hasher.hexdigest(), size
+
+    def _hash_while_spooling(self, content: File, raw: IO[Any]) -> HashedContent:
+        name = os.path.basename(getattr(content, "name", None) or "upload")
+        hasher = self.new()
+        memory = io.BytesIO()
+        spool: IO[bytes] = memory
+        upload: TemporaryUploadedFile | None = None
+        size = 0
+        try:
+            for chunk in _read_chunks(raw, self.chunk_size):
+                if upload is None and size + len(chunk) > self.spool_max_size:
+                    # Roll over to a TemporaryUploadedFile: an inner FileSystemStorage
+                    # then moves it into place instead of copying it a second time.
+                    upload = TemporaryUploadedFile(name, None, 0, None)
+                    upload.file.write(memory.getbuffer())
+                    spool, memory = upload.file, io.BytesIO()
+                hasher.update(chunk)
+                spool.write(chunk)
+                size += len(chunk)
+        except BaseException:
+            if upload is not None:
+                upload.close()
+            raise
+        if upload is None:
+            spooled: File = File(memory, name=name)
+        else:
+            upload.file.flush()
+            upload.size = size
+            spooled = upload
+        spooled.seek(0)
+        return HashedContent(hasher.hexdigest(), size, spooled, spooled=True)
+
+    @staticmethod
+    def _rewound(content: File, digest: str, size: int) -> HashedContent:
+        if _is_seekable(content):
+            content.seek(0)
+        return HashedContent(digest, size, content)
+
+
+def _temporary_file_path(content: object) -> str | None:
+    getter: Callable[[], str] | None = getattr(content, "temporary_file_path", None)
+    if getter is None:
+        return None
+    try:
+        path = getter()
+    except (AttributeError, OSError):
+        return None
+    return path if path and os.path.isfile(path) else None
+
+
+def _innermost_file(content: object) -> Any:
+    """Unwrap Django ``File`` proxies down to the object that holds the bytes."""
+    raw = content
+    for _depth in range(8):
+        inner = getattr(raw, "file", None)
+        if inner is None or inner is raw:
+            break
+        raw = inner
+    # NamedTemporaryFile wrappers keep the real file in ``.file`` too; the loop handles
+    # them. A tempfile._TemporaryFileWrapper is not a File, but has ``.file``.
+    return raw
+
+
+def _is_seekable(obj: object) -> bool:
+    seekable = getattr(obj, "seekable", None)
+    if callable(seekable):
+        try:
+            return bool(seekable())
+        except (ValueError, OSError):
+            return False
+    return callable(getattr(obj, "seek", None)) and callable(getattr(obj, "tell", None))
+
+
+def _regular_fileno(raw: object) -> int | None:
+    fileno = getattr(raw, "fileno", None)
+    if not callable(fileno):
+        return None
+    try:
+        fd = fileno()
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def _read_chunks(raw: IO[Any], chunk_size: int) -> Iterator[bytes | memoryview]:
+    """Yield the rest of ``raw`` in chunks, reusing one buffer when ``readinto`` exists.
+
+    A yielded memoryview is only valid until the next iteration.
+    """
+    readinto = getattr(raw, "readinto", None)
+    if callable(readinto):
+        buffer = bytearray(chunk_size)
+        view = memoryview(buffer)
+        while True:
+            count = readinto(view)
+            if not count:
+                return
+            yield view[:count]
+    while True:
+        chunk = raw.read(chunk_size)
+        if not chunk:
+            return
+        yield chunk.encode() if isinstance(chunk, str) else chunk

@@ -1,0 +1,97 @@
+"""Open a dedup index from its URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from dedupstore.index.base import (
+    DeleteDecision,
+    Index,
+    ObjectRecord,
+    ReplaceDecision,
+    SaveDecision,
+)
+
+__all__ = [
+    "DeleteDecision",
+    "Index",
+    "ObjectRecord",
+    "ReplaceDecision",
+    "SaveDecision",
+    "mask_url",
+    "open_index",
+    "validate_index_url",
+]
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def validate_index_url(url: object) -> str:
+    """Return ``url`` if it names a supported index, else raise ``ImproperlyConfigured``."""
+    if not isinstance(url, str) or not url:
+        raise ImproperlyConfigured(
+            f"dedupstore: 'index' must be a URL string such as 'redis://localhost:6379/0' "
+            f"or 'locmem://', not {url!r}"
+        )
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a non-numeric port
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"dedupstore: malformed index URL {mask_url(url)}: {exc}"
+        ) from exc
+    if parts.scheme == "locmem":
+        return url
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ImproperlyConfigured(
+            f"dedupstore: unsupported index URL scheme {parts.scheme!r} in {mask_url(url)}; "
+            "use redis://, rediss://, unix:// or locmem://"
+        )
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ImproperlyConfigured(
+                f"dedupstore: index URL {mask_url(url)} names no socket path "
+                "(unix:///run/redis/redis.sock?db=0)"
+            )
+        return url
+    if not parts.hostname:
+        raise ImproperlyConfigured(f"dedupstore: index URL {mask_url(url)} names no host")
+    db = parts.path.lstrip("/")
+    if db and not db.isdigit():
+        raise ImproperlyConfigured(
+            f"dedupstore: the database in index URL {mask_url(url)} must be a number, not {db!r}"
+        )
+    del port
+    return url
+
+
+def open_index(url: str, *, namespace: str, socket_timeout: float) -> Index:
+    """Return the index that ``url`` names (validated with ``validate_index_url``)."""
+    validate_index_url(url)
+    scheme = urlsplit(url).scheme
+    if scheme == "locmem":
+        from dedupstore.index.locmem import get_locmem_index
+
+        return get_locmem_index(url.removeprefix("locmem://"), namespace=namespace)
+    from dedupstore.index.redis import RedisIndex
+
+    return RedisIndex(
+        url, namespace=namespace, display_url=mask_url(url), socket_timeout=socket_timeout
+    )

@@ -1,0 +1,177 @@
+"""The dedup index: which content is stored under which name, and how many references it has.
+
+An index keeps, per namespace:
+
+* an *object record* per inner name: the content digest, the reference count, and a
+  state (``live``; ``replacing`` while ``overwrite=True`` swaps its content; ``deleting``
+  while its last reference is removed from the inner storage);
+* a *content map* from digest to the name of the object that content reuse returns;
+* short-lived *claims* on a digest, held by the one process that writes (or deletes) that
+  content in the inner storage, so concurrent saves of the same new content write once.
+
+Every decision is one atomic operation (one round trip to Redis).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "DeleteDecision",
+    "Index",
+    "ObjectRecord",
+    "ReplaceDecision",
+    "SaveDecision",
+]
+
+Reuse = Literal["content", "name", "never"]
+
+
+@dataclass(frozen=True, slots=True)
+class SaveDecision:
+    """What ``begin_save`` decided."""
+
+    #: ``hit``: reuse ``name`` (its count was incremented); ``claimed``: write the content;
+    #: ``wait``: another writer holds the claim, ask again after ``retry_after`` seconds.
+    action: Literal["hit", "claimed", "wait"]
+    name: str = ""
+    retry_after: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteDecision:
+    """What ``begin_delete`` decided."""
+
+    #: ``unknown``: the index never saw the name; ``kept``: other references remain;
+    #: ``delete``: the last reference went, delete the inner object then ``commit_delete``;
+    #: ``wait``: the object is being written or replaced, ask again later.
+    action: Literal["unknown", "kept", "delete", "wait"]
+    digest: str = ""
+    refs: int = 0
+    retry_after: float = 0.0
+
+
+#: ``absent``: the index has no record of the name; ``shared``: other references share
+#: the object, so it must not be modified; ``replace``: the caller may replace it;
+#: ``wait``: the object is being deleted or replaced by someone else.
+ReplaceDecision = Literal["absent", "shared", "replace", "wait"]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRecord:
+    """An object record, as ``lookup`` returns it."""
+
+    name: str
+    digest: str
+    refs: int
+    state: str
+    size: int
+
+
+class Index(abc.ABC):
+    """Interface of a dedup index. All methods are atomic and thread-safe."""
+
+    #: The index URL with any password masked, for messages.
+    display_url: str
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    @abc.abstractmethod
+    def begin_save(
+        self,
+        *,
+        digest: str,
+        reuse: Reuse,
+        name: str,
+        max_length: int | None,
+        token: str,
+        claim_ttl: float,
+    ) -> SaveDecision:
+        """Reuse a stored object for ``digest`` or claim the digest for writing."""
+
+    @abc.abstractmethod
+    def commit_save(self, *, digest: str, token: str, name: str, size: int) -> None:
+        """Record that ``name`` now holds ``digest`` with one more reference; drop the claim."""
+
+    @abc.abstractmethod
+    def release_claim(self, *, digest: str, token: str) -> None:
+        """Drop the claim on ``digest`` if ``token`` still holds it."""
+
+    @abc.abstractmethod
+    def refresh_claim(self, *, digest: str, token: str, claim_ttl: float) -> bool:
+        """Extend the claim on ``digest``; return False if ``token`` lost it."""
+
+    @abc.abstractmethod
+    def begin_replace(self, *, name: str, token: str) -> ReplaceDecision:
+        """Decide whether ``overwrite=True`` may replace the object stored under ``name``."""
+
+    @abc.abstractmethod
+    def abort_replace(self, *, name: str, token: str, inner_deleted: bool) -> None:
+        """Undo ``begin_replace`` after a failed write."""
+
+    @abc.abstractmethod
+    def begin_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
+        """Drop one reference to ``name``; on the last one, claim its content for deletion."""
+
+    @abc.abstractmethod
+    def commit_delete(self, *, name: str, digest: str, token: str) -> None:
+        """Forget ``name`` after its inner object was deleted; drop the claim."""
+
+    @abc.abstractmethod
+    def lookup(self, name: str) -> ObjectRecord | None:
+        """Return the record of ``name``, or None."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise ``IndexUnavailable`` unless the index answers."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class ClaimKeeper:
+    """Keep claims alive while long inner writes or deletes run.
+
+    One daemon thread per index refreshes every registered claim each ``claim_ttl / 3``
+    seconds, so a slow writer keeps its claim while a crashed one's claim expires.
+    """
+
+    def __init__(self, index: Index, claim_ttl: float) -> None:
+        self._index = index
+        self._claim_ttl = claim_ttl
+        self._claims: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+
+    def keep(self, digest: str, token: str) -> None:
+        """Start refreshing the claim of ``token`` on ``digest``."""
+        with self._lock:
+            self._claims[token] = digest
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="dedupstore-claim-keeper", daemon=True
+                )
+                self._thread.start()
+
+    def release(self, token: str) -> None:
+        """Stop refreshing the claim of ``token``."""
+        with self._lock:
+            self._claims.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._wakeup.wait(timeout=self._claim_ttl / 3)
+                claims = list(self._claims.items())
+                if not claims:
+                    self._thread = None
+                    return
+            for token, digest in claims:
+                with contextlib.suppress(Exception):
+                    self._index.refresh_claim(digest=digest, token=token, claim_ttl=self._claim_ttl)

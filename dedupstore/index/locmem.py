@@ -1,0 +1,217 @@
+"""An in-process dedup index (``locmem://``), like Django's LocMemCache: one process only.
+
+It mirrors the Redis scripts of ``dedupstore.index.redis`` operation for operation; the
+stateful property test runs both against one model to keep them in step.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from dedupstore.index.base import (
+    DeleteDecision,
+    Index,
+    ObjectRecord,
+    ReplaceDecision,
+    Reuse,
+    SaveDecision,
+)
+
+__all__ = ["LocMemIndex", "get_locmem_index"]
+
+
+@dataclass(slots=True)
+class _Record:
+    digest: str
+    refs: int
+    state: str
+    size: int
+    token: str = ""
+
+
+@dataclass(slots=True)
+class _Claim:
+    token: str
+    expires: float
+
+
+class _Store:
+    """The shared state of one ``locmem://<name>`` index."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.records: dict[str, _Record] = {}
+        self.content: dict[str, str] = {}
+        self.claims: dict[str, _Claim] = {}
+
+
+_stores: dict[str, _Store] = {}
+_stores_lock = threading.Lock()
+
+
+def get_locmem_index(location: str, *, namespace: str) -> LocMemIndex:
+    """Return an index over the process-wide store named ``location``."""
+    with _stores_lock:
+        store = _stores.setdefault(location, _Store())
+    return LocMemIndex(store, namespace=namespace, display_url=f"locmem://{location}")
+
+
+class LocMemIndex(Index):
+    """A dedup index held in this process's memory."""
+
+    def __init__(self, store: _Store, *, namespace: str, display_url: str) -> None:
+        super().__init__(namespace)
+        self.display_url = display_url
+        self._store = store
+        self._prefix = namespace + "\x00"
+
+    def _claim_holder(self, digest: str) -> _Claim | None:
+        claim = self._store.claims.get(self._prefix + digest)
+        if claim is not None and claim.expires <= time.monotonic():
+            del self._store.claims[self._prefix + digest]
+            return None
+        return claim
+
+    def _set_claim(self, digest: str, token: str, claim_ttl: float) -> None:
+        self._store.claims[self._prefix + digest] = _Claim(token, time.monotonic() + claim_ttl)
+
+    def _usable(self, name: str, digest: str, max_length: int | None) -> bool:
+        record = self._store.records.get(self._prefix + name)
+        return (
+            record is not None
+            and record.state == "live"
+            and record.digest == digest
+            and (not max_length or len(name) <= max_length)
+        )
+
+    def begin_save(
+        self,
+        *,
+        digest: str,
+        reuse: Reuse,
+        name: str,
+        max_length: int | None,
+        token: str,
+        claim_ttl: float,
+    ) -> SaveDecision:
+        with self._store.lock:
+            candidate = None
+            if reuse == "content":
+                candidate = self._store.content.get(self._prefix + digest)
+            elif reuse == "name":
+                candidate = name
+            if candidate is not None and self._usable(candidate, digest, max_length):
+                self._store.records[self._prefix + candidate].refs += 1
+                return SaveDecision("hit", name=candidate)
+            holder = self._claim_holder(digest)
+            if holder is None or holder.token == token:
+                self._set_claim(digest, token, claim_ttl)
+                return SaveDecision("claimed")
+            return SaveDecision("wait", retry_after=max(holder.expires - time.monotonic(), 0.001))
+
+    def commit_save(self, *, digest: str, token: str, name: str, size: int) -> None:
+        with self._store.lock:
+            key = self._prefix + name
+            previous = self._store.records.get(key)
+            refs = previous.refs + 1 if previous and previous.state == "live" else 1
+            if previous and previous.digest != digest:
+                old_map = self._prefix + previous.digest
+                if self._store.content.get(old_map) == name:
+                    del self._store.content[old_map]
+            self._store.records[key] = _Record(digest, refs, "live", size)
+            canonical = self._store.content.get(self._prefix + digest)
+            canonical_record = (
+                self._store.records.get(self._prefix + canonical) if canonical else None
+            )
+            if canonical_record is None or canonical_record.state != "live":
+                self._store.content[self._prefix + digest] = name
+            self._drop_claim(digest, token)
+
+    def _drop_claim(self, digest: str, token: str) -> None:
+        holder = self._claim_holder(digest)
+        if holder is not None and holder.token == token:
+            del self._store.claims[self._prefix + digest]
+
+    def release_claim(self, *, digest: str, token: str) -> None:
+        with self._store.lock:
+            self._drop_claim(digest, token)
+
+    def refresh_claim(self, *, digest: str, token: str, claim_ttl: float) -> bool:
+        with self._store.lock:
+            holder = self._claim_holder(digest)
+            if holder is None or holder.token != token:
+                return False
+            self._set_claim(digest, token, claim_ttl)
+            return True
+
+    def begin_replace(self, *, name: str, token: str) -> ReplaceDecision:
+        with self._store.lock:
+            record = self._store.records.get(self._prefix + name)
+            if record is None:
+                return "absent"
+            if record.state == "live":
+                if record.refs > 1:
+                    return "shared"
+            elif record.token != token:
+                return "wait"
+            record.state, record.token = "replacing", token
+            map_key = self._prefix + record.digest
+            if self._store.content.get(map_key) == name:
+                del self._store.content[map_key]
+            return "replace"
+
+    def abort_replace(self, *, name: str, token: str, inner_deleted: bool) -> None:
+        with self._store.lock:
+            key = self._prefix + name
+            record = self._store.records.get(key)
+            if record is None or record.state != "replacing" or record.token != token:
+                return
+            if inner_deleted:
+                del self._store.records[key]
+            else:
+                record.state, record.token = "live", ""
+                self._store.content.setdefault(self._prefix + record.digest, name)
+
+    def begin_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
+        with self._store.lock:
+            record = self._store.records.get(self._prefix + name)
+            if record is None:
+                return DeleteDecision("unknown")
+            if record.state == "replacing":
+                return DeleteDecision("wait", digest=record.digest, retry_after=0.05)
+            if record.state == "live" and record.refs > 1:
+                record.refs -= 1
+                return DeleteDecision("kept", digest=record.digest, refs=record.refs)
+            holder = self._claim_holder(record.digest)
+            if holder is not None and holder.token != token:
+                return DeleteDecision(
+                    "wait",
+                    digest=record.digest,
+                    retry_after=max(holder.expires - time.monotonic(), 0.001),
+                )
+            self._set_claim(record.digest, token, claim_ttl)
+            record.state, record.refs, record.token = "deleting", 0, token
+            map_key = self._prefix + record.digest
+            if self._store.content.get(map_key) == name:
+                del self._store.content[map_key]
+            return DeleteDecision("delete", digest=record.digest)
+
+    def commit_delete(self, *, name: str, digest: str, token: str) -> None:
+        with self._store.lock:
+            key = self._prefix + name
+            record = self._store.records.get(key)
+            if record is not None and record.state == "deleting" and record.token == token:
+                del self._store.records[key]
+            self._drop_claim(digest, token)
+
+    def lookup(self, name: str) -> ObjectRecord | None:
+        with self._store.lock:
+            record = self._store.records.get(self._prefix + name)
+            if record is None:
+                return None
+            return ObjectRecord(name, record.digest, record.refs, record.state, record.size)
+
+    def ping(self) -> None:
+        """Answer always: the index lives in this process."""

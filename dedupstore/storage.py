@@ -1,0 +1,584 @@
+"""``DedupStorage``: make any Django storage content-addressed and deduplicated."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import IO, Any, Literal, TypeVar, cast
+
+from blake3 import blake3
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
+from django.core.files.base import File
+from django.core.files.storage import Storage
+from django.core.files.utils import validate_file_name
+from django.utils.deconstruct import deconstructible
+from django.utils.module_loading import import_string
+
+from dedupstore.exceptions import ClaimTimeout, EmptyContentError, IndexUnavailable
+from dedupstore.hashing import DEFAULT_CHUNK_SIZE, ContentHasher, HashedContent, derive_hash_key
+from dedupstore.index import Index, mask_url, open_index, validate_index_url
+from dedupstore.index.base import ClaimKeeper
+
+__all__ = ["DedupStorage"]
+
+logger = logging.getLogger("dedupstore")
+
+T = TypeVar("T")
+Reuse = Literal["content", "name", "never"]
+OnIndexError = Literal["raise", "bypass"]
+
+REUSE_CHOICES = ("content", "name", "never")
+ON_INDEX_ERROR_CHOICES = ("raise", "bypass")
+#: Option names whose values never belong in a migration file or a log line.
+_SECRET_OPTION_WORDS = ("key", "secret", "password", "token", "auth", "credential")
+_UNSET: Any = object()
+
+
+def _is_secret_option(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_OPTION_WORDS)
+
+
+def _redact(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``options`` with secret-looking values replaced, recursively."""
+    redacted: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            redacted[key] = _redact(value)
+        elif _is_secret_option(str(key)) and isinstance(value, str | bytes):
+            redacted[key] = "***"
+        else:
+            redacted[key] = value
+    return redacted
+
+
+@deconstructible(path="dedupstore.DedupStorage")
+class DedupStorage(Storage):
+    """Wrap another storage so identical content is stored once and reference-counted.
+
+    Every option is a keyword argument (so ``STORAGES[...]["OPTIONS"]`` works) with a
+    ``DEDUPSTORE_<OPTION>`` setting as fallback. Only plain data is accepted: the inner
+    storage and the index client are built on first use.
+    """
+
+    #: option name -> built-in default; the setting is ``DEDUPSTORE_<NAME>``.
+    default_options: Mapping[str, Any] = {
+        "inner": None,
+        "index": "redis://localhost:6379/0",
+        "namespace": None,
+        "reuse": "content",
+        "overwrite": False,
+        "hash_key": None,
+        "chunk_size": DEFAULT_CHUNK_SIZE,
+        "on_index_error": "raise",
+        "claim_ttl": 30.0,
+        "wait_timeout": 60.0,
+        "index_timeout": 5.0,
+    }
+
+    def __init__(
+        self,
+        *,
+        inner: str | Mapping[str, Any] = _UNSET,
+        index: str = _UNSET,
+        namespace: str | None = _UNSET,
+        reuse: Reuse = _UNSET,
+        overwrite: bool = _UNSET,
+        hash_key: str | bytes | bool | None = _UNSET,
+        chunk_size: int = _UNSET,
+        on_index_error: OnIndexError = _UNSET,
+        claim_ttl: float = _UNSET,
+        wait_timeout: float = _UNSET,
+        index_timeout: float = _UNSET,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__} got unknown option(s) {', '.join(sorted(unknown))}; "
+                f"valid options are: {', '.join(self.default_options)}"
+            )
+        given = {
+            "inner": inner,
+            "index": index,
+            "namespace": namespace,
+            "reuse": reuse,
+            "overwrite": overwrite,
+            "hash_key": hash_key,
+            "chunk_size": chunk_size,
+            "on_index_error": on_index_error,
+            "claim_ttl": claim_ttl,
+            "wait_timeout": wait_timeout,
+            "index_timeout": index_timeout,
+        }
+        defaults = self.get_default_settings()
+        options = {
+            name: defaults[name] if value is _UNSET else value for name, value in given.items()
+        }
+        self._validate_options(options)
+        self.inner_config: str | dict[str, Any] = (
+            options["inner"] if isinstance(options["inner"], str) else dict(options["inner"])
+        )
+        self.index_url: str = options["index"]
+        self._namespace: str | None = options["namespace"]
+        self.reuse: Reuse = options["reuse"]
+        self.overwrite: bool = options["overwrite"]
+        self._hash_key_option: str | bytes | bool | None = options["hash_key"]
+        self.chunk_size: int = options["chunk_size"]
+        self.on_index_error: OnIndexError = options["on_index_error"]
+        self.claim_ttl = float(options["claim_ttl"])
+        self.wait_timeout = float(options["wait_timeout"])
+        self.index_timeout = float(options["index_timeout"])
+        self._setup_lock = threading.Lock()
+        self._inner: Storage | None = None
+        self._index: Index | None = None
+        self._hasher: ContentHasher | None = None
+        self._keeper: ClaimKeeper | None = None
+
+    # -- configuration -------------------------------------------------------------
+
+    def get_default_settings(self) -> dict[str, Any]:
+        """Return each option's default: its ``DEDUPSTORE_*`` setting, else the built-in."""
+        return {
+            name: getattr(settings, f"DEDUPSTORE_{name.upper()}", default)
+            for name, default in self.default_options.items()
+        }
+
+    def _validate_options(self, options: dict[str, Any]) -> None:
+        cls = type(self).__name__
+        inner = options["inner"]
+        if inner is None:
+            raise ImproperlyConfigured(
+                f"{cls} needs 'inner': a STORAGES alias such as 'blobs', or a dict "
+                "{'BACKEND': 'dotted.path.Storage', 'OPTIONS': {...}} (or set DEDUPSTORE_INNER)"
+            )
+        if isinstance(inner, Storage):
+            raise ImproperlyConfigured(
+                f"{cls}: pass 'inner' as a STORAGES alias or a {{'BACKEND': ..., 'OPTIONS': ...}} "
+                f"dict, not a {type(inner).__name__} instance: storages must deconstruct to "
+                "plain data for migrations, and the inner storage is built on first use"
+            )
+        if isinstance(inner, Mapping):
+            backend = inner.get("BACKEND")
+            if not isinstance(backend, str) or not backend:
+                raise ImproperlyConfigured(f"{cls}: the 'inner' dict needs a 'BACKEND' dotted path")
+            extra = set(inner) - {"BACKEND", "OPTIONS"}
+            if extra:
+                raise ImproperlyConfigured(
+                    f"{cls}: the 'inner' dict takes only BACKEND and OPTIONS, not {sorted(extra)}"
+                )
+            if not isinstance(inner.get("OPTIONS", {}), Mapping):
+                raise ImproperlyConfigured(f"{cls}: the 'inner' OPTIONS must be a dict")
+        elif not isinstance(inner, str) or not inner:
+            raise ImproperlyConfigured(
+                f"{cls}: 'inner' must be a STORAGES alias or a dict, not {inner!r}"
+            )
+        validate_index_url(options["index"])
+        namespace = options["namespace"]
+        if namespace is not None and (not isinstance(namespace, str) or not namespace):
+            raise ImproperlyConfigured(f"{cls}: 'namespace' must be a non-empty string or None")
+        if options["reuse"] not in REUSE_CHOICES:
+            raise ImproperlyConfigured(
+                f"{cls}: 'reuse' must be one of {', '.join(REUSE_CHOICES)}, "
+                f"not {options['reuse']!r}"
+            )
+        if not isinstance(options["overwrite"], bool):
+            raise ImproperlyConfigured(f"{cls}: 'overwrite' must be True or False")
+        hash_key = options["hash_key"]
+        if hash_key is True or not isinstance(hash_key, str | bytes | bool | type(None)):
+            raise ImproperlyConfigured(
+                f"{cls}: 'hash_key' must be a secret string, False (plain BLAKE3) or None "
+                "(derive from SECRET_KEY)"
+            )
+        if isinstance(hash_key, str | bytes) and not hash_key:
+            raise ImproperlyConfigured(f"{cls}: 'hash_key' must not be empty")
+        chunk_size = options["chunk_size"]
+        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size <= 0:
+            raise ImproperlyConfigured(f"{cls}: 'chunk_size' must be a positive number of bytes")
+        if options["on_index_error"] not in ON_INDEX_ERROR_CHOICES:
+            raise ImproperlyConfigured(
+                f"{cls}: 'on_index_error' must be 'raise' or 'bypass', "
+                f"not {options['on_index_error']!r}"
+            )
+        for name in ("claim_ttl", "wait_timeout", "index_timeout"):
+            value = options[name]
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ImproperlyConfigured(f"{cls}: '{name}' must be a positive number of seconds")
+
+    # -- lazily built collaborators ------------------------------------------------
+
+    @property
+    def inner(self) -> Storage:
+        """Return the wrapped storage, building it on first use."""
+        if self._inner is None:
+            with self._setup_lock:
+                if self._inner is None:
+                    self._inner = self._build_inner()
+        return self._inner
+
+    def _inner_definition(self) -> dict[str, Any]:
+        if isinstance(self.inner_config, dict):
+            return self.inner_config
+        alias = self.inner_config
+        definition = getattr(settings, "STORAGES", {}).get(alias)
+        if definition is None:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: inner storage alias {alias!r} is not in "
+                f"settings.STORAGES (known aliases: {', '.join(sorted(settings.STORAGES))})"
+            )
+        return dict(definition)
+
+    def _build_inner(self) -> Storage:
+        definition = self._inner_definition()
+        try:
+            backend = import_string(definition["BACKEND"])
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: cannot import inner BACKEND "
+                f"{definition['BACKEND']!r}: {exc}"
+            ) from exc
+        if isinstance(backend, type) and issubclass(backend, DedupStorage):
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: the inner storage must not be another DedupStorage "
+                f"({definition['BACKEND']}); wrap the storage that holds the bytes"
+            )
+        inner = backend(**definition.get("OPTIONS", {}))
+        if not isinstance(inner, Storage):
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: inner BACKEND {definition['BACKEND']!r} built a "
+                f"{type(inner).__name__}, not a django Storage"
+            )
+        return inner
+
+    @property
+    def namespace(self) -> str:
+        """Return the prefix of this storage's index keys.
+
+        The default is derived from the inner storage's definition, so two storages over
+        the same inner storage share reference counts (they must, or one would delete
+        objects the other still uses) and storages over different inner storages never
+        share objects.
+        """
+        if self._namespace is None:
+            identity = json.dumps(self._inner_definition(), sort_keys=True, default=repr)
+            self._namespace = "dedupstore:" + blake3(identity.encode()).hexdigest()[:16]
+        return self._namespace
+
+    @property
+    def index(self) -> Index:
+        """Return the index client, opening it on first use."""
+        if self._index is None:
+            with self._setup_lock:
+                if self._index is None:
+                    self._index = open_index(
+                        self.index_url, namespace=self.namespace, socket_timeout=self.index_timeout
+                    )
+                    self._keeper = ClaimKeeper(self._index, self.claim_ttl)
+        return self._index
+
+    @property
+    def _claim_keeper(self) -> ClaimKeeper:
+        self.index  # noqa: B018 - opening the index creates the keeper
+        assert self._keeper is not None
+        return self._keeper
+
+    @property
+    def hasher(self) -> ContentHasher:
+        """Return the content hasher, deriving its key on first use."""
+        if self._hasher is None:
+            self._hasher = ContentHasher(key=self._hash_key(), chunk_size=self.chunk_size)
+        return self._hasher
+
+    def _hash_key(self) -> bytes | None:
+        option = self._hash_key_option
+        if option is False:
+            return None
+        if option is None:
+            secret = getattr(settings, "SECRET_KEY", "")
+            if not secret:
+                raise ImproperlyConfigured(
+                    f"{type(self).__name__}: digests are keyed by SECRET_KEY by default, "
+                    "but SECRET_KEY is empty; set it, set hash_key, or hash_key=False"
+                )
+            return derive_hash_key(secret)
+        return derive_hash_key(cast("str | bytes", option))
+
+    # -- pickling and migrations ---------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for client in ("_setup_lock", "_inner", "_index", "_hasher", "_keeper"):
+            state.pop(client, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._setup_lock = threading.Lock()
+        self._inner = self._index = self._hasher = self._keeper = None
+
+    def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+        """Return the constructor arguments with every secret left out."""
+        path, args, kwargs = super().deconstruct()  # type: ignore[misc]
+        kwargs = dict(kwargs)
+        if isinstance(kwargs.get("hash_key"), str | bytes):
+            del kwargs["hash_key"]
+        if "index" in kwargs:
+            kwargs["index"] = mask_url(kwargs["index"])
+        if isinstance(kwargs.get("inner"), Mapping):
+            kwargs["inner"] = _redact(kwargs["inner"])
+        return path, args, kwargs
+
+    # -- saving --------------------------------------------------------------------
+
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
+        """Store ``content`` once per distinct content and return the name to keep.
+
+        Identical content returns the name of the object already stored (by the
+        ``reuse`` policy) without any call to the inner storage.
+        """
+        if name is None:
+            name = getattr(content, "name", None)
+        if not name or not isinstance(name, str):
+            raise SuspiciousFileOperation(f"Cannot save content without a file name: {name!r}")
+        if isinstance(content, str | bytes | bytearray | memoryview):
+            raise TypeError(
+                f"save() takes a File-like object, not {type(content).__name__}; wrap the "
+                "data in django.core.files.base.ContentFile"
+            )
+        if not hasattr(content, "chunks"):
+            content = File(content, name)
+        validate_file_name(name, allow_relative_path=True)
+        stored = self._save(name, content, max_length)
+        validate_file_name(stored, allow_relative_path=True)
+        return stored
+
+    def _save(self, name: str, content: File, max_length: int | None = None) -> str:  # type: ignore[override]
+        hashed = self.hasher.hash(content)
+        try:
+            if hashed.size == 0:
+                raise EmptyContentError(name)
+            return self._save_hashed(name, hashed, max_length)
+        finally:
+            if hashed.spooled:
+                hashed.content.close()
+
+    def _save_hashed(self, name: str, hashed: HashedContent, max_length: int | None) -> str:
+        token = secrets.token_hex(16)
+        try:
+            decision = self._until_decided(
+                lambda: self.index.begin_save(
+                    digest=hashed.digest,
+                    reuse=self.reuse,
+                    name=name,
+                    max_length=max_length,
+                    token=token,
+                    claim_ttl=self.claim_ttl,
+                ),
+                hashed.digest,
+            )
+        except IndexUnavailable:
+            if self.on_index_error == "bypass":
+                return self._save_bypassing_index(name, hashed, max_length)
+            raise
+        if decision.action == "hit":
+            return decision.name
+
+        # We hold the claim on this digest: concurrent saves of the same content wait for
+        # commit_save() and then reuse our object. The keeper extends the claim while a
+        # slow inner write runs; if this process dies, the claim expires after claim_ttl.
+        keeper = self._claim_keeper
+        keeper.keep(hashed.digest, token)
+        try:
+            stored = self._write_inner(name, hashed, max_length, token)
+            # If this raises, the inner object is orphaned (never returned, never
+            # counted); the claim expires and the next save of this content writes again.
+            self.index.commit_save(digest=hashed.digest, token=token, name=stored, size=hashed.size)
+        except BaseException:
+            self._quietly(lambda: self.index.release_claim(digest=hashed.digest, token=token))
+            raise
+        finally:
+            keeper.release(token)
+        return stored
+
+    def _write_inner(
+        self, name: str, hashed: HashedContent, max_length: int | None, token: str
+    ) -> str:
+        inner = self.inner
+        if getattr(inner, "content_addressed", False):
+            # The inner storage names objects by their content (an IPFS CID): there is no
+            # name to choose, keep free or overwrite.
+            return inner.save(name, hashed.content, max_length=max_length)
+        replaced, inner_deleted = False, False
+        fits = not max_length or len(name) <= max_length
+        if self.overwrite and fits and inner.exists(name):
+            decision = self._until_decided(
+                lambda: self.index.begin_replace(name=name, token=token), hashed.digest
+            )
+            if decision == "shared":
+                # Other references use this object: it must never change under them.
+                name = self.get_available_name(name, max_length=max_length)
+            else:
+                replaced = decision == "replace"
+                # Inner storages keep existing names; remove the old object so the new
+                # content lands under the very same name.
+                inner.delete(name)
+                inner_deleted = True
+        else:
+            name = self.get_available_name(name, max_length=max_length)
+        try:
+            return inner.save(name, hashed.content, max_length=max_length)
+        except BaseException:
+            if replaced:
+                self._quietly(
+                    lambda: self.index.abort_replace(
+                        name=name, token=token, inner_deleted=inner_deleted
+                    )
+                )
+            raise
+
+    def _save_bypassing_index(
+        self, name: str, hashed: HashedContent, max_length: int | None
+    ) -> str:
+        inner = self.inner
+        if getattr(inner, "content_addressed", False):
+            # A content-addressed name may already be shared by counted references, so
+            # it cannot be handed out untracked.
+            raise IndexUnavailable(
+                self.index.display_url,
+                RuntimeError(
+                    "on_index_error='bypass' is impossible with a content-addressed inner storage"
+                ),
+            )
+        logger.warning(
+            "dedupstore index %s unreachable: storing %r without deduplication",
+            self.index.display_url,
+            name,
+        )
+        name = self.get_available_name(name, max_length=max_length)
+        return inner.save(name, hashed.content, max_length=max_length)
+
+    def _until_decided(self, ask: Callable[[], T], digest: str) -> T:
+        """Repeat ``ask`` while it answers "wait", up to ``wait_timeout`` seconds."""
+        started = time.monotonic()
+        pause = 0.002
+        while True:
+            decision = ask()
+            action = getattr(decision, "action", decision)
+            if action != "wait":
+                return decision
+            waited = time.monotonic() - started
+            if waited >= self.wait_timeout:
+                raise ClaimTimeout(digest, waited)
+            retry_after = getattr(decision, "retry_after", pause) or pause
+            time.sleep(min(pause, retry_after, self.wait_timeout - waited))
+            pause = min(pause * 2, 0.05)
+
+    @staticmethod
+    def _quietly(call: Callable[[], object]) -> None:
+        """Run a clean-up call whose failure must not hide the original error."""
+        try:
+            call()
+        except Exception:
+            logger.warning("dedupstore clean-up failed", exc_info=True)
+
+    # -- deleting ------------------------------------------------------------------
+
+    def delete(self, name: str) -> None:
+        """Drop one reference to ``name``; delete the inner object with the last one."""
+        self._validate_name(name)
+        token = secrets.token_hex(16)
+        decision = self._until_decided(
+            lambda: self.index.begin_delete(name=name, token=token, claim_ttl=self.claim_ttl),
+            name,
+        )
+        if decision.action == "unknown":
+            # Stored before the wrapper was installed (or already deleted): nobody else
+            # can hold a counted reference to it.
+            self.inner.delete(name)
+            return
+        if decision.action == "kept":
+            return
+        keeper = self._claim_keeper
+        keeper.keep(decision.digest, token)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                self.inner.delete(name)
+            self.index.commit_delete(name=name, digest=decision.digest, token=token)
+        except BaseException:
+            # The record stays in "deleting" with no references: no save reuses it, and
+            # the next delete() of the name retries the inner delete.
+            self._quietly(lambda: self.index.release_claim(digest=decision.digest, token=token))
+            raise
+        finally:
+            keeper.release(token)
+
+    # -- reading: delegated, and independent of the index ------------------------
+
+    @staticmethod
+    def _validate_name(name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise SuspiciousFileOperation(f"Invalid file name: {name!r}")
+        validate_file_name(name, allow_relative_path=True)
+
+    def _open(self, name: str, mode: str = "rb") -> File:
+        self._validate_name(name)
+        return self.inner.open(name, mode)
+
+    def exists(self, name: str) -> bool:
+        self._validate_name(name)
+        return self.inner.exists(name)
+
+    def size(self, name: str) -> int:
+        self._validate_name(name)
+        return self.inner.size(name)
+
+    def url(self, name: str | None) -> str:
+        if name is not None:
+            self._validate_name(name)
+        return self.inner.url(name)
+
+    def path(self, name: str) -> str:
+        self._validate_name(name)
+        return self.inner.path(name)
+
+    def listdir(self, path: str) -> tuple[list[str], list[str]]:
+        if path:
+            validate_file_name(path, allow_relative_path=True)
+        return self.inner.listdir(path)
+
+    def get_accessed_time(self, name: str) -> datetime:
+        self._validate_name(name)
+        return self.inner.get_accessed_time(name)
+
+    def get_created_time(self, name: str) -> datetime:
+        self._validate_name(name)
+        return self.inner.get_created_time(name)
+
+    def get_modified_time(self, name: str) -> datetime:
+        self._validate_name(name)
+        return self.inner.get_modified_time(name)
+
+    def get_valid_name(self, name: str) -> str:
+        return self.inner.get_valid_name(name)
+
+    def generate_filename(self, filename: str) -> str:
+        return self.inner.generate_filename(filename)
+
+    # -- introspection ---------------------------------------------------------------
+
+    def references(self, name: str) -> int:
+        """Return how many references the index counts for ``name`` (0 if unknown)."""
+        record = self.index.lookup(name)
+        return record.refs if record and record.state == "live" else 0
+
+    def digest(self, content: File | IO[bytes]) -> str:
+        """Return the digest this storage computes for ``content``."""
+        if not hasattr(content, "chunks"):
+            content = File(content)
+        return self.hasher.hash(cast(File, content)).digest
