@@ -140,6 +140,7 @@ class DedupStorage(Storage):
         self._index: Index | None = None
         self._hasher: ContentHasher | None = None
         self._keeper: ClaimKeeper | None = None
+        self._redact_constructor_args()
 
     # -- configuration -------------------------------------------------------------
 
@@ -210,6 +211,23 @@ class DedupStorage(Storage):
             value = options[name]
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ImproperlyConfigured(f"{cls}: '{name}' must be a positive number of seconds")
+
+    def _redact_constructor_args(self) -> None:
+        """Keep secrets out of ``deconstruct()``, and so out of migration files.
+
+        ``@deconstructible`` records the constructor arguments before ``__init__`` runs and
+        replaces any ``deconstruct`` defined in the class body, so the recorded arguments
+        themselves are redacted. The result is stable: redacting it again changes nothing.
+        """
+        args, kwargs = getattr(self, "_constructor_args", ((), {}))
+        kwargs = dict(kwargs)
+        if isinstance(kwargs.get("hash_key"), str | bytes):
+            del kwargs["hash_key"]
+        if isinstance(kwargs.get("index"), str):
+            kwargs["index"] = mask_url(kwargs["index"])
+        if isinstance(kwargs.get("inner"), Mapping):
+            kwargs["inner"] = _redact(kwargs["inner"])
+        self._constructor_args = (args, kwargs)
 
     # -- lazily built collaborators ------------------------------------------------
 
@@ -321,18 +339,6 @@ class DedupStorage(Storage):
         self.__dict__.update(state)
         self._setup_lock = threading.Lock()
         self._inner = self._index = self._hasher = self._keeper = None
-
-    def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
-        """Return the constructor arguments with every secret left out."""
-        path, args, kwargs = super().deconstruct()  # type: ignore[misc]
-        kwargs = dict(kwargs)
-        if isinstance(kwargs.get("hash_key"), str | bytes):
-            del kwargs["hash_key"]
-        if "index" in kwargs:
-            kwargs["index"] = mask_url(kwargs["index"])
-        if isinstance(kwargs.get("inner"), Mapping):
-            kwargs["inner"] = _redact(kwargs["inner"])
-        return path, args, kwargs
 
     # -- saving --------------------------------------------------------------------
 

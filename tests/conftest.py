@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from dedupstore import DedupStorage
 from dedupstore.testing.redis import RedisServer
 
 
@@ -25,3 +29,19 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushdb()
     yield redis_server.url
     client.close()
+
+
+@pytest.fixture
+def make_fs_dedup(redis_url: str, tmp_path: Path) -> Callable[..., DedupStorage]:
+    """Return a factory of DedupStorage over a FileSystemStorage in ``tmp_path``."""
+
+    def make(**options: Any) -> DedupStorage:
+        options.setdefault("index", redis_url)
+        options.setdefault("namespace", f"test-{uuid.uuid4().hex}")
+        inner = {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media")},
+        }
+        return DedupStorage(inner=inner, **options)
+
+    return make

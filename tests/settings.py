@@ -18,6 +18,12 @@ ROOT_URLCONF = "tests.testapp.urls"
 MEDIA_ROOT = tempfile.mkdtemp(prefix="dedupstore-tests-media-")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "plain": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "dedup": {
+        "BACKEND": "dedupstore.DedupStorage",
+        # The suite points "index" at its private redis-server (see tests/conftest.py).
+        "OPTIONS": {"inner": "plain", "index": "locmem://settings"},
+    },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"

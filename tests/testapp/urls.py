@@ -1,3 +1,7 @@
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from tests.testapp.views import upload
+
+urlpatterns = [path("upload/", upload)]

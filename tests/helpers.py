@@ -1,0 +1,71 @@
+"""Test helpers: counting the calls that reach an inner storage (a spy, not a stand-in)."""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from typing import Any
+
+from django.core.files.storage import Storage
+
+COUNTED_METHODS = (
+    "save",
+    "_save",
+    "open",
+    "_open",
+    "exists",
+    "delete",
+    "size",
+    "url",
+    "listdir",
+    "get_available_name",
+    "path",
+)
+
+
+class InnerCalls:
+    """Count every public call that reaches ``storage``; the real method still runs."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.counts: Counter[str] = Counter()
+        for method in COUNTED_METHODS:
+            original = getattr(storage, method, None)
+            if original is not None:
+                setattr(storage, method, self._counting(method, original))
+
+    def _counting(self, method: str, original: Any) -> Any:
+        @functools.wraps(original)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.counts[method] += 1
+            return original(*args, **kwargs)
+
+        return counted
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def reset(self) -> None:
+        self.counts.clear()
+
+    def undo(self) -> None:
+        for method in COUNTED_METHODS:
+            self.storage.__dict__.pop(method, None)
+
+
+class FailingInner:
+    """Make one method of a real storage raise once (failure injection for a test)."""
+
+    def __init__(self, storage: Storage, method: str, error: BaseException) -> None:
+        self.storage = storage
+        self.method = method
+        self.error = error
+        original = getattr(storage, method)
+
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            storage.__dict__.pop(method, None)
+            raise self.error
+
+        setattr(storage, method, failing)
+        self.original = original

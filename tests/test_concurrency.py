@@ -1,0 +1,69 @@
+"""Processes sharing one Redis save the same new content: exactly one inner write."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROCESSES = 8
+
+
+def _save_in_child(args: tuple[str, str, str, bytes, Any, Any]) -> tuple[str, int]:
+    index_url, location, counter_dir, payload, barrier, _ = args
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(SECRET_KEY="concurrency")
+        django.setup()
+    from django.core.files.base import ContentFile
+
+    from dedupstore import DedupStorage
+
+    storage = DedupStorage(
+        inner={
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": location},
+        },
+        index=index_url,
+        namespace="concurrency",
+    )
+    inner = storage.inner
+    original_save = inner.save
+
+    def counting_save(*a: Any, **k: Any) -> str:
+        # One marker file per real inner write, visible to the parent.
+        Path(counter_dir, f"write-{os.getpid()}").touch()
+        return original_save(*a, **k)
+
+    inner.save = counting_save  # type: ignore[method-assign]
+    barrier.wait()
+    return storage.save(f"upload-{os.getpid()}.bin", ContentFile(payload)), os.getpid()
+
+
+@pytest.mark.parametrize("size", [4096, 8 * 1024 * 1024])
+def test_processes_saving_the_same_new_content_write_once(
+    redis_url: str, tmp_path: Path, size: int
+) -> None:
+    location, counter_dir = tmp_path / "media", tmp_path / "writes"
+    counter_dir.mkdir()
+    payload = os.urandom(size)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(PROCESSES)
+        jobs = [
+            (redis_url, str(location), str(counter_dir), payload, barrier, i)
+            for i in range(PROCESSES)
+        ]
+        with context.Pool(PROCESSES) as pool:
+            results = pool.map(_save_in_child, jobs)
+    names = {name for name, _pid in results}
+    assert len(names) == 1, names
+    assert len(list(counter_dir.iterdir())) == 1
+    (name,) = names
+    assert (location / name).read_bytes() == payload
+    assert [p.name for p in location.iterdir()] == [name]

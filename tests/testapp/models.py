@@ -1,0 +1,33 @@
+"""Models that store files through DedupStorage in every way Django allows."""
+
+from __future__ import annotations
+
+from django.core.files.storage import Storage, storages
+from django.db import models
+
+from dedupstore import DedupStorage
+
+
+def dedup_storage() -> Storage:
+    """Pick the storage at run time (a callable storage is deconstructed by reference)."""
+    return storages["dedup"]
+
+
+class Document(models.Model):
+    """Uses the default storage (STORAGES["default"])."""
+
+    file = models.FileField(upload_to="docs/")
+
+
+class Picture(models.Model):
+    image = models.ImageField(upload_to="pictures/", storage=dedup_storage)
+
+
+class Attachment(models.Model):
+    """A per-field storage instance, as a developer would write it in models.py."""
+
+    file = models.FileField(
+        upload_to="attachments/",
+        max_length=60,
+        storage=DedupStorage(inner="plain", index="locmem://attachments", reuse="content"),
+    )
