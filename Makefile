@@ -1,0 +1,47 @@
+# dedupstore: `make test` and `make demo` work on a fresh Debian machine (run as root).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# pyenv keeps 3.12 and 3.13 off PATH; tox finds them once their bin dirs are on it.
+PYENV_BINS := $(shell d=$$(pyenv root 2>/dev/null) && for v in "$$d"/versions/3.12* "$$d"/versions/3.13*; do [ -x "$$v/bin/python" ] && printf '%s:' "$$v/bin"; done)
+TOX_ENVS := py311-django42,py312-django6,py313-django6
+
+.PHONY: test demo bench lint tox venv redis-server clean
+
+test: venv redis-server lint
+	scripts/loopback-only $(BIN)/python -m pytest
+	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run -e $(TOX_ENVS) --skip-missing-interpreters=false
+
+tox: venv redis-server
+	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+demo: venv redis-server
+	scripts/loopback-only $(BIN)/python examples/demo/run_demo.py
+
+bench: venv redis-server
+	scripts/loopback-only $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $(STAMP)
+
+# Debian's redis-server: the suite, the demo and the benchmarks start private instances.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing Debian's redis-server"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
+	}
+	@# The Debian package starts a system service on port 6379; we never use it.
+	@command -v redis-server >/dev/null
+
+clean:
+	rm -rf $(VENV) .tox .pytest_cache .ruff_cache .hypothesis
