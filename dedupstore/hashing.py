@@ -107,9 +107,11 @@ class ContentHasher:
 
         raw = _innermost_file(content)
         if isinstance(raw, io.BytesIO):
-            with raw.getbuffer() as view:
-                digest, size = self.hash_bytes(view), view.nbytes
-            return self._rewound(content, digest, size)
+            # getvalue() hands back the BytesIO's own buffer without copying it; a
+            # getbuffer() view would first un-share the bytes a ContentFile was built
+            # from, a full copy into fresh pages (27 ms for 64 MiB here).
+            data = raw.getvalue()
+            return self._rewound(content, self.hash_bytes(data), len(data))
         if isinstance(raw, io.StringIO):
             # Django writes text content through a text-mode file, in UTF-8 here.
             data = raw.getvalue().encode()
