@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage, storages
+from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db.migrations.writer import MigrationWriter
@@ -28,11 +28,13 @@ def dedup_settings(settings: Any, redis_url: str, tmp_path: Path) -> Any:
     """Point STORAGES at a real Redis index and a private media directory."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
     plain = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    # The default alias takes its options from the DEDUPSTORE_* settings: under
+    # override_settings, Django 4.2 rebuilds STORAGES["default"] from the backend path
+    # alone (via DEFAULT_FILE_STORAGE) and drops its OPTIONS.
+    settings.DEDUPSTORE_INNER = "plain"
+    settings.DEDUPSTORE_INDEX = redis_url
     settings.STORAGES = {
-        "default": {
-            "BACKEND": "dedupstore.DedupStorage",
-            "OPTIONS": {"inner": "plain", "index": redis_url},
-        },
+        "default": {"BACKEND": "dedupstore.DedupStorage"},
         "plain": plain,
         "dedup": {
             "BACKEND": "dedupstore.DedupStorage",
@@ -49,7 +51,6 @@ def media_files(settings: Any) -> list[str]:
 
 
 def test_default_storage_deduplicates_model_files(dedup_settings: Any) -> None:
-    assert isinstance(default_storage._wrapped if default_storage._wrapped else None, object)
     first = Document.objects.create(file=ContentFile(b"report", name="report.pdf"))
     second = Document.objects.create(file=ContentFile(b"report", name="copy.pdf"))
     assert isinstance(storages["default"], DedupStorage)
