@@ -67,3 +67,32 @@ def test_processes_saving_the_same_new_content_write_once(
     (name,) = names
     assert (location / name).read_bytes() == payload
     assert [p.name for p in location.iterdir()] == [name]
+
+
+def test_a_slow_writer_keeps_its_claim_past_claim_ttl(make_fs_dedup: Any) -> None:
+    """A live writer renews its claim, so a second saver waits instead of writing again."""
+    import threading
+    import time
+
+    from django.core.files.base import ContentFile
+
+    storage = make_fs_dedup(claim_ttl=0.3, wait_timeout=10)
+    inner = storage.inner
+    original_save = inner.save
+    writes: list[str] = []
+
+    def slow_save(*args: Any, **kwargs: Any) -> str:
+        writes.append(args[0])
+        time.sleep(1.2)  # four claim lifetimes
+        return original_save(*args, **kwargs)
+
+    inner.save = slow_save
+    names: list[str] = []
+    first = threading.Thread(target=lambda: names.append(storage.save("a.bin", ContentFile(b"S"))))
+    first.start()
+    time.sleep(0.4)  # the first claim would have expired by now without renewal
+    names.append(storage.save("b.bin", ContentFile(b"S")))
+    first.join()
+    assert len(writes) == 1
+    assert names == ["a.bin", "a.bin"]
+    assert storage.references("a.bin") == 2
