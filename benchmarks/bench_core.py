@@ -206,28 +206,33 @@ def bench_miss(index: str, workdir: Path, size: int, repeat: int) -> list[dict[s
     # One long-lived storage, as in a web process; every timed save has new content.
     storage = make_dedup(index, str(workdir / "miss"), "bench-miss")
 
-    def fresh() -> bytes:
-        return os.urandom(size)
+    datas = [os.urandom(size) for _ in range(repeat + 1)]
 
-    datas = [fresh() for _ in range(repeat + 1)]
+    def temp_upload(data: bytes) -> TemporaryUploadedFile:
+        upload = TemporaryUploadedFile("up.bin", None, len(data), None)
+        upload.write(data)
+        upload.flush()
+        upload.seek(0)
+        return upload
 
-    def raw_save(data: bytes) -> float:
+    def timed_save(target: Any, content: Any) -> tuple[float, bool]:
+        """Save then delete; return the save's seconds and whether a temp file was moved."""
+        path = getattr(content, "temporary_file_path", lambda: None)()
         started = time.perf_counter()
-        name = raw_storage.save("raw.bin", ContentFile(data))
+        name = target.save("bench.bin", content)
         elapsed = time.perf_counter() - started
-        raw_storage.delete(name)
-        return elapsed
+        moved = path is not None and not os.path.exists(path)
+        content.close()
+        target.delete(name)
+        return elapsed, moved
 
-    def dedup_save(data: bytes) -> float:
-        started = time.perf_counter()
-        name = storage.save("miss.bin", ContentFile(data))
-        elapsed = time.perf_counter() - started
-        storage.delete(name)
-        return elapsed
-
-    raw_save(datas[-1]), dedup_save(datas[-1])  # warm-up
+    timed_save(raw_storage, ContentFile(datas[-1]))  # warm-up
+    timed_save(storage, ContentFile(datas[-1]))
     # Interleave the two so both see the same machine state.
-    pairs = [(raw_save(d), dedup_save(d)) for d in datas[:repeat]]
+    pairs = [
+        (timed_save(raw_storage, ContentFile(d))[0], timed_save(storage, ContentFile(d))[0])
+        for d in datas[:repeat]
+    ]
     raw = statistics.median(r for r, _ in pairs)
     ours = statistics.median(o for _, o in pairs)
     rows = [
@@ -242,39 +247,10 @@ def bench_miss(index: str, workdir: Path, size: int, repeat: int) -> list[dict[s
         }
     ]
 
-    def temp_upload(data: bytes) -> TemporaryUploadedFile:
-        upload = TemporaryUploadedFile("up.bin", None, len(data), None)
-        upload.write(data)
-        upload.flush()
-        upload.seek(0)
-        return upload
-
-    def raw_temp(data: bytes) -> tuple[float, bool]:
-        upload = temp_upload(data)
-        path = upload.temporary_file_path()
-        started = time.perf_counter()
-        name = raw_storage.save("raw.bin", upload)
-        elapsed = time.perf_counter() - started
-        moved = not os.path.exists(path)
-        upload.close()
-        raw_storage.delete(name)
-        return elapsed, moved
-
-    def dedup_temp(data: bytes) -> tuple[float, bool]:
-        upload = temp_upload(data)
-        path = upload.temporary_file_path()
-        started = time.perf_counter()
-        name = storage.save("up.bin", upload)
-        elapsed = time.perf_counter() - started
-        moved = not os.path.exists(path)
-        upload.close()
-        storage.delete(name)
-        return elapsed, moved
-
     raw_runs, our_runs = [], []
     for data in datas[:repeat]:
-        raw_runs.append(raw_temp(data))
-        our_runs.append(dedup_temp(data))
+        raw_runs.append(timed_save(raw_storage, temp_upload(data)))
+        our_runs.append(timed_save(storage, temp_upload(data)))
     raw_t = statistics.median(t for t, _ in raw_runs)
     our_t = statistics.median(t for t, _ in our_runs)
     rows.append(

@@ -26,15 +26,15 @@ class IndexUnavailable(DedupStoreError):
 
 
 class ClaimTimeout(DedupStoreError):
-    """Another writer held the claim on this content for longer than ``wait_timeout``."""
+    """Another process held a claim for longer than ``wait_timeout``; nothing was changed."""
 
-    def __init__(self, digest: str, waited: float) -> None:
-        self.digest = digest
+    def __init__(self, subject: str, waited: float) -> None:
+        self.subject = subject
         self.waited = waited
         super().__init__(
-            f"Gave up after {waited:.1f}s waiting for another writer to store content "
-            f"{digest[:16]}...; nothing was stored. Retry, or raise wait_timeout if your "
-            "inner storage is slow for large files."
+            f"Gave up after {waited:.1f}s waiting for another process working on {subject}; "
+            "nothing was stored or deleted. Retry, or raise wait_timeout if your inner "
+            "storage is slow for large files."
         )
 
 

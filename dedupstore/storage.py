@@ -386,7 +386,7 @@ class DedupStorage(Storage):
                     token=token,
                     claim_ttl=self.claim_ttl,
                 ),
-                hashed.digest,
+                f"content {hashed.digest[:16]}... (saving {name!r})",
             )
         except IndexUnavailable:
             if self.on_index_error == "bypass":
@@ -424,7 +424,7 @@ class DedupStorage(Storage):
         fits = not max_length or len(name) <= max_length
         if self.overwrite and fits and inner.exists(name):
             decision = self._until_decided(
-                lambda: self.index.begin_replace(name=name, token=token), hashed.digest
+                lambda: self.index.begin_replace(name=name, token=token), repr(name)
             )
             if decision == "shared":
                 # Other references use this object: it must never change under them.
@@ -469,7 +469,7 @@ class DedupStorage(Storage):
         name = self.get_available_name(name, max_length=max_length)
         return inner.save(name, hashed.content, max_length=max_length)
 
-    def _until_decided(self, ask: Callable[[], T], digest: str) -> T:
+    def _until_decided(self, ask: Callable[[], T], subject: str) -> T:
         """Repeat ``ask`` while it answers "wait", up to ``wait_timeout`` seconds."""
         started = time.monotonic()
         pause = 0.002
@@ -480,7 +480,7 @@ class DedupStorage(Storage):
                 return decision
             waited = time.monotonic() - started
             if waited >= self.wait_timeout:
-                raise ClaimTimeout(digest, waited)
+                raise ClaimTimeout(subject, waited)
             retry_after = getattr(decision, "retry_after", pause) or pause
             time.sleep(min(pause, retry_after, self.wait_timeout - waited))
             pause = min(pause * 2, 0.05)
@@ -501,7 +501,7 @@ class DedupStorage(Storage):
         token = secrets.token_hex(16)
         decision = self._until_decided(
             lambda: self.index.begin_delete(name=name, token=token, claim_ttl=self.claim_ttl),
-            name,
+            repr(name),
         )
         if decision.action == "unknown":
             # Stored before the wrapper was installed (or already deleted): nobody else

@@ -172,3 +172,17 @@ def test_index_down_reads_still_work(redis_url: str, tmp_path: Path) -> None:
     with pytest.raises(IndexUnavailable):
         storage.delete(name)  # never delete what might be shared
     assert storage.exists(name)
+
+
+def test_a_save_waiting_too_long_raises_claim_timeout(make_fs_dedup: Make) -> None:
+    from dedupstore import ClaimTimeout
+
+    storage = make_fs_dedup(wait_timeout=0.3)
+    digest = storage.digest(ContentFile(b"held"))
+    # Another process holds the claim on this content and never finishes in time.
+    storage.index.begin_save(
+        digest=digest, reuse="content", name="x", max_length=None, token="other", claim_ttl=30
+    )
+    with pytest.raises(ClaimTimeout, match="waiting for another process"):
+        storage.save("a.txt", ContentFile(b"held"))
+    assert not storage.inner.exists("a.txt")
