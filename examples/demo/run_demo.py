@@ -108,6 +108,10 @@ def run(backend: str, count: int, distinct: int, seed: int) -> None:
             report(rows, default_storage)
             demonstrate_deletes(Upload, default_storage)
     finally:
+        if backend == "ipfs":
+            from dedupstore.backends.ipfs.embedded import stop_all_nodes
+
+            stop_all_nodes()  # before its repo directory goes
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -126,8 +130,10 @@ def report(rows: list[Row], storage: object) -> None:
     print(f"bytes uploaded:     {human(uploaded)}")
     print(f"bytes stored:       {human(stored)}")
     print(f"bytes saved:        {human(uploaded - stored)} ({100 * (1 - stored / uploaded):.1f} %)")
-    example = next(row for row in rows if row.reused)
-    print(f"\nexample URL:        {storage.url(example.stored)}")  # type: ignore[attr-defined]
+    print("\nwhere each stored object is served:")
+    for row in rows:
+        if not row.reused:
+            print(f"  {row.stored}  {storage.url(row.stored)}")  # type: ignore[attr-defined]
 
 
 def demonstrate_deletes(upload_model: type, storage: object) -> None:
