@@ -80,11 +80,19 @@ def _rewind(content: File) -> None:
 
 
 def _content_size(content: File) -> int | None:
+    """Measure the bytes ``content`` will yield (declared ``size`` attributes can lie)."""
+    path = _content_path(content)
+    if path is not None:
+        return os.path.getsize(path)
+    stream = content.file if content.file is not None else content
     try:
-        size = content.size
-    except (AttributeError, OSError, ValueError, TypeError):
+        if not stream.seekable():
+            return None
+        end = stream.seek(0, os.SEEK_END)
+        stream.seek(0)
+    except (AttributeError, OSError, ValueError):
         return None
-    return size if isinstance(size, int) else None
+    return end if isinstance(end, int) else None
 
 
 @contextlib.contextmanager

@@ -1,0 +1,448 @@
+"""A *test* server speaking the Kubo RPC protocol over an embedded IPFS node.
+
+It exists because no Kubo binary installs on the machines this project is tested on (see
+``../shared/ipfs/NOTES.md``): the RPC client in :mod:`dedupstore.backends.ipfs.rpc` is
+tested against this server instead. It is not Kubo and not for production. It implements
+the subset of ``/api/v0`` the client uses, with Kubo's wire conventions:
+
+* every command is ``POST`` (``GET`` answers 405, like Kubo since 0.5);
+* ``add`` takes one multipart file part (Content-Length or chunked), pins it, answers
+  newline-delimited JSON; ``wrap-with-directory`` is honoured. The embedded node always
+  adds CIDv0 with 256 KiB dag-pb leaves: ``cid-version`` and ``raw-leaves`` are recorded
+  (see :attr:`KuboRPCTestServer.requests`) but cannot change the CID;
+* ``cat`` (``offset``/``length``, streamed from the local blockstore), ``files/stat``,
+  ``pin/ls``, ``pin/add``, ``pin/rm``, ``ls``, ``id``, ``version``;
+* errors are HTTP 500 with ``{"Message", "Code", "Type": "error"}``; with ``offline=true``
+  content that is not local is "not found locally" and never fetched;
+* ``auth``: every request must carry that ``Authorization`` value, else 401 (Kubo's
+  ``API.Authorizations``);
+* ``delay``: seconds to stall before answering, to exercise client timeouts.
+
+It listens on ``127.0.0.1`` on a free port and is stopped by :meth:`stop` (or the
+context manager).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from dedupstore.backends.ipfs.cid import parse_cid, parse_name
+from dedupstore.backends.ipfs.embedded import EmbeddedNode
+from dedupstore.backends.ipfs.errors import InvalidCIDError
+from dedupstore.backends.ipfs.unixfs import Blockstore, IncompleteDAGError, UnixFSReader, resolve
+
+__all__ = ["KuboRPCTestServer", "RecordedRequest"]
+
+_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    command: str
+    params: dict[str, list[str]]
+    headers: dict[str, str] = field(repr=False)
+
+
+class _Error(Exception):
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # Tests stay quiet.
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _send_json(self, payload: Any, status: int = 200) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_error(self, message: str, status: int = 500) -> None:
+        self._send_json({"Message": message, "Code": 0, "Type": "error"}, status)
+
+    def _drain(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        while length > 0:
+            length -= len(self.rfile.read(min(length, _CHUNK)))
+
+    def _body_chunks(self):  # type: ignore[no-untyped-def]
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return
+                remaining = size
+                while remaining:
+                    data = self.rfile.read(min(remaining, _CHUNK))
+                    if not data:
+                        raise _Error("truncated chunked body", 400)
+                    remaining -= len(data)
+                    yield data
+                self.rfile.readline()
+        else:
+            remaining = int(self.headers.get("Content-Length") or 0)
+            while remaining:
+                data = self.rfile.read(min(remaining, _CHUNK))
+                if not data:
+                    raise _Error("truncated body", 400)
+                remaining -= len(data)
+                yield data
+
+    def do_GET(self) -> None:
+        self._drain()
+        self._send_error("405 - Method Not Allowed", 405)
+
+    do_PUT = do_DELETE = do_GET
+
+    def do_POST(self) -> None:
+        parts = urlsplit(self.path)
+        params = parse_qs(parts.query)
+        command = parts.path.removeprefix("/api/v0/")
+        self.server.requests.append(
+            RecordedRequest("POST", command, params, {k: v for k, v in self.headers.items()})
+        )
+        if self.server.auth is not None and self.headers.get("Authorization") != self.server.auth:
+            self._drain()
+            body = b"401 - Unauthorized\n"
+            self.send_response(401)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        if self.server.delay:
+            time.sleep(self.server.delay)
+        handler = getattr(self, "cmd_" + command.replace("/", "_"), None)
+        if not parts.path.startswith("/api/v0/") or handler is None:
+            self._drain()
+            self._send_error(f"404 page not found: {parts.path}", 404)
+            return
+        try:
+            handler({k: v[-1] for k, v in params.items()})
+        except _Error as exc:
+            self._drain()
+            self._send_error(str(exc), exc.status)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    # -- helpers -------------------------------------------------------------------
+
+    @property
+    def node(self) -> EmbeddedNode:
+        return self.server.node
+
+    @property
+    def store(self) -> Blockstore:
+        return self.server.blockstore
+
+    def _path(self, params: dict[str, str]):  # type: ignore[no-untyped-def]
+        arg = params.get("arg")
+        if not arg:
+            raise _Error('argument "ipfs-path" is required', 400)
+        text = arg.removeprefix("/ipfs/")
+        try:
+            return parse_name(text)
+        except (InvalidCIDError, ValueError) as exc:
+            raise _Error(f"invalid path {arg!r}: {exc}") from None
+
+    def _local_cid(self, params: dict[str, str]):  # type: ignore[no-untyped-def]
+        path = self._path(params)
+        try:
+            return path, resolve(self.store, path)
+        except IncompleteDAGError:
+            if params.get("offline") == "true":
+                raise _Error(f"block was not found locally (offline): {path.root}") from None
+            raise _Error(f"could not find {path.name} (this test server never fetches)") from None
+        except FileNotFoundError as exc:
+            raise _Error(f"no link named {path.segments[-1]!r}: {exc}") from None
+
+    def _pin_types(self) -> dict[str, str]:
+        pins = self.node.pins()
+        children: set[bytes] = set()
+        for text in pins:
+            cid = parse_cid(text)
+            try:
+                if cid.codec == 0x70 and self.store.path(cid).stat().st_size < 128 * 1024:
+                    children.update(link.cid.multihash for link in self.store.node(cid).links)
+            except (OSError, IncompleteDAGError):
+                continue
+        return {
+            text: ("indirect" if parse_cid(text).multihash in children else "recursive")
+            for text in pins
+        }
+
+    # -- commands --------------------------------------------------------------------
+
+    def cmd_version(self, params: dict[str, str]) -> None:
+        self._drain()
+        self._send_json({"Version": "0.22.0", "System": "dedupstore-kubo-rpc-test-server"})
+
+    def cmd_id(self, params: dict[str, str]) -> None:
+        self._drain()
+        self._send_json({"ID": self.node.peer_id(), "Addresses": self.node.multiaddrs()})
+
+    def cmd_add(self, params: dict[str, str]) -> None:
+        content_type = self.headers.get("Content-Type", "")
+        if "boundary=" not in content_type:
+            raise _Error("add needs a multipart/form-data body", 400)
+        boundary = content_type.split("boundary=", 1)[1].split(";")[0].strip().strip('"')
+        workdir = tempfile.mkdtemp(prefix="kubo-rpc-test-")
+        try:
+            filename, data_path = self._receive_file(boundary.encode(), workdir)
+            wrap = params.get("wrap-with-directory") == "true"
+            if wrap:
+                directory = os.path.join(workdir, "wrap")
+                os.mkdir(directory)
+                os.rename(data_path, os.path.join(directory, filename))
+                file_size = os.path.getsize(os.path.join(directory, filename))
+                dir_cid = self.node.add(directory)
+                file_cid = resolve(self.store, parse_name(f"{dir_cid}/{filename}"))
+                lines = [
+                    {"Name": filename, "Hash": str(file_cid), "Size": str(file_size)},
+                    {"Name": "", "Hash": dir_cid, "Size": str(file_size)},
+                ]
+            else:
+                size = os.path.getsize(data_path)
+                lines = [{"Name": filename, "Hash": self.node.add(data_path), "Size": str(size)}]
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        body = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Chunked-Output", "1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _receive_file(self, boundary: bytes, workdir: str) -> tuple[str, str]:
+        """Stream the single file part of a multipart body to ``workdir``."""
+        delimiter = b"\r\n--" + boundary
+        buffer = b""
+        chunks = self._body_chunks()
+        for chunk in chunks:  # Headers first.
+            buffer += chunk
+            if b"\r\n\r\n" in buffer:
+                break
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        if not head.startswith(b"--" + boundary):
+            raise _Error("malformed multipart body", 400)
+        filename = "file"
+        for line in head.split(b"\r\n")[1:]:
+            if line.lower().startswith(b"content-disposition") and b'filename="' in line:
+                raw = line.split(b'filename="', 1)[1].rsplit(b'"', 1)[0]
+                filename = unquote(raw.decode("utf-8", "replace")) or "file"
+        filename = os.path.basename(filename) or "file"
+        data_path = os.path.join(workdir, "data")
+        found = False
+        with open(data_path, "wb") as out:
+            for chunk in chunks:
+                buffer += chunk
+                index = buffer.find(delimiter)
+                if index >= 0:
+                    out.write(buffer[:index])
+                    found = True
+                    break
+                keep = len(delimiter)
+                out.write(buffer[:-keep])
+                buffer = buffer[-keep:]
+            else:
+                index = buffer.find(delimiter)
+                if index < 0:
+                    raise _Error("multipart body has no closing boundary", 400)
+                out.write(buffer[:index])
+                found = True
+        for _ in chunks:  # Drain the epilogue.
+            pass
+        if not found:
+            raise _Error("multipart body has no closing boundary", 400)
+        return filename, data_path
+
+    def cmd_cat(self, params: dict[str, str]) -> None:
+        self._drain()
+        _, cid = self._local_cid(params)
+        try:
+            reader = UnixFSReader(self.store, cid)
+        except IsADirectoryError:
+            raise _Error("this dag node is a directory") from None
+        with reader:
+            offset = min(int(params.get("offset", 0) or 0), reader.size)
+            remaining = reader.size - offset
+            if "length" in params:
+                remaining = min(remaining, int(params["length"]))
+            reader.seek(offset)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("X-Stream-Output", "1")
+            self.send_header("X-Content-Length", str(reader.size))
+            self.send_header("Content-Length", str(remaining))
+            self.end_headers()
+            buffer = bytearray(_CHUNK)
+            while remaining:
+                count = reader.readinto(memoryview(buffer)[: min(remaining, _CHUNK)])
+                if not count:
+                    break
+                self.wfile.write(memoryview(buffer)[:count])
+                remaining -= count
+
+    def cmd_files_stat(self, params: dict[str, str]) -> None:
+        self._drain()
+        _, cid = self._local_cid(params)
+        try:
+            node = self.store.node(cid)
+        except IncompleteDAGError:
+            raise _Error(f"block was not found locally (offline): {cid}") from None
+        kind = "directory" if node.is_directory else "file"
+        self._send_json(
+            {
+                "Hash": str(cid),
+                "Size": 0 if node.is_directory else node.size(),
+                "CumulativeSize": self.store.path(cid).stat().st_size + node.size(),
+                "Blocks": len(node.links),
+                "Type": kind,
+            }
+        )
+
+    def cmd_ls(self, params: dict[str, str]) -> None:
+        self._drain()
+        _, cid = self._local_cid(params)
+        node = self.store.node(cid)
+        links = []
+        for link in node.links:
+            is_dir = False
+            with contextlib.suppress(IncompleteDAGError, OSError, ValueError):
+                is_dir = link.cid.codec == 0x70 and self.store.node(link.cid).is_directory
+            links.append(
+                {
+                    "Name": link.name,
+                    "Hash": str(link.cid),
+                    "Size": link.tsize,
+                    "Type": 1 if is_dir else 2,
+                }
+            )
+        self._send_json({"Objects": [{"Hash": str(cid), "Links": links}]})
+
+    def cmd_pin_ls(self, params: dict[str, str]) -> None:
+        self._drain()
+        wanted = params.get("type", "all")
+        types = self._pin_types()
+        if "arg" in params:
+            path = self._path(params)
+            if path.segments:
+                # A path inside a pinned root is pinned indirectly through it.
+                root_type = next(
+                    (t for c, t in types.items() if parse_cid(c).multihash == path.root.multihash),
+                    None,
+                )
+                _, cid = self._local_cid(params)
+                if root_type is None or wanted not in ("all", "indirect"):
+                    raise _Error(f"path '{params['arg']}' is not pinned")
+                self._send_json({"Keys": {str(cid): {"Type": f"indirect through {path.root}"}}})
+                return
+            for text, kind in types.items():
+                if parse_cid(text).multihash == path.root.multihash and wanted in ("all", kind):
+                    self._send_json({"Keys": {text: {"Type": kind}}})
+                    return
+            raise _Error(f"path '{params['arg']}' is not pinned")
+        keys = {c: {"Type": t} for c, t in types.items() if wanted in ("all", t)}
+        self._send_json({"Keys": keys})
+
+    def cmd_pin_add(self, params: dict[str, str]) -> None:
+        self._drain()
+        path = self._path(params)
+        self.node.pin(path.root_text)
+        self._send_json({"Pins": [path.root_text]})
+
+    def cmd_pin_rm(self, params: dict[str, str]) -> None:
+        self._drain()
+        path = self._path(params)
+        if not self.node.unpin(path.root_text):
+            raise _Error("not pinned or pinned indirectly")
+        self._send_json({"Pins": [path.root_text]})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    node: EmbeddedNode
+    blockstore: Blockstore
+    auth: str | None
+    delay: float
+    requests: list[RecordedRequest]
+
+
+class KuboRPCTestServer:
+    """Serve a subset of the Kubo RPC API for ``node`` on ``127.0.0.1:<free port>``."""
+
+    def __init__(self, node: EmbeddedNode, *, auth: str | None = None, delay: float = 0.0) -> None:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.node = node
+        self._server.blockstore = Blockstore(node.repo)
+        self._server.auth = auth
+        self._server.delay = delay
+        self._server.requests = []
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def multiaddr(self) -> str:
+        return f"/ip4/127.0.0.1/tcp/{self.port}"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received, in order (to assert what a client sent)."""
+        return self._server.requests
+
+    @property
+    def delay(self) -> float:
+        return self._server.delay
+
+    @delay.setter
+    def delay(self, seconds: float) -> None:
+        self._server.delay = seconds
+
+    def start(self) -> KuboRPCTestServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="kubo-rpc-test-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def __enter__(self) -> KuboRPCTestServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

