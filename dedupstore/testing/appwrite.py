@@ -370,6 +370,8 @@ class InjectedFault:
     times: int
     headers: dict[str, str]
     delay: float = 0.0
+    #: Matching requests to let through before the fault starts.
+    after: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method.upper() != method:
@@ -754,12 +756,14 @@ class AppwriteTestServer:
         times: int = 1,
         headers: dict[str, str] | None = None,
         delay: float = 0.0,
+        after: int = 0,
     ) -> InjectedFault:
         """Answer the next ``times`` matching requests with this error instead.
 
-        ``path`` is a regular expression searched in the request path. ``delay`` sleeps
-        before answering, to exercise client timeouts. Project and key checks still run
-        first, as a real server's would.
+        ``path`` is a regular expression searched in the request path; ``after`` lets
+        that many matching requests through first (to hit, say, the third chunk of an
+        upload). ``delay`` sleeps before answering, to exercise client timeouts. Project
+        and key checks still run first, as a real server's would.
         """
         fault = InjectedFault(
             status=status,
@@ -770,6 +774,7 @@ class AppwriteTestServer:
             times=times,
             headers=dict(headers or {}),
             delay=delay,
+            after=after,
         )
         with self._log_lock:
             self._faults.append(fault)
@@ -801,6 +806,9 @@ class AppwriteTestServer:
         with self._log_lock:
             for fault in self._faults:
                 if fault.times > 0 and fault.matches(method, path):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
                     fault.times -= 1
                     return fault
         return None
@@ -1647,17 +1655,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _send(self, response: _Response, length: int) -> int:
         self.send_response(response.status)
         for key, value in response.headers.items():
-            self.send_header(key, value)
+            # Swoole writes header values as raw UTF-8 (a unicode file name in
+            # Content-Disposition); http.server would insist on latin-1.
+            self.send_header(key, value.encode("utf-8").decode("latin-1"))
         self.send_header("Content-Length", str(length))
         self.end_headers()
         if self.command == "HEAD":
             return 0
-        if response.file_region is None:
-            self.wfile.write(response.body)
-            return length
-        path, offset, remaining = response.file_region
+        path_region = response.file_region
         sent = 0
         try:
+            if path_region is None:
+                self.wfile.write(response.body)
+                return length
+            path, offset, remaining = path_region
             with open(path, "rb") as source:
                 source.seek(offset)
                 while remaining > 0:
@@ -1668,7 +1679,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     sent += len(block)
                     remaining -= len(block)
         except (BrokenPipeError, ConnectionResetError):
-            # The client stopped reading (a closed download): not a server error.
+            # The client stopped reading (a closed download, a timeout): not our error.
             self.close_connection = True
         return sent
 

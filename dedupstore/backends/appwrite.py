@@ -1,0 +1,1138 @@
+"""Appwrite Storage as a Django storage, on the official ``appwrite`` SDK (27.x).
+
+``AppwriteStorage`` is the plain backend: every Django name maps to an Appwrite bucket and
+file ID. ``AppWriteStorage`` (the class name django-cloud-storages used) is a drop-in
+replacement for ``cloud_storages.backends.appwrite.AppWriteStorage``: a ``DedupStorage``
+around ``AppwriteStorage`` configured from the old settings.
+
+Names. The last directory of a name names the bucket (``assets/media/a.txt`` -> bucket
+``media``); a name without a directory goes to ``bucket_id``. The file name becomes the
+file ID: unchanged when it already is a valid Appwrite ID, otherwise a readable ASCII
+stem plus a keyed digest of the original name (see ``file_id_for``). The name returned to
+Django is ``<bucketId>/<fileId>``, which maps to itself, and the Appwrite ``name``
+attribute keeps the original file name. Names that map to a taken ID get another one, as
+Django's ``get_available_name`` does, so no two names ever replace each other.
+
+Timeouts. The SDK calls ``requests.request`` without a timeout. Each client this module
+builds gets its own copy of the SDK's ``Client.call`` function whose ``requests`` global
+is a small transport object sending through a pooled ``requests.Session`` with our
+timeout. Other ``Client`` objects in the process are untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import types
+import unicodedata
+from base64 import b32encode
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import IO, Any, TypeVar, cast
+from urllib.parse import quote, urlencode
+
+import requests
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
+from django.core.files.base import File
+from django.core.files.storage import Storage
+from django.core.files.utils import validate_file_name
+from django.utils import timezone
+from django.utils.deconstruct import deconstructible
+
+from dedupstore.exceptions import DedupStoreError
+
+__all__ = [
+    "AppWriteStorage",
+    "AppwriteAuthError",
+    "AppwriteConflict",
+    "AppwriteStorage",
+    "AppwriteStorageError",
+    "AppwriteUnavailable",
+    "bucket_id_for",
+    "file_id_for",
+]
+
+T = TypeVar("T")
+
+#: Appwrite's ID rule (utopia ``Key`` validator): 1-36 chars, no leading special char.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,35}$")
+ID_MAX_LENGTH = 36
+#: The SDK uploads anything larger in chunks of this size (``Client._chunk_size``).
+SDK_CHUNK_SIZE = 5 * 1024 * 1024
+#: Bytes fetched per ranged download request. Appwrite reads a range into memory and cuts
+#: open ranges to 10 MiB, so stay below that.
+DOWNLOAD_BLOCK_SIZE = 8 * 1024 * 1024
+#: Buffer of the reader returned by ``open()``.
+READ_BUFFER_SIZE = 1024 * 1024
+
+_UNSET: Any = object()
+_DIGEST_LENGTH = 16  # base32 chars of an 80-bit blake2b digest
+_EXTENSION_PATTERN = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_AUTH_ERROR_TYPES = frozenset(
+    {"user_unauthorized", "general_unauthorized_scope", "project_key_expired", "project_not_found"}
+)
+_NOT_FOUND_TYPES = frozenset({"storage_file_not_found", "storage_bucket_not_found"})
+_RETRY_STATUSES = frozenset({429, 503})
+
+
+# -- exceptions ----------------------------------------------------------------------------
+
+
+class AppwriteStorageError(DedupStoreError):
+    """Appwrite answered with an error this storage cannot turn into a Python one.
+
+    ``code`` is the HTTP status (0 when no response arrived) and ``type`` Appwrite's error
+    type, such as ``storage_invalid_file_size``.
+    """
+
+    def __init__(
+        self, message: str, *, code: int = 0, type: str | None = None, endpoint: str = ""
+    ) -> None:
+        self.code = code
+        self.type = type
+        self.endpoint = endpoint
+        super().__init__(message)
+
+
+class AppwriteAuthError(AppwriteStorageError, PermissionError):
+    """Appwrite rejected the API key or the project: a configuration problem."""
+
+
+class AppwriteUnavailable(AppwriteStorageError, ConnectionError):
+    """Appwrite could not be reached, or did not answer within ``timeout``."""
+
+
+class AppwriteConflict(AppwriteStorageError, FileExistsError):
+    """Every file ID tried for a save was taken by concurrent writers."""
+
+
+# -- names ---------------------------------------------------------------------------------
+
+
+def _digest(text: str) -> str:
+    raw = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=10).digest()
+    return b32encode(raw).decode("ascii").lower()
+
+
+def _ascii(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return _UNSAFE_ID_CHARS.sub("_", folded).lstrip("._-")
+
+
+def file_id_for(file_name: str) -> str:
+    """Return the Appwrite file ID for a file name (the last part of a Django name).
+
+    A name that is already a valid ID is its own ID, so ``<bucket>/<fileId>`` names map to
+    themselves. Any other name (unicode, spaces, a leading dot or underscore, over 36
+    chars) becomes ``<ascii stem>-<digest><.ext>``, where the digest is 80 bits of
+    BLAKE2b of the exact original name: distinct names get distinct IDs.
+    """
+    if ID_PATTERN.match(file_name):
+        return file_name
+    stem, extension = os.path.splitext(file_name)
+    if not _EXTENSION_PATTERN.match(extension) or not stem:
+        stem, extension = file_name, ""
+    digest = _digest(file_name)
+    budget = ID_MAX_LENGTH - len(extension) - _DIGEST_LENGTH - 1
+    readable = _ascii(stem)[:budget].rstrip("._-")
+    return f"{readable}-{digest}{extension}" if readable else f"{digest}{extension}"
+
+
+def bucket_id_for(directory: str) -> str:
+    """Return the Appwrite bucket ID for a directory name, by the same rule as files."""
+    if ID_PATTERN.match(directory):
+        return directory
+    digest = _digest(directory)
+    readable = _ascii(directory)[: ID_MAX_LENGTH - _DIGEST_LENGTH - 1].rstrip("._-")
+    return f"{readable}-{digest}" if readable else digest
+
+
+# -- the SDK client, with a timeout --------------------------------------------------------
+
+
+class _Transport:
+    """Stand in for the ``requests`` module inside our copy of ``Client.call``."""
+
+    def __init__(self, session: requests.Session, timeout: float | None) -> None:
+        self.session = session
+        self.timeout = timeout
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        return self.session.request(method, url, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else the SDK may look up (exceptions, helpers) comes from requests.
+        return getattr(requests, name)
+
+
+def _client_with_transport(transport: _Transport) -> Any:
+    """Return an SDK ``Client`` whose HTTP calls go through ``transport``."""
+    from appwrite.client import Client
+
+    sdk_call = Client.call
+    if "requests" not in sdk_call.__code__.co_names:  # pragma: no cover - SDK changed
+        raise ImproperlyConfigured(
+            "This appwrite SDK's Client.call no longer uses requests.request; "
+            "dedupstore supports appwrite>=27,<28"
+        )
+    namespace = dict(sdk_call.__globals__)
+    namespace["requests"] = transport
+    call = types.FunctionType(
+        sdk_call.__code__, namespace, sdk_call.__name__, sdk_call.__defaults__, None
+    )
+    client = Client()
+    # An instance attribute: chunked_upload and every service call go through self.call.
+    client.call = types.MethodType(call, client)
+    return client
+
+
+# -- reading through ranged downloads ------------------------------------------------------
+
+
+class _RangedReader(io.RawIOBase):
+    """Read a stored file through ranged GETs of ``DOWNLOAD_BLOCK_SIZE`` bytes.
+
+    Each block is streamed from the socket into the caller's buffer, so memory stays at
+    one buffer whatever the file size. The bytes are never parsed: a file Appwrite stores
+    as ``application/json`` still reads as bytes.
+    """
+
+    def __init__(
+        self,
+        storage: AppwriteStorage,
+        url: str,
+        size: int,
+        name: str,
+    ) -> None:
+        super().__init__()
+        self._storage = storage
+        self._url = url
+        self._size = size
+        self._name = name
+        self._position = 0
+        self._response: requests.Response | None = None
+        self._response_end = 0  # exclusive end of what the open response delivers
+        self._skip = 0  # leading bytes of the open response to drop
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._position + offset
+        elif whence == io.SEEK_END:
+            position = self._size + offset
+        else:
+            raise ValueError(f"invalid whence ({whence})")
+        if position < 0:
+            raise OSError(f"negative seek position {position}")
+        if position != self._position:
+            self._close_response()
+            self._position = position
+        return position
+
+    def readinto(self, buffer: Any) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        view = memoryview(buffer).cast("B")
+        if self._position >= self._size or not len(view):
+            return 0
+        if self._response is None:
+            self._open_response()
+        assert self._response is not None
+        raw = self._response.raw
+        while self._skip:
+            dropped = raw.read(self._skip)
+            if not dropped:
+                raise self._truncated()
+            self._skip -= len(dropped)
+        wanted = min(len(view), self._response_end - self._position)
+        count = raw.readinto(view[:wanted])
+        if not count:
+            raise self._truncated()
+        self._position += count
+        if self._position >= self._response_end:
+            self._close_response()
+        return count
+
+    def _truncated(self) -> AppwriteUnavailable:
+        self._close_response()
+        return AppwriteUnavailable(
+            f"Appwrite at {self._storage.endpoint} ended the download of {self._name!r} "
+            f"early, at byte {self._position} of {self._size}",
+            endpoint=self._storage.endpoint,
+        )
+
+    def _open_response(self) -> None:
+        start = self._position
+        end = min(start + DOWNLOAD_BLOCK_SIZE, self._size) - 1
+        skip = 0
+        if self._size == 1:
+            # Appwrite refuses every range of a one-byte file: fetch it whole.
+            range_header = None
+        else:
+            if start == end:
+                # Appwrite refuses one-byte ranges (start >= end): take one byte more.
+                start, skip = start - 1, 1
+            range_header = f"bytes={start}-{end}"
+        self._response = self._storage._download(self._url, range_header, name=self._name)
+        self._response_end = end + 1
+        self._skip = skip
+
+    def _close_response(self) -> None:
+        if self._response is not None:
+            self._response.close()
+            self._response = None
+
+    def close(self) -> None:
+        self._close_response()
+        super().close()
+
+
+class AppwriteFile(File):
+    """A read-only file streamed from Appwrite."""
+
+    def __init__(self, reader: IO[bytes], name: str, size: int, mode: str) -> None:
+        super().__init__(reader, name)
+        self.mode = mode
+        self._size = size
+
+    @property
+    def size(self) -> int:  # type: ignore[override]
+        return self._size
+
+
+# -- the storage ---------------------------------------------------------------------------
+
+
+@deconstructible(path="dedupstore.backends.appwrite.AppwriteStorage")
+class AppwriteStorage(Storage):
+    """Store files in Appwrite Storage buckets.
+
+    Every option is a keyword argument (so ``STORAGES[...]["OPTIONS"]`` works) with a
+    setting as fallback: ``api_key`` (``APPWRITE_API_KEY``), ``project_id``
+    (``APPWRITE_PROJECT_ID``), ``bucket_id`` (``APPWRITE_BUCKET_ID``), ``endpoint``
+    (``APPWRITE_API_ENDPOINT``), ``timeout`` (``APPWRITE_TIMEOUT``, seconds per request),
+    ``bucket_permissions`` and ``file_permissions`` (``APPWRITE_BUCKET_PERMISSIONS``,
+    ``APPWRITE_FILE_PERMISSIONS``: Appwrite permission strings such as
+    ``'read("any")'``) and ``public_url`` (``APPWRITE_PUBLIC_URL``, the base of
+    ``url()`` when files are served from a custom domain).
+    """
+
+    #: option -> (setting, built-in default)
+    default_options: dict[str, tuple[str, Any]] = {
+        "api_key": ("APPWRITE_API_KEY", None),
+        "project_id": ("APPWRITE_PROJECT_ID", None),
+        "bucket_id": ("APPWRITE_BUCKET_ID", None),
+        "endpoint": ("APPWRITE_API_ENDPOINT", "https://cloud.appwrite.io/v1"),
+        "timeout": ("APPWRITE_TIMEOUT", 60.0),
+        "bucket_permissions": ("APPWRITE_BUCKET_PERMISSIONS", None),
+        "file_permissions": ("APPWRITE_FILE_PERMISSIONS", None),
+        "public_url": ("APPWRITE_PUBLIC_URL", None),
+    }
+    #: How often a 429 "busy" or 503 answer, or a taken file ID, is retried.
+    retry_attempts = 6
+    #: First backoff pause in seconds; it doubles per attempt, up to ``max_retry_wait``.
+    retry_backoff = 0.25
+    max_retry_wait = 5.0
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = _UNSET,
+        project_id: str | None = _UNSET,
+        bucket_id: str | None = _UNSET,
+        endpoint: str = _UNSET,
+        timeout: float | None = _UNSET,
+        bucket_permissions: Sequence[str] | None = _UNSET,
+        file_permissions: Sequence[str] | None = _UNSET,
+        public_url: str | None = _UNSET,
+        **unknown: Any,
+    ) -> None:
+        cls = type(self).__name__
+        if unknown:
+            raise ImproperlyConfigured(
+                f"{cls} got unknown option(s) {', '.join(sorted(unknown))}; "
+                f"valid options are: {', '.join(self.default_options)}"
+            )
+        given = {
+            "api_key": api_key,
+            "project_id": project_id,
+            "bucket_id": bucket_id,
+            "endpoint": endpoint,
+            "timeout": timeout,
+            "bucket_permissions": bucket_permissions,
+            "file_permissions": file_permissions,
+            "public_url": public_url,
+        }
+        options = {
+            name: getattr(settings, setting, default) if given[name] is _UNSET else given[name]
+            for name, (setting, default) in self.default_options.items()
+        }
+        self.api_key: str | None = self._optional_text(options, "api_key")
+        self.project_id: str | None = self._optional_text(options, "project_id")
+        self.bucket_id: str | None = self._optional_text(options, "bucket_id")
+        if self.bucket_id is not None and not ID_PATTERN.match(self.bucket_id):
+            raise ImproperlyConfigured(
+                f"{cls}: bucket_id {self.bucket_id!r} is not a valid Appwrite ID (1-36 of "
+                "a-z, A-Z, 0-9, '.', '-', '_', not starting with a special char)"
+            )
+        self.endpoint: str = self._validate_endpoint(options["endpoint"])
+        self.timeout: float | None = self._validate_timeout(options["timeout"])
+        self.bucket_permissions = self._validate_permissions(options, "bucket_permissions")
+        self.file_permissions = self._validate_permissions(options, "file_permissions")
+        public = self._optional_text(options, "public_url")
+        if public is not None and not public.startswith(("http://", "https://")):
+            raise ImproperlyConfigured(f"{cls}: public_url must start with http:// or https://")
+        self.public_url: str | None = public.rstrip("/") if public else None
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._session: requests.Session | None = None
+        self._client_pid = 0
+        self._known_buckets: set[str] = set()
+        # deconstruct() feeds migrations: the key must never be written into one. Without
+        # it, a migrated field falls back to settings.APPWRITE_API_KEY.
+        args, kwargs = getattr(self, "_constructor_args", ((), {}))
+        self._constructor_args = (args, {k: v for k, v in kwargs.items() if k != "api_key"})
+
+    # -- configuration -------------------------------------------------------------
+
+    def _optional_text(self, options: dict[str, Any], name: str) -> str | None:
+        value = options[name]
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: '{name}' must be a non-empty string or None"
+            )
+        return value.strip()
+
+    def _validate_endpoint(self, endpoint: Any) -> str:
+        cls = type(self).__name__
+        if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+            raise ImproperlyConfigured(
+                f"{cls}: endpoint must be an http:// or https:// URL such as "
+                f"'https://cloud.appwrite.io/v1', not {endpoint!r}"
+            )
+        if endpoint.endswith("/"):
+            # The SDK appends '/storage/...' to the endpoint: a trailing slash makes every
+            # path '//storage/...', which Appwrite does not route.
+            raise ImproperlyConfigured(
+                f"{cls}: endpoint {endpoint!r} ends with '/'; remove the trailing slash "
+                f"(APPWRITE_API_ENDPOINT = {endpoint.rstrip('/')!r})"
+            )
+        return endpoint
+
+    def _validate_timeout(self, timeout: Any) -> float | None:
+        if timeout is None:
+            return None
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: timeout must be a positive number of seconds or None"
+            )
+        return float(timeout)
+
+    def _validate_permissions(self, options: dict[str, Any], name: str) -> list[str] | None:
+        value = options[name]
+        if value is None:
+            return None
+        if isinstance(value, str) or not all(isinstance(item, str) for item in value):
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: {name} must be a list of Appwrite permission strings "
+                "such as ['read(\"any\")'], or None"
+            )
+        return list(value)
+
+    # -- the SDK client ------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """Return the SDK client, building it on first use (and again after a fork)."""
+        pid = os.getpid()
+        if self._client is None or self._client_pid != pid:
+            with self._lock:
+                if self._client is None or self._client_pid != pid:
+                    self._client = self._build_client()
+                    self._client_pid = pid
+        return self._client
+
+    def _build_client(self) -> Any:
+        cls = type(self).__name__
+        missing = [
+            f"{option} ({self.default_options[option][0]})"
+            for option in ("api_key", "project_id")
+            if not getattr(self, option)
+        ]
+        if missing:
+            raise ImproperlyConfigured(f"{cls}: set {' and '.join(missing)} to use Appwrite")
+        session = requests.Session()
+        # One pooled connection per SDK upload worker (it runs 8) plus a few readers.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        self._session = session
+        client = _client_with_transport(_Transport(session, self.timeout))
+        client.set_endpoint(self.endpoint)
+        client.set_project(self.project_id)
+        client.set_key(self.api_key)
+        return client
+
+    @property
+    def sdk(self) -> Any:
+        """Return the SDK's ``Storage`` service over our client."""
+        from appwrite.services.storage import Storage as SDKStorage
+
+        return SDKStorage(self.client)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for transient in ("_lock", "_client", "_session"):
+            state.pop(transient, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._client = None
+        self._session = None
+        self._client_pid = 0
+
+    # -- errors --------------------------------------------------------------------
+
+    def _translate(self, exc: Exception, name: str, *, bucket: str | None = None) -> Exception:
+        """Turn an ``AppwriteException`` into the exception a Django caller expects.
+
+        Errors are told apart by ``code`` and ``type`` only, never by message text.
+        """
+        code = int(getattr(exc, "code", 0) or 0)
+        error_type = getattr(exc, "type", None)
+        message = getattr(exc, "message", exc)
+        where = f"Appwrite at {self.endpoint} (project {self.project_id!r})"
+        if code == 0:
+            # ``message`` may be a requests exception holding the request, and so the
+            # key: keep only its text.
+            if isinstance(message, requests.Timeout):
+                detail = f"no answer within {self.timeout}s"
+            else:
+                detail = str(message)
+            return AppwriteUnavailable(
+                f"{where} is unreachable while handling {name!r}: {detail}",
+                endpoint=self.endpoint,
+            )
+        if code in (401, 403, 404) and error_type in _AUTH_ERROR_TYPES:
+            return AppwriteAuthError(
+                f"{where} rejected this storage's credentials ({error_type}: {message}). "
+                "Check APPWRITE_PROJECT_ID and that APPWRITE_API_KEY is a key of that project "
+                "with the files.read, files.write, buckets.read and buckets.write scopes.",
+                code=code,
+                type=error_type,
+                endpoint=self.endpoint,
+            )
+        if code == 404 and error_type in _NOT_FOUND_TYPES:
+            what = "bucket" if error_type == "storage_bucket_not_found" else "file"
+            error = FileNotFoundError(
+                f"{name!r} does not exist in {where} ({what} not found"
+                + (f", bucket {bucket!r})" if bucket else ")")
+            )
+            error.filename = name
+            return error
+        if code == 404 and error_type is None:
+            return AppwriteStorageError(
+                f"{where} has no such route (HTTP 404 without an Appwrite error body): "
+                "is the endpoint right? It normally ends with '/v1'.",
+                code=code,
+                endpoint=self.endpoint,
+            )
+        return AppwriteStorageError(
+            f"{where} failed on {name!r}: {code} {error_type}: {message}",
+            code=code,
+            type=error_type,
+            endpoint=self.endpoint,
+        )
+
+    def _pause(self, attempt: int) -> None:
+        time.sleep(min(self.retry_backoff * (2**attempt), self.max_retry_wait))
+
+    def _call(self, operation: Callable[[Any], T], name: str, *, bucket: str | None = None) -> T:
+        """Run one SDK call, retrying 429 "busy" and 503 answers with backoff."""
+        from appwrite.exception import AppwriteException
+
+        attempt = 0
+        while True:
+            try:
+                return operation(self.sdk)
+            except AppwriteException as exc:
+                if exc.code in _RETRY_STATUSES and attempt < self.retry_attempts:
+                    self._pause(attempt)
+                    attempt += 1
+                    continue
+                raise self._translate(exc, name, bucket=bucket) from _cause(exc)
+
+    # -- names ---------------------------------------------------------------------
+
+    def _validate_name(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise SuspiciousFileOperation(f"Invalid file name: {name!r}")
+        validate_file_name(name, allow_relative_path=True)
+        if name.endswith("/") or "\x00" in name:
+            raise SuspiciousFileOperation(f"Invalid file name: {name!r}")
+
+    def locate(self, name: str) -> tuple[str, str]:
+        """Return the ``(bucket ID, file ID)`` that a Django name maps to."""
+        self._validate_name(name)
+        directory, _, file_name = name.replace("\\", "/").rpartition("/")
+        folder = directory.rstrip("/").rpartition("/")[2]
+        if folder:
+            bucket = bucket_id_for(folder)
+        elif self.bucket_id:
+            bucket = self.bucket_id
+        else:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: {name!r} has no directory to name its bucket; set "
+                "bucket_id (APPWRITE_BUCKET_ID) for such names"
+            )
+        return bucket, file_id_for(file_name)
+
+    def _stored_name(self, bucket: str, file_id: str) -> str:
+        return f"{bucket}/{file_id}"
+
+    def get_available_name(self, name: str, max_length: int | None = None) -> str:
+        """Return a free ``<bucket>/<fileId>`` name for ``name``, within ``max_length``."""
+        bucket, file_id = self.locate(name)
+        limit = len(bucket) + 1 + ID_MAX_LENGTH
+        return super().get_available_name(
+            self._stored_name(bucket, file_id),
+            max_length=limit if max_length is None else min(max_length, limit),
+        )
+
+    # -- reading -------------------------------------------------------------------
+
+    def _get_file(self, name: str) -> Any:
+        bucket, file_id = self.locate(name)
+        return self._call(lambda sdk: sdk.get_file(bucket, file_id), name, bucket=bucket)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self._get_file(name)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def size(self, name: str) -> int:
+        return int(self._get_file(name).sizeoriginal)
+
+    def _datetime(self, value: str) -> datetime:
+        moment = datetime.fromisoformat(value)
+        if settings.USE_TZ:
+            return moment
+        return timezone.make_naive(moment)
+
+    def get_created_time(self, name: str) -> datetime:
+        return self._datetime(self._get_file(name).createdat)
+
+    def get_modified_time(self, name: str) -> datetime:
+        return self._datetime(self._get_file(name).updatedat)
+
+    def get_accessed_time(self, name: str) -> datetime:
+        # Appwrite does not record reads; the last change is the closest it knows.
+        return self.get_modified_time(name)
+
+    def url(self, name: str | None) -> str:
+        if name is None:
+            raise ValueError("url() needs a file name")
+        bucket, file_id = self.locate(name)
+        base = self.public_url or self.endpoint
+        query = urlencode({"project": self.project_id or ""})
+        return (
+            f"{base}/storage/buckets/{quote(bucket, safe='')}/files/"
+            f"{quote(file_id, safe='')}/view?{query}"
+        )
+
+    def _open(self, name: str, mode: str = "rb") -> File:
+        if set(mode) - {"r", "b"} or "r" not in mode:
+            raise ValueError(f"{type(self).__name__} files are read-only; mode {mode!r}")
+        bucket, file_id = self.locate(name)
+        stored = self._call(lambda sdk: sdk.get_file(bucket, file_id), name, bucket=bucket)
+        if stored.chunksuploaded < stored.chunkstotal:
+            error = FileNotFoundError(f"{name!r} is an incomplete upload in Appwrite")
+            error.filename = name
+            raise error
+        size = int(stored.sizeoriginal)
+        download = (
+            f"{self.endpoint}/storage/buckets/{quote(bucket, safe='')}/files/"
+            f"{quote(file_id, safe='')}/download"
+        )
+        reader: IO[Any] = io.BufferedReader(
+            _RangedReader(self, download, size, name), buffer_size=READ_BUFFER_SIZE
+        )
+        if "b" not in mode:
+            reader = io.TextIOWrapper(reader, encoding="utf-8")
+        return AppwriteFile(reader, name, size, mode)
+
+    def _download(self, url: str, range_header: str | None, *, name: str) -> requests.Response:
+        """GET (part of) a file's bytes with the SDK client's headers, streamed."""
+        client = self.client
+        assert self._session is not None
+        headers = client.get_headers()
+        headers.pop("content-type", None)
+        headers["X-Appwrite-Project"] = self.project_id
+        # The exact stored bytes: no transfer compression, whatever the content type.
+        headers["Accept-Encoding"] = "identity"
+        if range_header:
+            headers["Range"] = range_header
+        attempt = 0
+        while True:
+            try:
+                response = self._session.get(
+                    url, headers=headers, stream=True, timeout=self.timeout
+                )
+            except requests.RequestException as exc:
+                raise self._translate(_Failure(exc, 0, None), name) from None
+            if response.status_code in (200, 206):
+                return response
+            error_type, message = _error_body(response)
+            response.close()
+            if response.status_code in _RETRY_STATUSES and attempt < self.retry_attempts:
+                self._pause(attempt)
+                attempt += 1
+                continue
+            raise self._translate(_Failure(message, response.status_code, error_type), name)
+
+    def listdir(self, path: str) -> tuple[list[str], list[str]]:
+        """List a bucket's file IDs; at the top level, also every bucket as a directory."""
+        path = (path or "").strip("/")
+        if path:
+            validate_file_name(path, allow_relative_path=True)
+            bucket: str | None = bucket_id_for(path.rpartition("/")[2])
+        else:
+            bucket = self.bucket_id
+        directories: list[str] = []
+        if not path:
+            directories = [b.id for b in self._all_pages("buckets", None) if b.id != bucket]
+        files = [f.id for f in self._all_pages("files", bucket)] if bucket else []
+        return directories, files
+
+    def _all_pages(self, kind: str, bucket: str | None) -> Iterator[Any]:
+        from appwrite.query import Query
+
+        page_size = 100
+        cursor: str | None = None
+        while True:
+            queries = [Query.limit(page_size)]
+            if cursor:
+                queries.append(Query.cursor_after(cursor))
+            if kind == "files":
+                page = self._call(
+                    lambda sdk, q=queries: sdk.list_files(bucket, queries=q, total=False),
+                    bucket or "",
+                    bucket=bucket,
+                ).files
+            else:
+                page = self._call(
+                    lambda sdk, q=queries: sdk.list_buckets(queries=q, total=False), ""
+                ).buckets
+            yield from page
+            if len(page) < page_size:
+                return
+            cursor = page[-1].id
+
+    # -- deleting ------------------------------------------------------------------
+
+    def delete(self, name: str) -> None:
+        """Delete the file; deleting a missing file is not an error."""
+        bucket, file_id = self.locate(name)
+        with contextlib.suppress(FileNotFoundError):
+            self._call(lambda sdk: sdk.delete_file(bucket, file_id), name, bucket=bucket)
+
+    # -- saving --------------------------------------------------------------------
+
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
+        """Upload ``content`` and return its ``<bucket>/<fileId>`` name.
+
+        A ``TemporaryUploadedFile``, a file on disk, or any content over 5 MiB is uploaded
+        from a path in the SDK's chunks, so memory stays bounded; smaller content is sent
+        from bytes in one request. A taken ID (a concurrent writer) gets another name.
+        """
+        if name is None:
+            name = getattr(content, "name", None)
+        if not name or not isinstance(name, str):
+            raise SuspiciousFileOperation(f"Cannot save content without a file name: {name!r}")
+        if not hasattr(content, "chunks"):
+            content = File(content, name)
+        self._validate_name(name)
+        directory, _, original = name.replace("\\", "/").rpartition("/")
+        bucket, _file_id = self.locate(name)
+        # A new bucket is named after the directory as written (any characters).
+        bucket_name = directory.rpartition("/")[2] or bucket
+        stored = self.get_available_name(name, max_length=max_length)
+        with _UploadSource(content) as source:
+            for _attempt in range(self.retry_attempts + 1):
+                _bucket, file_id = self.locate(stored)
+                if self._upload(bucket, file_id, original, source, stored, bucket_name):
+                    validate_file_name(stored, allow_relative_path=True)
+                    return stored
+                # Another writer took this ID between our check and our upload: move on
+                # to an alternative even if the taken ID does not show up yet.
+                root, extension = os.path.splitext(file_id)
+                alternative = self.get_alternative_name(root, extension)
+                stored = self.get_available_name(
+                    self._stored_name(bucket, alternative), max_length=max_length
+                )
+        raise AppwriteConflict(
+            f"Could not find a free file ID for {name!r} in bucket {bucket!r} after "
+            f"{self.retry_attempts + 1} attempts",
+            code=409,
+            type="storage_file_already_exists",
+            endpoint=self.endpoint,
+        )
+
+    def _save(self, name: str, content: File) -> str:
+        return self.save(name, content)
+
+    def _upload(
+        self,
+        bucket: str,
+        file_id: str,
+        original: str,
+        source: _UploadSource,
+        name: str,
+        bucket_name: str,
+    ) -> bool:
+        """Upload under ``file_id``; return False if the ID turned out to be taken."""
+        from appwrite.exception import AppwriteException
+
+        attempt = 0
+        created_bucket = False
+        while True:
+            input_file = source.input_file(original)
+            progress: list[dict[str, Any]] = []
+            checker = source.md5_in_background() if source.chunked else None
+            try:
+                result = self.sdk.create_file(
+                    bucket,
+                    file_id,
+                    input_file,
+                    permissions=self.file_permissions,
+                    on_progress=progress.append if source.chunked else None,
+                )
+            except AppwriteException as exc:
+                if checker:
+                    checker.cancel()
+                if exc.code == 409 and exc.type == "storage_file_already_exists":
+                    return False
+                if exc.type == "storage_bucket_not_found" and not created_bucket:
+                    self._create_bucket(bucket, bucket_name, name)
+                    created_bucket = True
+                    continue
+                if exc.code in _RETRY_STATUSES and attempt < self.retry_attempts:
+                    if source.chunked and _started_fresh(progress):
+                        # Our partial upload: start it again rather than trust the SDK's
+                        # resume, which assumes the first chunks are the ones stored.
+                        self._discard(bucket, file_id, name)
+                    self._pause(attempt)
+                    attempt += 1
+                    continue
+                if source.chunked and _started_fresh(progress):
+                    self._discard(bucket, file_id, name)
+                raise self._translate(exc, name, bucket=bucket) from _cause(exc)
+            if not source.chunked:
+                return True
+            assert checker is not None
+            expected_md5 = checker.result()
+            complete = result.chunksuploaded >= result.chunkstotal
+            if _started_fresh(progress) and complete and result.signature == expected_md5:
+                return True
+            if _started_fresh(progress) and result.signature in ("", expected_md5):
+                # Ours but incomplete (the SDK gives up silently in rare cases): retry.
+                self._discard(bucket, file_id, name)
+                if attempt < self.retry_attempts:
+                    attempt += 1
+                    continue
+                raise AppwriteStorageError(
+                    f"Appwrite at {self.endpoint} kept the upload of {name!r} incomplete",
+                    endpoint=self.endpoint,
+                )
+            # The SDK's resume probe found a file under this ID (another writer's), or
+            # chunks of two writers met: the ID is not ours. Leave it alone.
+            return False
+
+    def _discard(self, bucket: str, file_id: str, name: str) -> None:
+        with contextlib.suppress(Exception):
+            self._call(lambda sdk: sdk.delete_file(bucket, file_id), name, bucket=bucket)
+
+    def _create_bucket(self, bucket: str, bucket_name: str, name: str) -> None:
+        """Create a missing bucket: private unless ``bucket_permissions`` says otherwise."""
+        from appwrite.exception import AppwriteException
+
+        try:
+            self._call(
+                lambda sdk: sdk.create_bucket(
+                    bucket,
+                    bucket_name[:128],
+                    permissions=self.bucket_permissions or [],
+                    # File permissions only apply in buckets with file security on.
+                    file_security=bool(self.file_permissions),
+                ),
+                name,
+                bucket=bucket,
+            )
+        except AppwriteStorageError as exc:
+            if exc.type != "storage_bucket_already_exists":  # a concurrent creator won
+                raise
+        except AppwriteException:  # pragma: no cover - _call translates
+            raise
+        self._known_buckets.add(bucket)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+class _Failure(Exception):
+    """An error shaped like ``AppwriteException``, for responses we read ourselves."""
+
+    def __init__(self, message: Any, code: int, type: str | None) -> None:
+        super().__init__(str(message))
+        self.message = message
+        self.code = code
+        self.type = type
+
+
+def _error_body(response: requests.Response) -> tuple[str | None, str]:
+    if response.headers.get("Content-Type", "").startswith("application/json"):
+        with contextlib.suppress(ValueError):
+            body = response.json()
+            return body.get("type"), str(body.get("message", ""))
+    return None, response.text[:200]
+
+
+def _cause(exc: Exception) -> Exception | None:
+    # A connection error's message is the requests exception, which holds the request
+    # and its x-appwrite-key header: do not chain it.
+    return None if getattr(exc, "code", 0) == 0 else exc
+
+
+def _started_fresh(progress: list[dict[str, Any]]) -> bool:
+    """Tell whether the SDK uploaded this file from its first chunk (no resume)."""
+    return bool(progress) and min(int(p["chunksUploaded"]) for p in progress) == 1
+
+
+class _Md5Job:
+    """Compute a file's md5 in a thread while the SDK uploads it."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._cancelled = False
+        self._value: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="appwrite-md5", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            digest = hashlib.md5(usedforsecurity=False)
+            buffer = bytearray(1024 * 1024)
+            view = memoryview(buffer)
+            with open(self._path, "rb", buffering=0) as source:
+                while not self._cancelled and (count := source.readinto(buffer)):
+                    digest.update(view[:count])
+            self._value = digest.hexdigest()
+        except BaseException as exc:  # pragma: no cover - reported by result()
+            self._error = exc
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._thread.join()
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._error is not None:  # pragma: no cover
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
+class _UploadSource:
+    """Present Django content to the SDK: small content as bytes, large as a file path.
+
+    The SDK only takes bytes or a path. A ``TemporaryUploadedFile`` or a regular file on
+    disk is uploaded from its path; other large content is copied to a private temporary
+    file first, in bounded pieces, so memory stays flat.
+    """
+
+    def __init__(self, content: File) -> None:
+        self.content = content
+        self.data: bytes | None = None
+        self.path: str | None = None
+        self._tempdir: str | None = None
+        self.chunked = False
+
+    def __enter__(self) -> _UploadSource:
+        path = _disk_path(self.content)
+        if path is not None:
+            size = os.stat(path).st_size
+            if size > SDK_CHUNK_SIZE:
+                self.path, self.chunked = path, True
+            else:
+                with open(path, "rb") as source:
+                    self.data = source.read()
+            return self
+        if _seekable(self.content):
+            self.content.seek(0)
+        head = bytearray()
+        pieces = self.content.chunks(chunk_size=1024 * 1024)
+        for piece in pieces:
+            head += piece
+            if len(head) > SDK_CHUNK_SIZE:
+                self._spool(bytes(head), pieces)
+                return self
+        self.data = bytes(head)
+        return self
+
+    def _spool(self, head: bytes, rest: Iterator[bytes]) -> None:
+        self._tempdir = tempfile.mkdtemp(prefix="dedupstore-appwrite-")
+        self.path = os.path.join(self._tempdir, "upload")
+        with open(self.path, "wb") as target:
+            target.write(head)
+            for piece in rest:
+                target.write(piece)
+        self.chunked = True
+
+    def input_file(self, filename: str) -> Any:
+        from appwrite.input_file import InputFile
+
+        if self.data is not None:
+            return InputFile.from_bytes(self.data, filename)
+        assert self.path is not None
+        input_file = InputFile.from_path(self.path)
+        # The multipart filename becomes Appwrite's ``name``: keep the original one.
+        input_file.filename = filename
+        return input_file
+
+    def md5_in_background(self) -> _Md5Job:
+        assert self.path is not None
+        return _Md5Job(self.path)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+
+
+def _seekable(content: Any) -> bool:
+    try:
+        return bool(content.seekable()) if hasattr(content, "seekable") else True
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _disk_path(content: Any) -> str | None:
+    """Return the path of a regular file holding exactly ``content``, if there is one."""
+    getter = getattr(content, "temporary_file_path", None)
+    if callable(getter):
+        try:
+            return cast(str, getter())
+        except (AttributeError, OSError, NotImplementedError):
+            return None
+    raw = content
+    for _ in range(4):  # File -> file object -> ... -> a real file
+        inner = getattr(raw, "file", None)
+        if inner is None or inner is raw:
+            break
+        raw = inner
+    path = getattr(raw, "name", None)
+    if not isinstance(path, str) or not os.path.isabs(path):
+        return None
+    try:
+        fileno = raw.fileno()
+        if os.fstat(fileno).st_ino != os.stat(path).st_ino:
+            return None
+        if "b" not in getattr(raw, "mode", "b"):
+            return None
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return path if os.path.isfile(path) else None
+
+
+# -- the django-cloud-storages drop-in -----------------------------------------------------
+
+from dedupstore.storage import DedupStorage  # noqa: E402 - after AppwriteStorage on purpose
+
+
+@deconstructible(path="dedupstore.backends.appwrite.AppWriteStorage")
+class AppWriteStorage(DedupStorage):
+    """A drop-in for django-cloud-storages' ``AppWriteStorage``, deduplicated.
+
+    A ``DedupStorage`` around ``AppwriteStorage``. Without arguments it reads the same
+    settings as the old class: ``APPWRITE_API_KEY``, ``APPWRITE_PROJECT_ID``,
+    ``APPWRITE_BUCKET_ID``, ``APPWRITE_API_ENDPOINT``, and its policy from
+    ``OVERWRITE_FILE`` (default False) -> ``overwrite`` and
+    ``CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT`` (default True) -> ``reuse="never"``
+    (every save stores a new file), or ``reuse="name"`` when False (saving a name that
+    already holds identical content returns it without uploading).
+
+    Any ``AppwriteStorage`` option (``api_key``, ``bucket_id``...) and any
+    ``DedupStorage`` option (``index``, ``reuse``, ``overwrite``...) may also be passed.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        appwrite_options = {
+            name: options.pop(name)
+            for name in list(options)
+            if name in AppwriteStorage.default_options
+        }
+        if "inner" in options and appwrite_options:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: pass either 'inner' or Appwrite options "
+                f"({', '.join(sorted(appwrite_options))}), not both"
+            )
+        options.setdefault(
+            "inner",
+            {
+                "BACKEND": "dedupstore.backends.appwrite.AppwriteStorage",
+                "OPTIONS": appwrite_options,
+            },
+        )
+        if "overwrite" not in options:
+            options["overwrite"] = getattr(settings, "OVERWRITE_FILE", False)
+        if "reuse" not in options:
+            create_new = getattr(settings, "CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT", True)
+            options["reuse"] = "never" if create_new else "name"
+        if "namespace" not in options and isinstance(options["inner"], dict):
+            options["namespace"] = self._stable_namespace(appwrite_options)
+        super().__init__(**options)
+        args, kwargs = self._constructor_args
+        self._constructor_args = (args, {k: v for k, v in kwargs.items() if k != "api_key"})
+
+    @staticmethod
+    def _stable_namespace(appwrite_options: dict[str, Any]) -> str:
+        """Name the index keys by where the files live, never by the API key.
+
+        DedupStorage's default namespace hashes the inner OPTIONS, which may hold the key:
+        rotating the key would then orphan every reference count.
+        """
+        probe = AppwriteStorage(**appwrite_options)
+        identity = "\n".join(
+            (probe.endpoint, probe.project_id or "", probe.bucket_id or "")
+        ).encode()
+        return "dedupstore:appwrite:" + hashlib.blake2b(identity, digest_size=8).hexdigest()
