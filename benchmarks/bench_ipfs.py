@@ -1,0 +1,356 @@
+"""Benchmark DedupStorage over IPFS against the raw IPFS storage, side by side.
+
+Prints a table and writes ``benchmarks/results/ipfs.json``. Every figure is a ratio of two
+things measured in this one run (medians, raw and dedup runs interleaved), because the
+machines are shared and noisy. The node is the embedded one, isolated to loopback (no
+Kubo daemon installs here); the index is a private redis-server on loopback.
+
+* miss: DedupStorage save of new content vs raw IPFS save of new content (64 MiB
+  ``TemporaryUploadedFile``): target <= 1.10x.
+* hit: DedupStorage save of content it already holds vs raw IPFS re-save of the same
+  content: target >= 10x faster at 64 MiB (``TemporaryUploadedFile``), >= 5x at 1 MiB
+  (in-memory upload, as Django hands over uploads below 2.5 MB).
+* memory: opening and reading 1 GiB through DedupStorage(IPFS), in a fresh subprocess:
+  peak RSS growth (``ru_maxrss``) target <= 64 MiB.
+
+Run: ``python benchmarks/bench_ipfs.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+BACKEND = "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage"
+
+
+def setup_django() -> None:
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(SECRET_KEY="bench", USE_TZ=True, STORAGES={})
+        django.setup()
+
+
+def upload_of(data: bytes) -> Any:
+    """A ``TemporaryUploadedFile`` holding ``data``, as Django's upload handler makes it."""
+    from django.core.files.uploadedfile import TemporaryUploadedFile
+
+    upload = TemporaryUploadedFile("upload.bin", "application/octet-stream", len(data), None)
+    upload.write(data)
+    upload.flush()
+    upload.seek(0)
+    return upload
+
+
+def in_memory_of(data: bytes) -> Any:
+    import io
+
+    from django.core.files.uploadedfile import InMemoryUploadedFile
+
+    return InMemoryUploadedFile(
+        io.BytesIO(data), "file", "upload.bin", "application/octet-stream", len(data), None
+    )
+
+
+def timed(func: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    func()
+    return time.perf_counter() - started
+
+
+def interleaved(
+    raw: Callable[[int], Callable[[], object]],
+    dedup: Callable[[int], Callable[[], object]],
+    repeat: int,
+) -> tuple[float, float]:
+    """Median seconds of ``raw`` and ``dedup`` runs, alternated (after one warm-up each).
+
+    Each factory gets the run number and returns the call to time, so a run can prepare
+    its own (fresh) content outside the timed window.
+    """
+    raw_times, dedup_times = [], []
+    raw(-1)()
+    dedup(-1)()
+    for run in range(repeat):
+        pair = [(raw, raw_times), (dedup, dedup_times)]
+        if run % 2:
+            pair.reverse()
+        for factory, times in pair:
+            call = factory(run)
+            times.append(timed(call))
+    return statistics.median(raw_times), statistics.median(dedup_times)
+
+
+def bench_miss(raw_storage: Any, dedup: Any, size: int, repeat: int) -> dict[str, Any]:
+    """New content each run: raw IPFS add+pin vs hash + index + the same add+pin."""
+
+    def factory(storage: Any) -> Callable[[int], Callable[[], object]]:
+        def make(run: int) -> Callable[[], object]:
+            upload = upload_of(os.urandom(size))
+
+            def call() -> None:
+                try:
+                    storage.save("bench/miss.bin", upload)
+                finally:
+                    upload.close()
+
+            return call
+
+        return make
+
+    raw, ddp = interleaved(factory(raw_storage), factory(dedup), repeat)
+    return {
+        "case": "miss (new content)",
+        "size": size,
+        "content": "TemporaryUploadedFile",
+        "raw_s": raw,
+        "dedup_s": ddp,
+        "ratio": ddp / raw,
+        "ratio_kind": "dedup/raw time",
+        "target": "<= 1.10",
+        "ok": ddp / raw <= 1.10,
+    }
+
+
+def bench_hit(
+    raw_storage: Any, dedup: Any, size: int, repeat: int, *, in_memory: bool
+) -> dict[str, Any]:
+    """The same content again: raw IPFS re-add (node re-chunks and re-hashes) vs a hit."""
+    data = os.urandom(size)
+    make_content = in_memory_of if in_memory else upload_of
+    first = dedup.save("bench/hit.bin", make_content(data))
+    assert raw_storage.save("bench/hit.bin", make_content(data)) == first
+
+    def factory(storage: Any) -> Callable[[int], Callable[[], object]]:
+        def make(run: int) -> Callable[[], object]:
+            content = make_content(data)
+
+            def call() -> None:
+                try:
+                    assert storage.save("bench/hit.bin", content) == first
+                finally:
+                    content.close()
+
+            return call
+
+        return make
+
+    raw, ddp = interleaved(factory(raw_storage), factory(dedup), repeat)
+    hash_only = blake3_alone(data, make_content, repeat)
+    target = 10.0 if size >= 64 * MiB else 5.0
+    return {
+        "case": "hit (same content again)",
+        "size": size,
+        "content": "InMemoryUploadedFile" if in_memory else "TemporaryUploadedFile",
+        "raw_s": raw,
+        "dedup_s": ddp,
+        "ratio": raw / ddp,
+        "ratio_kind": "raw/dedup time (speed-up)",
+        "blake3_alone_s": hash_only,
+        "best_possible_ratio": raw / hash_only,
+        "target": f">= {target:g}",
+        "ok": raw / ddp >= target,
+    }
+
+
+def blake3_alone(data: bytes, make_content: Callable[[bytes], Any], repeat: int) -> float:
+    """Median seconds of BLAKE3 alone over fresh content of the same kind: a hit's floor."""
+    from blake3 import blake3
+
+    times = []
+    for _ in range(repeat):
+        content = make_content(data)
+        try:
+            if hasattr(content, "temporary_file_path"):
+                path = content.temporary_file_path()
+                times.append(timed(lambda p=path: blake3(max_threads=blake3.AUTO).update_mmap(p)))
+            else:
+                times.append(timed(lambda: blake3(data, max_threads=blake3.AUTO).digest()))
+        finally:
+            content.close()
+    return statistics.median(times)
+
+
+_RSS_CHILD = textwrap.dedent(
+    """
+    import json, resource, sys
+    sys.path.insert(0, {root!r})
+    import django
+    from django.conf import settings
+    settings.configure(SECRET_KEY="bench", USE_TZ=True, STORAGES={{}})
+    django.setup()
+    from dedupstore import DedupStorage
+    storage = DedupStorage(
+        inner={{"BACKEND": {backend!r}, "OPTIONS": {{"embedded_repo": {repo!r}}}}},
+        index="locmem://rss",
+    )
+    name = {name!r}
+    assert storage.exists(name)  # starts the node, lists pins: part of the baseline
+    with storage.open(name) as warm:
+        warm.read(1024 * 1024)
+    page_kib = resource.getpagesize() // 1024
+    def current_kib():
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * page_kib
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    current_before = current_max = current_kib()
+    total = 0
+    with storage.open(name) as handle:
+        for chunk in handle.chunks(4 * 1024 * 1024):
+            total += len(chunk)
+            current_max = max(current_max, current_kib())
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({{"bytes": total, "before_kib": before, "after_kib": after,
+                      "current_before_kib": current_before, "current_max_kib": current_max}}))
+    """
+)
+
+
+def bench_rss(workdir: Path, size: int) -> dict[str, Any]:
+    """Add ``size`` bytes, then open and read them back in a fresh subprocess."""
+    from dedupstore.backends.ipfs import InterPlanetaryFileSystemStorage
+    from dedupstore.backends.ipfs.embedded import get_node
+
+    repo = workdir / "rss-repo"
+    source = workdir / "rss-source.bin"
+    with source.open("wb") as out:
+        for _ in range(size // (4 * MiB)):
+            out.write(os.urandom(4 * MiB))
+    storage = InterPlanetaryFileSystemStorage(embedded_repo=str(repo))
+    from django.core.files.base import File
+
+    started = time.perf_counter()
+    with source.open("rb") as handle:
+        name = storage.save("big.bin", File(handle))
+    add_s = time.perf_counter() - started
+    source.unlink()
+    get_node(repo).stop()  # the child process opens the repo (one node per repo)
+    child = _RSS_CHILD.format(root=str(ROOT), backend=BACKEND, repo=str(repo), name=name)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=600, check=False
+    )
+    read_s = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(done.stderr)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    growth_mib = (result["after_kib"] - result["before_kib"]) / 1024
+    assert result["bytes"] == size, result
+    return {
+        "case": "open + read (DedupStorage over IPFS, subprocess)",
+        "size": size,
+        "add_s": add_s,
+        "read_process_s": read_s,
+        "baseline_peak_rss_mib": result["before_kib"] / 1024,
+        "peak_rss_growth_mib": growth_mib,
+        "current_rss_before_mib": result["current_before_kib"] / 1024,
+        "current_rss_max_growth_mib": (result["current_max_kib"] - result["current_before_kib"])
+        / 1024,
+        "target": "<= 64 MiB",
+        "ok": growth_mib <= 64,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, 256 MiB RSS")
+    parser.add_argument("--workdir", help="where node repos go (default: a temp dir)")
+    args = parser.parse_args()
+    repeat = 3 if args.quick else 7
+    rss_size = 256 * MiB if args.quick else GiB
+
+    setup_django()
+    from dedupstore import DedupStorage
+    from dedupstore.backends.ipfs import InterPlanetaryFileSystemStorage
+    from dedupstore.backends.ipfs.embedded import stop_all_nodes
+    from dedupstore.testing.redis import RedisServer
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ipfs-", dir=args.workdir))
+    rows: list[dict[str, Any]] = []
+    try:
+        with RedisServer() as redis:
+            repo = str(workdir / "repo")
+            raw_storage = InterPlanetaryFileSystemStorage(embedded_repo=repo)
+            dedup = DedupStorage(
+                inner={"BACKEND": BACKEND, "OPTIONS": {"embedded_repo": repo}},
+                index=redis.url,
+                namespace=f"bench-{uuid.uuid4().hex}",
+            )
+            rows.append(bench_miss(raw_storage, dedup, 64 * MiB, repeat))
+            rows.append(bench_hit(raw_storage, dedup, 64 * MiB, repeat, in_memory=False))
+            rows.append(bench_hit(raw_storage, dedup, MiB, repeat * 5, in_memory=True))
+            rows.append(bench_hit(raw_storage, dedup, MiB, repeat * 5, in_memory=False))
+        stop_all_nodes()
+        rows.append(bench_rss(workdir, rss_size))
+    finally:
+        stop_all_nodes()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"\nDedupStorage over embedded IPFS (repeat={repeat}, medians, one run)\n")
+    print(
+        f"{'case':<26} {'size':>8} {'content':<22} {'raw':>9} {'dedup':>9} {'ratio':>8}"
+        f"  {'target':<10} {'blake3 alone (floor)':>21}"
+    )
+    for row in rows[:-1]:
+        floor = (
+            f"{row['blake3_alone_s'] * 1000:>7.1f}ms ({row['best_possible_ratio']:.1f}x)"
+            if "blake3_alone_s" in row
+            else ""
+        )
+        print(
+            f"{row['case']:<26} {row['size'] // MiB:>5} MiB {row['content']:<22} "
+            f"{row['raw_s'] * 1000:>7.1f}ms {row['dedup_s'] * 1000:>7.1f}ms "
+            f"{row['ratio']:>7.2f}x  {row['target']:<7} {'ok' if row['ok'] else 'MISSED':<6}"
+            f"{floor:>18}"
+        )
+    rss = rows[-1]
+    print(
+        f"{rss['case']:<34} {rss['size'] // MiB:>5} MiB peak RSS growth "
+        f"{rss['peak_rss_growth_mib']:.1f} MiB (baseline {rss['baseline_peak_rss_mib']:.0f} MiB;"
+        f" current RSS +{rss['current_rss_max_growth_mib']:.1f} MiB at most)"
+        f"  {rss['target']} {'ok' if rss['ok'] else 'MISSED'}"
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "ipfs.json"
+    out.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                },
+                "repeat": repeat,
+                "quick": args.quick,
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"\nwrote {out.relative_to(ROOT)}")
+    return 0 if all(row["ok"] for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
