@@ -412,6 +412,7 @@ class AppwriteStorage(Storage):
         self._session: requests.Session | None = None
         self._client_pid = 0
         self._known_buckets: set[str] = set()
+        self._id_locks: dict[tuple[str, str], list[Any]] = {}
         # deconstruct() feeds migrations: the key must never be written into one. Without
         # it, a migrated field falls back to settings.APPWRITE_API_KEY.
         args, kwargs = getattr(self, "_constructor_args", ((), {}))
@@ -508,7 +509,7 @@ class AppwriteStorage(Storage):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for transient in ("_lock", "_client", "_session"):
+        for transient in ("_lock", "_client", "_session", "_id_locks"):
             state.pop(transient, None)
         return state
 
@@ -518,6 +519,7 @@ class AppwriteStorage(Storage):
         self._client = None
         self._session = None
         self._client_pid = 0
+        self._id_locks = {}
 
     # -- errors --------------------------------------------------------------------
 
@@ -790,7 +792,9 @@ class AppwriteStorage(Storage):
         with _UploadSource(content) as source:
             for _attempt in range(self.retry_attempts + 1):
                 _bucket, file_id = self.locate(stored)
-                if self._upload(bucket, file_id, original, source, stored, bucket_name):
+                with self._id_lock(bucket, file_id, source.chunked):
+                    uploaded = self._upload(bucket, file_id, original, source, stored, bucket_name)
+                if uploaded:
                     validate_file_name(stored, allow_relative_path=True)
                     return stored
                 # Another writer took this ID between our check and our upload: move on
@@ -862,25 +866,53 @@ class AppwriteStorage(Storage):
             assert checker is not None
             expected_md5 = checker.result()
             complete = result.chunksuploaded >= result.chunkstotal
-            if _started_fresh(progress) and complete and result.signature == expected_md5:
+            fresh = _started_fresh(progress)
+            if fresh and complete and result.signature == expected_md5:
                 return True
-            if _started_fresh(progress) and result.signature in ("", expected_md5):
-                # Ours but incomplete (the SDK gives up silently in rare cases): retry.
+            if fresh:
+                # We created this file but it does not hold our bytes: another writer's
+                # chunks met ours under the same ID (or the SDK stopped short). Nobody
+                # can use it: remove it, and both writers move to other IDs.
                 self._discard(bucket, file_id, name)
-                if attempt < self.retry_attempts:
-                    attempt += 1
-                    continue
-                raise AppwriteStorageError(
-                    f"Appwrite at {self.endpoint} kept the upload of {name!r} incomplete",
-                    endpoint=self.endpoint,
-                )
-            # The SDK's resume probe found a file under this ID (another writer's), or
-            # chunks of two writers met: the ID is not ours. Leave it alone.
+            # Otherwise the SDK's resume probe found another writer's file under this ID
+            # and returned or continued it: the ID is not ours. Leave the file alone.
             return False
 
     def _discard(self, bucket: str, file_id: str, name: str) -> None:
+        """Delete a partial upload we started; never a complete file (it may be theirs).
+
+        Between the check and the delete a concurrent writer in another process could
+        complete the file: that needs two processes uploading the same new name at once,
+        over 5 MiB, and a failure; within one process ``_id_lock`` rules it out.
+        """
         with contextlib.suppress(Exception):
-            self._call(lambda sdk: sdk.delete_file(bucket, file_id), name, bucket=bucket)
+            stored = self._call(lambda sdk: sdk.get_file(bucket, file_id), name, bucket=bucket)
+            if stored.chunksuploaded < stored.chunkstotal:
+                self._call(lambda sdk: sdk.delete_file(bucket, file_id), name, bucket=bucket)
+
+    @contextlib.contextmanager
+    def _id_lock(self, bucket: str, file_id: str, exclusive: bool) -> Iterator[None]:
+        """Serialise chunked uploads of one file ID within this process.
+
+        Chunks of two writers under one ID would merge into one file (the server counts
+        chunks, not writers). Single-request uploads need no lock: the server answers
+        409 to the second.
+        """
+        if not exclusive:
+            yield
+            return
+        key = (bucket, file_id)
+        with self._lock:
+            entry = self._id_locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._lock:
+                entry[1] -= 1
+                if not entry[1]:
+                    self._id_locks.pop(key, None)
 
     def _create_bucket(self, bucket: str, bucket_name: str, name: str) -> None:
         """Create a missing bucket: private unless ``bucket_permissions`` says otherwise."""
@@ -1106,6 +1138,7 @@ class AppWriteStorage(DedupStorage):
                 f"{type(self).__name__}: pass either 'inner' or Appwrite options "
                 f"({', '.join(sorted(appwrite_options))}), not both"
             )
+        default_inner = "inner" not in options
         options.setdefault(
             "inner",
             {
@@ -1118,21 +1151,22 @@ class AppWriteStorage(DedupStorage):
         if "reuse" not in options:
             create_new = getattr(settings, "CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT", True)
             options["reuse"] = "never" if create_new else "name"
-        if "namespace" not in options and isinstance(options["inner"], dict):
-            options["namespace"] = self._stable_namespace(appwrite_options)
+        self._default_inner = default_inner
         super().__init__(**options)
         args, kwargs = self._constructor_args
         self._constructor_args = (args, {k: v for k, v in kwargs.items() if k != "api_key"})
 
-    @staticmethod
-    def _stable_namespace(appwrite_options: dict[str, Any]) -> str:
+    @property
+    def namespace(self) -> str:
         """Name the index keys by where the files live, never by the API key.
 
-        DedupStorage's default namespace hashes the inner OPTIONS, which may hold the key:
-        rotating the key would then orphan every reference count.
+        DedupStorage's default namespace hashes the inner OPTIONS, which hold the key when
+        it is passed as an option: rotating the key would then orphan every reference
+        count. Worked out on first use, when the settings are final.
         """
-        probe = AppwriteStorage(**appwrite_options)
-        identity = "\n".join(
-            (probe.endpoint, probe.project_id or "", probe.bucket_id or "")
-        ).encode()
-        return "dedupstore:appwrite:" + hashlib.blake2b(identity, digest_size=8).hexdigest()
+        if self._namespace is None and self._default_inner:
+            inner = cast(AppwriteStorage, self.inner)
+            identity = "\n".join((inner.endpoint, inner.project_id or "", inner.bucket_id or ""))
+            digest = hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
+            self._namespace = f"dedupstore:appwrite:{digest}"
+        return cast(str, DedupStorage.namespace.fget(self))  # type: ignore[attr-defined]

@@ -543,3 +543,40 @@ def test_rejected_upload_is_a_clear_error(
     sdk.create_bucket("tiny", "tiny", maximum_file_size=10)
     with pytest.raises(Exception, match="storage_invalid_file_size"):
         storage.save("tiny/big.txt", ContentFile(b"x" * 100))
+
+
+def race(storages: list[AppwriteStorage], name: str, payloads: list[bytes]) -> list[str]:
+    """Save one name from each storage at the same moment; return the stored names."""
+    names: list[str] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(storages))
+
+    def save(made: AppwriteStorage, payload: bytes) -> None:
+        barrier.wait()
+        try:
+            names.append(made.save(name, ContentFile(payload)))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=save, args=pair) for pair in zip(storages, payloads, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    return names
+
+
+def test_two_processes_racing_on_one_large_name_never_mix_contents(
+    server: AppwriteTestServer,
+) -> None:
+    """Separate storages (no shared in-process lock) upload one new name at once."""
+    storages = [AppwriteStorage(**server.storage_options()) for _ in range(3)]
+    storages[0].save("cross/seed.txt", ContentFile(b"seed"))
+    for round_number in range(3):
+        payloads = [os.urandom(11 * MiB) for _ in storages]
+        names = race(storages, f"cross/r{round_number}.bin", payloads)
+        assert len(set(names)) == len(storages)
+        assert sorted(read(storages[0], n) for n in names) == sorted(payloads)

@@ -1,0 +1,203 @@
+"""DedupStorage over AppwriteStorage, and the django-cloud-storages drop-in AppWriteStorage."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage, default_storage, storages
+from django.db import models
+from django.db.migrations.writer import MigrationWriter
+from django.test.utils import isolate_apps
+
+from dedupstore import DedupStorage
+from dedupstore.backends.appwrite import AppWriteStorage, AppwriteStorage
+from dedupstore.testing.appwrite import AppwriteTestServer
+from tests.contract import DedupContract
+
+
+def appwrite_inner(server: AppwriteTestServer) -> dict[str, Any]:
+    return {
+        "BACKEND": "dedupstore.backends.appwrite.AppwriteStorage",
+        "OPTIONS": server.storage_options(bucket_id="default"),
+    }
+
+
+class TestDedupOverAppwrite(DedupContract):
+    """The core contract suite, with AppwriteStorage as the inner storage."""
+
+    @pytest.fixture
+    def storage(self, server: AppwriteTestServer, redis_url: str) -> DedupStorage:
+        return DedupStorage(
+            inner=appwrite_inner(server), index=redis_url, namespace=f"aw-{uuid.uuid4().hex}"
+        )
+
+    def test_a_hit_makes_zero_requests_to_appwrite(
+        self, storage: DedupStorage, server: AppwriteTestServer
+    ) -> None:
+        payload = os.urandom(6 * 1024 * 1024)
+        first = storage.save("hits/original.bin", ContentFile(payload))
+        server.clear_log()
+        assert storage.save("elsewhere/copy.bin", ContentFile(payload)) == first
+        assert storage.save("hits/original.bin", ContentFile(payload)) == first
+        assert server.request_count == 0
+        assert storage.references(first) == 3
+
+
+# -- the drop-in -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def old_settings(settings: Any, server: AppwriteTestServer, redis_url: str) -> Any:
+    """The settings a django-cloud-storages project has, plus the dedup index."""
+    settings.APPWRITE_API_KEY = server.api_key
+    settings.APPWRITE_PROJECT_ID = server.project_id
+    settings.APPWRITE_BUCKET_ID = "default"
+    settings.APPWRITE_API_ENDPOINT = server.endpoint
+    settings.DEDUPSTORE_INDEX = redis_url
+    settings.DEDUPSTORE_NAMESPACE = f"aw-{uuid.uuid4().hex}"
+    return settings
+
+
+def test_defaults_follow_the_old_settings(old_settings: Any) -> None:
+    made = AppWriteStorage()
+    assert (made.reuse, made.overwrite) == ("never", False)
+    assert isinstance(made.inner, AppwriteStorage)
+    assert made.inner.bucket_id == "default"
+    old_settings.CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT = False
+    old_settings.OVERWRITE_FILE = True
+    made = AppWriteStorage()
+    assert (made.reuse, made.overwrite) == ("name", True)
+    # Explicit options beat the old settings.
+    assert AppWriteStorage(reuse="content").reuse == "content"
+
+
+def test_create_new_if_same_content_stores_every_save(
+    old_settings: Any, server: AppwriteTestServer
+) -> None:
+    made = AppWriteStorage()
+    first = made.save("docs/a.txt", ContentFile(b"same"))
+    second = made.save("docs/a.txt", ContentFile(b"same"))
+    assert first != second
+    assert made.open(first).read() == made.open(second).read() == b"same"
+
+
+def test_same_name_same_content_is_a_hit_with_zero_requests(
+    old_settings: Any, server: AppwriteTestServer
+) -> None:
+    old_settings.CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT = False
+    made = AppWriteStorage()
+    first = made.save("docs/a.txt", ContentFile(b"same"))
+    server.clear_log()
+    assert made.save("docs/a.txt", ContentFile(b"same")) == first
+    assert server.request_count == 0
+    # Other content under the name is a new file, whatever the name.
+    other = made.save("docs/a.txt", ContentFile(b"other"))
+    assert other != first and server.request_count > 0
+
+
+def test_overwrite_file_replaces_the_name(old_settings: Any) -> None:
+    old_settings.OVERWRITE_FILE = True
+    made = AppWriteStorage()
+    first = made.save("docs/o.txt", ContentFile(b"one"))
+    second = made.save("docs/o.txt", ContentFile(b"two"))
+    assert first == second == "docs/o.txt"
+    assert made.open(second).read() == b"two"
+
+
+def test_appwrite_options_and_inner_are_exclusive(old_settings: Any) -> None:
+    with pytest.raises(ImproperlyConfigured, match="either 'inner' or Appwrite options"):
+        AppWriteStorage(inner="plain", bucket_id="b")
+    with pytest.raises(ImproperlyConfigured, match="unknown option"):
+        AppWriteStorage(bucket="b")
+
+
+def test_deconstruct_and_migrations_hold_no_key(
+    old_settings: Any, server: AppwriteTestServer
+) -> None:
+    made = AppWriteStorage(api_key=server.api_key, bucket_id="b", reuse="content")
+    path, args, kwargs = made.deconstruct()
+    assert path == "dedupstore.backends.appwrite.AppWriteStorage"
+    assert "api_key" not in kwargs
+    serialized, _imports = MigrationWriter.serialize(made)
+    assert server.api_key not in serialized
+    rebuilt = AppWriteStorage(*args, **kwargs)
+    assert rebuilt.reuse == "content"
+
+
+def test_namespace_does_not_depend_on_the_key(old_settings: Any) -> None:
+    old_settings.DEDUPSTORE_NAMESPACE = None
+    one = AppWriteStorage(api_key="key-one")
+    two = AppWriteStorage(api_key="key-two")
+    other_bucket = AppWriteStorage(api_key="key-one", bucket_id="elsewhere")
+    assert one.namespace == two.namespace
+    assert one.namespace != other_bucket.namespace
+
+
+def test_as_the_default_storage(old_settings: Any, server: AppwriteTestServer) -> None:
+    old_settings.CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT = False
+    old_settings.STORAGES = {
+        **old_settings.STORAGES,
+        "default": {"BACKEND": "dedupstore.backends.appwrite.AppWriteStorage"},
+    }
+    assert isinstance(storages["default"], AppWriteStorage)
+    name = default_storage.save("media/d.txt", ContentFile(b"default"))
+    assert name == "media/d.txt"
+    assert default_storage.open(name).read() == b"default"
+    assert default_storage.url(name).startswith(server.endpoint + "/storage/buckets/media/")
+
+
+def pick_appwrite_storage() -> Storage:
+    """A callable storage, as Django allows for FileField(storage=...).
+
+    Django calls it when the model class is created; the storage reads its settings on
+    first use, so the test's settings apply.
+    """
+    return AppWriteStorage(reuse="content", index="locmem://appwrite-callable")
+
+
+def document_model() -> type[models.Model]:
+    """Define a model with a per-field and a callable storage, outside the app registry.
+
+    ``isolate_apps`` keeps it out of the test app, whose migrations must stay unchanged.
+    """
+    with isolate_apps("tests.testapp"):
+
+        class AppwriteDocument(models.Model):
+            per_field = models.FileField(
+                upload_to="fields/",
+                max_length=40,
+                storage=AppWriteStorage(reuse="content", index="locmem://appwrite-fields"),
+            )
+            chosen = models.FileField(upload_to="chosen/", storage=pick_appwrite_storage)
+
+            class Meta:
+                app_label = "testapp"
+
+    return AppwriteDocument
+
+
+def test_per_field_and_callable_storages(old_settings: Any, server: AppwriteTestServer) -> None:
+    AppwriteDocument = document_model()
+    document = AppwriteDocument()
+    document.per_field.save("report.pdf", ContentFile(b"%PDF-1.7 report"), save=False)
+    assert document.per_field.name == "fields/report.pdf"
+    assert len(document.per_field.name) <= 40
+    assert document.per_field.read() == b"%PDF-1.7 report"
+    document.chosen.save("pick.txt", ContentFile(b"chosen"), save=False)
+    assert document.chosen.name == "chosen/pick.txt"
+    assert isinstance(document.chosen.storage, AppWriteStorage)
+    server.clear_log()
+    again = AppwriteDocument()
+    again.chosen.save("other-name.txt", ContentFile(b"chosen"), save=False)
+    assert again.chosen.name == "chosen/pick.txt"
+    assert server.request_count == 0
+    # The field deconstructs the callable by reference, and the instance without its key.
+    _name, _path, _args, kwargs = AppwriteDocument._meta.get_field("chosen").deconstruct()
+    assert kwargs["storage"] is pick_appwrite_storage
+    serialized, _ = MigrationWriter.serialize(AppwriteDocument._meta.get_field("per_field"))
+    assert server.api_key not in serialized
