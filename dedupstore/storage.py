@@ -46,6 +46,41 @@ def _is_secret_option(name: str) -> bool:
     return any(word in lowered for word in _SECRET_OPTION_WORDS)
 
 
+#: Inner OPTIONS that do not change where the bytes live, left out of the default namespace.
+_NON_IDENTITY_OPTIONS = frozenset(
+    {
+        "timeout",
+        "base_url",
+        "public_url",
+        "gateway_url",
+        "gateway_style",
+        "url_filename",
+        "file_permissions",
+        "bucket_permissions",
+        "file_permissions_mode",
+        "directory_permissions_mode",
+        "allow_overwrite",
+        "file_overwrite",
+    }
+)
+
+
+def _storage_identity(definition: Mapping[str, Any]) -> str:
+    """Describe where an inner storage keeps its bytes: its backend and location options.
+
+    Credentials and options such as timeouts or URLs are left out, so rotating an API key
+    or tuning a timeout keeps the namespace, and with it every reference count.
+    """
+    options = {
+        key: value
+        for key, value in dict(definition.get("OPTIONS", {})).items()
+        if not _is_secret_option(str(key)) and key not in _NON_IDENTITY_OPTIONS
+    }
+    return json.dumps(
+        {"BACKEND": definition.get("BACKEND"), "OPTIONS": options}, sort_keys=True, default=repr
+    )
+
+
 def _redact(options: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``options`` with secret-looking values replaced, recursively."""
     redacted: dict[str, Any] = {}
@@ -278,13 +313,14 @@ class DedupStorage(Storage):
     def namespace(self) -> str:
         """Return the prefix of this storage's index keys.
 
-        The default is derived from the inner storage's definition, so two storages over
+        The default is derived from where the inner storage keeps its bytes (its backend
+        and location options, without credentials, timeouts or URLs), so two storages over
         the same inner storage share reference counts (they must, or one would delete
         objects the other still uses) and storages over different inner storages never
-        share objects.
+        share objects. Set ``namespace`` explicitly to keep it fixed whatever changes.
         """
         if self._namespace is None:
-            identity = json.dumps(self._inner_definition(), sort_keys=True, default=repr)
+            identity = _storage_identity(self._inner_definition())
             self._namespace = "dedupstore:" + blake3(identity.encode()).hexdigest()[:16]
         return self._namespace
 
