@@ -121,3 +121,17 @@ def test_import_is_quiet_needs_no_emtest_and_keeps_kubo_log_out_of_cwd(tmp_path:
     assert done.stdout == b""
     assert list(workdir.iterdir()) == []
     assert (tmp_path / "logs" / "kubo.log").exists()
+
+
+def test_online_is_an_explicit_opt_in_that_skips_the_check(tmp_path: Path) -> None:
+    # Never started here: only the decision is tested (no test may go online).
+    repo = create_isolated_repo(tmp_path / "repo")
+    config = json.loads((repo / "config").read_text())
+    config["Bootstrap"] = ["/dnsaddr/bootstrap.libp2p.io"]
+    (repo / "config").write_text(json.dumps(config))
+    EmbeddedNode(repo, online=True)._ensure_config()  # accepted as configured
+    with pytest.raises(NodeIsolationError):
+        EmbeddedNode(repo)._ensure_config()
+    get_node(repo)
+    with pytest.raises(Exception, match="embedded_online=False"):
+        get_node(repo, online=True)

@@ -173,6 +173,10 @@ def test_timeouts_name_the_url(shared_node) -> None:  # type: ignore[no-untyped-
         storage = InterPlanetaryFileSystemStorage(api_url=server.url, timeout=0.3)
         with pytest.raises(IPFSTimeoutError, match=r"127\.0\.0\.1:\d+/api/v0"):
             storage.exists(ABSENT)
+        with pytest.raises(IPFSTimeoutError, match="add"):
+            storage.save("slow.txt", ContentFile(b"slow"))
+        with pytest.raises(IPFSTimeoutError):
+            storage.open(ABSENT)
 
 
 def test_unreachable_daemon_names_the_url() -> None:

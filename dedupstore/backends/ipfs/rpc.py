@@ -22,6 +22,7 @@ from typing import IO, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from .errors import (
     ContentNotFoundError,
@@ -358,17 +359,15 @@ class RPCCatReader(io.RawIOBase):
             self._response = self._client.cat(self._path, offset=self._pos)
         try:
             count = self._response.raw.readinto(buffer)
-        except requests.exceptions.RequestException as exc:
-            raise IPFSConnectionError(
-                f"reading {self._path} from {self._client.display_url} failed: {exc}"
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise IPFSTimeoutError(
+                f"the Kubo RPC API at {self._client.display_url} stalled while sending "
+                f"{self._path} (timeout {self._client.timeout:g} s)"
             ) from exc
-        except Exception as exc:  # urllib3 read timeouts surface as their own errors
-            if "timed out" in str(exc).lower():
-                raise IPFSTimeoutError(
-                    f"the Kubo RPC API at {self._client.display_url} stalled while sending "
-                    f"{self._path}"
-                ) from exc
-            raise
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise IPFSConnectionError(
+                f"reading {self._path} from {self._client.display_url} failed: {type(exc).__name__}"
+            ) from exc
         if not count:
             raise OSError(
                 f"{self._client.display_url} ended {self._path} at byte {self._pos} of {self.size}"
