@@ -23,7 +23,15 @@ lint: venv
 demo: venv redis-server
 	scripts/loopback-only $(BIN)/python examples/demo/run_demo.py
 
+# The peers are never dependencies: they go into a throwaway virtualenv of their own.
+# A peer that does not install is reported by peers.py, so failures here do not stop us.
+PEERS := django-hashedfilenamestorage django-castor django-dedupe-backend
+
 bench: venv redis-server
+	test -x .venv-peers/bin/python || $(PYTHON) -m venv .venv-peers
+	-.venv-peers/bin/python -m pip install --quiet -e . "django==5.2.*" $(PEERS)
+	-.venv-peers/bin/python -m pip install --quiet --no-deps --ignore-requires-python django-image-toolkit
+	scripts/loopback-only .venv-peers/bin/python benchmarks/peers.py
 	scripts/loopback-only $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 venv: $(STAMP)
@@ -44,4 +52,4 @@ redis-server:
 	@command -v redis-server >/dev/null
 
 clean:
-	rm -rf $(VENV) .tox .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-peers .tox .pytest_cache .ruff_cache .hypothesis

@@ -353,27 +353,52 @@ def bench_hit_scaling(
 # -- 5. peers ------------------------------------------------------------------------
 
 
-def peers_status() -> list[dict[str, str]]:
-    """Report which peer libraries run here; measured peers come from bench_appwrite."""
-    rows = []
-    peer_file = RESULTS / "appwrite.json"
-    if peer_file.exists():
-        data = json.loads(peer_file.read_text())
+def peers_status() -> list[dict[str, Any]]:
+    """Read what ``peers.py`` and ``bench_appwrite.py`` measured of other libraries."""
+    rows: list[dict[str, Any]] = []
+    peers_file = RESULTS / "peers.json"
+    if peers_file.exists():
+        for peer in json.loads(peers_file.read_text()):
+            row = {
+                "peer": peer["peer"],
+                "version": peer.get("version") or "-",
+                "status": peer["status"],
+                "reason": peer.get("reason", ""),
+                "runs": {},
+            }
+            for run in peer.get("runs", []):
+                row["runs"][run["dup_rate"]] = {
+                    "files_on_disk": run["files_on_disk"],
+                    "bytes_on_disk": run["bytes_on_disk"],
+                    "saves_per_s": run["saves_per_s"],
+                    "read_back_ok": run["read_back_ok"],
+                }
+            delete = peer.get("delete")
+            if isinstance(delete, dict):
+                row["delete"] = delete.get("summary") or json.dumps(delete)[:200]
+            rows.append(row)
+    else:
+        rows.append(
+            {
+                "peer": "(other Django dedup storages)",
+                "version": "-",
+                "status": "not measured in this run",
+                "reason": "run `make bench` (it installs the peers in .venv-peers) or "
+                "benchmarks/peers.py",
+                "runs": {},
+            }
+        )
+    appwrite_file = RESULTS / "appwrite.json"
+    if appwrite_file.exists():
+        data = json.loads(appwrite_file.read_text())
         peer = data.get("peer") or data.get("django_cloud_storages")
         rows.append(
             {
                 "peer": "django-cloud-storages AppWriteStorage",
-                "status": "measured" if peer else "see appwrite.json",
-                "detail": json.dumps(peer)[:600] if peer else "",
-            }
-        )
-    else:
-        rows.append(
-            {
-                "peer": "django-cloud-storages AppWriteStorage",
-                "status": "not measured in this run",
-                "detail": "run benchmarks/bench_appwrite.py (it installs the package "
-                "in a throwaway virtualenv)",
+                "version": "-",
+                "status": "see appwrite.json" if peer else "not measured",
+                "reason": json.dumps(peer)[:300] if peer else "",
+                "runs": {},
             }
         )
     return rows
@@ -584,8 +609,31 @@ def report(results: dict[str, Any], images: list[str]) -> str:
         "",
     ]
 
-    lines += ["## 5. Peers", "", "| peer | status | detail |", "|---|---|---|"]
-    lines += [f"| {r['peer']} | {r['status']} | {r['detail']} |" for r in results["peers"]]
+    lines += [
+        "## 5. Peers",
+        "",
+        "Other Django storages that deduplicate, run on the same workload by "
+        "`benchmarks/peers.py` (installed in a throwaway virtualenv, never a "
+        "dependency): files on disk and saves/s at each duplicate rate.",
+        "",
+        "| peer | version | status | 0 % dup | 30 % dup | 80 % dup | reason / notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for peer in results["peers"]:
+        cells = []
+        for rate in (0.0, 0.3, 0.8):
+            run = peer["runs"].get(rate) or peer["runs"].get(str(rate))
+            cells.append(
+                f"{run['files_on_disk']} files, {run['saves_per_s']:.0f}/s" if run else "-"
+            )
+        note = peer["reason"].replace("|", "/")
+        if peer.get("delete"):
+            note += f" Delete of shared content: {peer['delete']}"
+        lines.append(
+            f"| {peer['peer']} | {peer['version']} | {peer['status']} | "
+            + " | ".join(cells)
+            + f" | {note} |"
+        )
     lines.append("")
     return "\n".join(lines)
 
