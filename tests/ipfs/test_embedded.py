@@ -135,3 +135,25 @@ def test_online_is_an_explicit_opt_in_that_skips_the_check(tmp_path: Path) -> No
     get_node(repo)
     with pytest.raises(Exception, match="embedded_online=False"):
         get_node(repo, online=True)
+
+
+def test_a_second_process_cannot_run_the_same_repo(
+    shared_node: EmbeddedNode, tmp_path: Path
+) -> None:
+    # Kubo's repo lock: one process per repo. The second gets a clear error, not a hang.
+    code = (
+        "from dedupstore.backends.ipfs.embedded import get_node\n"
+        "from dedupstore.backends.ipfs.errors import EmbeddedNodeError\n"
+        f"node = get_node({str(shared_node.repo)!r})\n"
+        "try:\n"
+        "    node.start()\n"
+        "except EmbeddedNodeError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DEDUPSTORE_KUBO_LOG_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout and "locked by another process" in done.stdout
+    assert shared_node.running and shared_node.pins() is not None

@@ -151,6 +151,22 @@ def test_missing_content_is_not_found_without_a_network_search(
     assert "Download" not in node_calls.calls
 
 
+def test_exists_lists_pins_once_then_answers_from_memory(
+    storage: InterPlanetaryFileSystemStorage, node_calls: NodeCalls
+) -> None:
+    storage.node.stop()  # type: ignore[union-attr]  # forget everything known
+    name = storage.save("e.bin", ContentFile(os.urandom(300_000)))
+    assert storage.exists(name)
+    assert storage.exists(name)
+    other = storage.save("f.bin", ContentFile(os.urandom(300_000)))
+    assert storage.exists(other)
+    assert node_calls.calls.count("ListPins") == 1
+    storage.delete(other)
+    assert not storage.exists(other)
+    assert storage.exists(name)
+    assert node_calls.calls.count("ListPins") == 2
+
+
 def test_delete_unpins_and_is_idempotent(storage: InterPlanetaryFileSystemStorage) -> None:
     name = storage.save("d.bin", ContentFile(os.urandom(100)))
     assert storage.exists(name)

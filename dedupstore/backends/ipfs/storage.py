@@ -185,11 +185,9 @@ class _EmbeddedTransport:
         except IncompleteDAGError:
             raise ContentNotFoundError(f"{path.name} is not available locally") from None
 
-    def _pinned_multihashes(self) -> set[bytes]:
-        return {parse_cid(text).multihash for text in self.node.pins()}
-
     def exists(self, path: IPFSPath) -> bool:
-        if path.root.multihash not in self._pinned_multihashes():
+        # Local only: the node's pin set (cached) and, for <root>/<path>, local blocks.
+        if not self.node.is_pinned(path.root.multihash):
             return False
         if not path.segments:
             return True
