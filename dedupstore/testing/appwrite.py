@@ -1610,6 +1610,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # HTTP/1.1 keeps connections alive for clients that pool them (every response carries
     # a Content-Length, so bodies are delimited).
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle's algorithm on, a kept-alive
+    # connection would wait for the client's delayed ACK (40 ms) between them.
+    disable_nagle_algorithm = True
     server: _HTTPServer
     server_version = "AppwriteTestServer"
     sys_version = ""

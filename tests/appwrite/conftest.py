@@ -9,6 +9,7 @@ import pytest
 from appwrite.services.storage import Storage as SDKStorage
 
 from dedupstore.testing.appwrite import AppwriteTestServer
+from dedupstore.testing.appwrite import appwrite_server as appwrite_server  # the public fixture
 
 
 @pytest.fixture

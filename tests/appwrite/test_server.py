@@ -461,3 +461,22 @@ def test_mime_sniffing_approximates_libmagic() -> None:
     assert sniff_mime_type(b"{not json", whole=b"{not json") == "text/plain"
     assert sniff_mime_type("héllo".encode()) == "text/plain"
     assert sniff_mime_type(b"\x00\x01\x02") == "application/octet-stream"
+
+
+def test_the_public_fixture(appwrite_server: AppwriteTestServer) -> None:
+    """``dedupstore.testing.appwrite.appwrite_server`` works as a user's fixture."""
+    assert appwrite_server.endpoint.startswith("http://127.0.0.1:")
+    assert appwrite_server.endpoint.endswith("/v1")
+    sdk = SDKStorage(appwrite_server.client())
+    assert sdk.create_bucket("fixture", "Fixture").id == "fixture"
+    assert appwrite_server.request_count == 1
+
+
+def test_reset_forgets_everything(server: AppwriteTestServer, sdk: SDKStorage) -> None:
+    sdk.create_bucket("gone", "Gone")
+    sdk.create_file("gone", "f", InputFile.from_bytes(b"x", "x.txt"))
+    path = server.file_path("gone", "f")
+    assert path.exists()
+    server.reset()
+    assert server.bucket_ids() == [] and server.request_count == 0
+    assert not path.exists()

@@ -490,15 +490,37 @@ def test_busy_answers_are_retried(server: AppwriteTestServer, storage: AppwriteS
     assert read(storage, name) == b"2"
 
 
-def test_busy_chunk_restarts_the_upload(
-    server: AppwriteTestServer, storage: AppwriteStorage
-) -> None:
+def test_a_busy_chunk_is_sent_again(server: AppwriteTestServer, storage: AppwriteStorage) -> None:
     payload = os.urandom(16 * MiB)
     storage.save("chunky/first.txt", ContentFile(b"1"))
-    # The third chunk POST is refused once: the partial upload is discarded and redone.
+    # The third chunk POST is refused once; chunks are idempotent, so only it is resent.
     server.inject(429, "general_rate_limit_exceeded", method="POST", after=2, times=1)
+    server.clear_log()
     name = storage.save("chunky/big.bin", ContentFile(payload))
+    posts = [(r.status, r.bytes_received) for r in server.requests if r.method == "POST"]
+    assert len(posts) == 5  # 4 chunks and one repeat
+    assert sum(1 for status, _ in posts if status == 429) == 1
     assert read(storage, name) == payload
+
+
+def test_chunk_uploads_use_the_sdk_wire_format(server: AppwriteTestServer, sdk: SDKStorage) -> None:
+    """Headers and form fields of our chunk POSTs are those the SDK sends."""
+    with AppwriteTestServer(log_headers=True) as logged:
+        made = AppwriteStorage(
+            **logged.storage_options(bucket_id="default", file_permissions=['read("any")'])
+        )
+        made.save("wire/big file.bin", ContentFile(os.urandom(6 * MiB)))
+        posts = [r for r in logged.requests if r.method == "POST" and r.status == 201]
+        chunk = posts[-1].headers
+        assert chunk["content-range"].startswith("bytes ")
+        assert chunk["x-appwrite-id"] == file_id_for("big file.bin")
+        assert chunk["x-sdk-name"] == "Python"
+        assert chunk["x-appwrite-response-format"] == "2.5.0"
+        assert chunk["user-agent"].startswith("AppwritePythonSDK/27.")
+        assert chunk["content-type"].startswith("multipart/form-data; boundary=")
+        stored = SDKStorage(logged.client()).get_file("wire", chunk["x-appwrite-id"])
+        assert stored.name == "big file.bin"
+        assert stored.permissions == ['read("any")']
 
 
 def test_a_taken_id_is_renamed(server: AppwriteTestServer, storage: AppwriteStorage) -> None:
