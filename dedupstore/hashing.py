@@ -31,9 +31,12 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_SPOOL_MAX_SIZE",
     "HASH_KEY_CONTEXT",
+    "PRECOMPUTED_ATTRIBUTE",
     "ContentHasher",
     "HashedContent",
+    "PrecomputedDigest",
     "derive_hash_key",
+    "resolve_hash_key",
 ]
 
 #: Read size of the streaming paths. 1 MiB sits on the plateau measured by
@@ -48,10 +51,85 @@ HASH_KEY_CONTEXT = "dedupstore 2026-11-21 content digest key v1"
 _MULTITHREAD_MIN_SIZE = 256 * 1024
 
 
+#: The attribute under which ``dedupstore.uploadhandler`` leaves a digest on an upload.
+PRECOMPUTED_ATTRIBUTE = "dedupstore_digest"
+
+
 def derive_hash_key(secret: str | bytes) -> bytes:
     """Derive the 32-byte BLAKE3 key used for content digests from ``secret``."""
     material = secret.encode() if isinstance(secret, str) else secret
     return blake3(material, derive_key_context=HASH_KEY_CONTEXT).digest()
+
+
+def resolve_hash_key(option: str | bytes | bool | None) -> bytes | None:
+    """Return the key a ``hash_key`` option means: ``None`` takes ``SECRET_KEY``."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    if option is False:
+        return None
+    if option is None:
+        secret = getattr(settings, "SECRET_KEY", "")
+        if not secret:
+            raise ImproperlyConfigured(
+                "dedupstore: digests are keyed by SECRET_KEY by default, but SECRET_KEY is "
+                "empty; set it, set hash_key, or hash_key=False"
+            )
+        return derive_hash_key(secret)
+    if option is True:
+        raise ImproperlyConfigured("dedupstore: hash_key must be a secret, False or None")
+    return derive_hash_key(option)
+
+
+def _key_id(key: bytes | None) -> str:
+    """Name a key without revealing it, so digests made with other keys are not mixed up."""
+    return blake3(b"plain" if key is None else b"keyed:" + key).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class PrecomputedDigest:
+    """A digest computed while an upload was received, and what it was computed over.
+
+    It is only trusted while the content provably has not changed since: a temporary
+    file must keep its inode, size and modification and change times; an in-memory
+    upload must still hold the very buffer that was hashed.
+    """
+
+    key_id: str
+    digest: str
+    size: int
+    file_stat: tuple[int, ...] | None = None
+    buffer: bytes | None = None
+
+    @classmethod
+    def for_upload(cls, upload: File, *, key_id: str, digest: str, size: int) -> PrecomputedDigest:
+        """Describe ``upload`` as it is now (called when the upload is complete)."""
+        path = _temporary_file_path(upload)
+        if path is not None:
+            upload.file.flush()
+            return cls(key_id, digest, size, file_stat=_stat_identity(path))
+        raw = _innermost_file(upload)
+        if isinstance(raw, io.BytesIO):
+            return cls(key_id, digest, size, buffer=raw.getvalue())
+        raise TypeError(f"cannot describe an upload held in {type(raw).__name__}")
+
+    def describes(self, content: File) -> bool:
+        """Return True if ``content`` still holds exactly the bytes that were hashed."""
+        if self.file_stat is not None:
+            path = _temporary_file_path(content)
+            return path is not None and _stat_identity(path) == self.file_stat
+        raw = _innermost_file(content)
+        return (
+            self.buffer is not None
+            and isinstance(raw, io.BytesIO)
+            # A BytesIO shares its buffer until written to: any write makes a new one.
+            and raw.getvalue() is self.buffer
+        )
+
+
+def _stat_identity(path: str) -> tuple[int, ...]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +159,7 @@ class ContentHasher:
         if chunk_size <= 0:
             raise ValueError("chunk_size must be a positive number of bytes")
         self._key = key
+        self.key_id = _key_id(key)
         self.chunk_size = chunk_size
         self.spool_max_size = spool_max_size
 
@@ -96,7 +175,19 @@ class ContentHasher:
         return self.new(size_hint=len(data)).update(data).hexdigest()
 
     def hash(self, content: File) -> HashedContent:
-        """Hash ``content`` from its first byte and return it rewound for the inner write."""
+        """Hash ``content`` from its first byte and return it rewound for the inner write.
+
+        An upload received through ``dedupstore.uploadhandler`` was hashed as it arrived:
+        its digest is used as is while the upload provably holds the same bytes.
+        """
+        precomputed = getattr(content, PRECOMPUTED_ATTRIBUTE, None)
+        if (
+            isinstance(precomputed, PrecomputedDigest)
+            and precomputed.key_id == self.key_id
+            and precomputed.describes(content)
+        ):
+            return self._rewound(content, precomputed.digest, precomputed.size)
+
         path = _temporary_file_path(content)
         if path is not None:
             size = os.path.getsize(path)

@@ -22,7 +22,7 @@ from django.utils.deconstruct import deconstructible
 from django.utils.module_loading import import_string
 
 from dedupstore.exceptions import ClaimTimeout, EmptyContentError, IndexUnavailable
-from dedupstore.hashing import DEFAULT_CHUNK_SIZE, ContentHasher, HashedContent, derive_hash_key
+from dedupstore.hashing import DEFAULT_CHUNK_SIZE, ContentHasher, HashedContent, resolve_hash_key
 from dedupstore.index import Index, mask_url, open_index, validate_index_url
 from dedupstore.index.base import ClaimKeeper
 
@@ -350,18 +350,7 @@ class DedupStorage(Storage):
         return self._hasher
 
     def _hash_key(self) -> bytes | None:
-        option = self._hash_key_option
-        if option is False:
-            return None
-        if option is None:
-            secret = getattr(settings, "SECRET_KEY", "")
-            if not secret:
-                raise ImproperlyConfigured(
-                    f"{type(self).__name__}: digests are keyed by SECRET_KEY by default, "
-                    "but SECRET_KEY is empty; set it, set hash_key, or hash_key=False"
-                )
-            return derive_hash_key(secret)
-        return derive_hash_key(cast("str | bytes", option))
+        return resolve_hash_key(self._hash_key_option)
 
     # -- pickling and migrations ---------------------------------------------------
 
