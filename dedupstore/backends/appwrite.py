@@ -8,10 +8,15 @@ around ``AppwriteStorage`` configured from the old settings.
 Names. The last directory of a name names the bucket (``assets/media/a.txt`` -> bucket
 ``media``); a name without a directory goes to ``bucket_id``. The file name becomes the
 file ID: unchanged when it already is a valid Appwrite ID, otherwise a readable ASCII
-stem plus a keyed digest of the original name (see ``file_id_for``). The name returned to
+stem plus an 80-bit BLAKE2b digest of the original name (see ``file_id_for``). The name returned to
 Django is ``<bucketId>/<fileId>``, which maps to itself, and the Appwrite ``name``
 attribute keeps the original file name. Names that map to a taken ID get another one, as
 Django's ``get_available_name`` does, so no two names ever replace each other.
+
+Uploads. Content up to 5 MiB goes through the SDK's ``create_file`` in one request.
+Larger content is sent in the SDK's chunk protocol by our own loop (see
+``_upload_chunks``): same headers, fields and ``content-range``/``x-appwrite-id``, but
+streamed from one reused buffer per worker, with a refused chunk sent again.
 
 Timeouts. The SDK calls ``requests.request`` without a timeout. Each client this module
 builds gets its own copy of the SDK's ``Client.call`` function whose ``requests`` global
@@ -417,7 +422,6 @@ class AppwriteStorage(Storage):
         self._client: Any = None
         self._session: requests.Session | None = None
         self._client_pid = 0
-        self._known_buckets: set[str] = set()
         self._id_locks: dict[tuple[str, str], list[Any]] = {}
         # deconstruct() feeds migrations: the key must never be written into one. Without
         # it, a migrated field falls back to settings.APPWRITE_API_KEY.
@@ -782,14 +786,20 @@ class AppwriteStorage(Storage):
     def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
         """Upload ``content`` and return its ``<bucket>/<fileId>`` name.
 
-        A ``TemporaryUploadedFile``, a file on disk, or any content over 5 MiB is uploaded
-        from a path in the SDK's chunks, so memory stays bounded; smaller content is sent
-        from bytes in one request. A taken ID (a concurrent writer) gets another name.
+        Content up to 5 MiB goes in one request through the SDK (``InputFile.from_bytes``).
+        Larger content is sent in Appwrite's 5 MiB chunks, streamed from a file path: the
+        path of a ``TemporaryUploadedFile`` or a file on disk, else a private temporary
+        copy, so memory stays bounded. A taken ID (a concurrent writer) gets another name.
         """
         if name is None:
             name = getattr(content, "name", None)
         if not name or not isinstance(name, str):
             raise SuspiciousFileOperation(f"Cannot save content without a file name: {name!r}")
+        if isinstance(content, str | bytes | bytearray | memoryview):
+            raise TypeError(
+                f"save() takes a File-like object, not {type(content).__name__}; wrap the "
+                "data in django.core.files.base.ContentFile"
+            )
         if not hasattr(content, "chunks"):
             content = File(content, name)
         self._validate_name(name)
@@ -978,7 +988,6 @@ class AppwriteStorage(Storage):
                 raise
         except AppwriteException:  # pragma: no cover - _call translates
             raise
-        self._known_buckets.add(bucket)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -1178,11 +1187,11 @@ class _Md5Job:
 
 
 class _UploadSource:
-    """Present Django content to the SDK: small content as bytes, large as a file path.
+    """Present Django content for upload: small content as bytes, large as a file path.
 
-    The SDK only takes bytes or a path. A ``TemporaryUploadedFile`` or a regular file on
-    disk is uploaded from its path; other large content is copied to a private temporary
-    file first, in bounded pieces, so memory stays flat.
+    A ``TemporaryUploadedFile`` or a regular file on disk is uploaded from its path;
+    other large content is copied to a private temporary file first, in bounded pieces,
+    so memory stays flat.
     """
 
     def __init__(self, content: File) -> None:
@@ -1224,15 +1233,11 @@ class _UploadSource:
         self.chunked = True
 
     def input_file(self, filename: str) -> Any:
+        """Return the SDK ``InputFile`` of small content; its filename becomes ``name``."""
         from appwrite.input_file import InputFile
 
-        if self.data is not None:
-            return InputFile.from_bytes(self.data, filename)
-        assert self.path is not None
-        input_file = InputFile.from_path(self.path)
-        # The multipart filename becomes Appwrite's ``name``: keep the original one.
-        input_file.filename = filename
-        return input_file
+        assert self.data is not None
+        return InputFile.from_bytes(self.data, filename)
 
     def __exit__(self, *exc_info: object) -> None:
         if self._tempdir is not None:

@@ -602,3 +602,21 @@ def test_two_processes_racing_on_one_large_name_never_mix_contents(
         names = race(storages, f"cross/r{round_number}.bin", payloads)
         assert len(set(names)) == len(storages)
         assert sorted(read(storages[0], n) for n in names) == sorted(payloads)
+
+
+def test_bad_content_and_names(storage: AppwriteStorage) -> None:
+    with pytest.raises(TypeError, match="ContentFile"):
+        storage.save("bad/text.txt", "not a file")
+    with pytest.raises(TypeError, match="ContentFile"):
+        storage.save("bad/bytes.bin", b"raw bytes")
+    with pytest.raises(SuspiciousFileOperation):
+        storage.save(None, ContentFile(b"x"))
+    with pytest.raises(SuspiciousFileOperation):
+        storage.save("", ContentFile(b"x"))
+    with pytest.raises(SuspiciousFileOperation):
+        storage.exists(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="url"):
+        storage.url(None)
+    # A file-like object without chunks() is wrapped, as Django's Storage.save does.
+    name = storage.save("bad/raw.bin", io.BytesIO(b"raw"))
+    assert read(storage, name) == b"raw"
