@@ -1055,8 +1055,6 @@ class _ChunkUploader:
         size: int,
         name: str,
     ) -> None:
-        from urllib3.fields import format_multipart_header_param
-
         self.storage = storage
         self.path = path
         self.size = size
@@ -1078,8 +1076,9 @@ class _ChunkUploader:
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'
             for key, value in fields
         )
-        # urllib3 encodes the filename as it does for the SDK (HTML5 form style).
-        disposition = format_multipart_header_param("filename", filename)
+        # Encode the filename as urllib3 2 does for the SDK's uploads (HTML5 form style).
+        escaped = filename.translate({10: "%0A", 13: "%0D", 34: "%22"})
+        disposition = f'filename="{escaped}"'
         head += (
             f"--{self.boundary}\r\nContent-Disposition: form-data; "
             f'name="file"; {disposition}\r\n\r\n'

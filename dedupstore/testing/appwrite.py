@@ -56,10 +56,12 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 __all__ = [
     "CHUNK_SIZE",
     "DEFAULT_STORAGE_LIMIT",
+    "AppwriteError",
     "AppwriteTestServer",
     "InjectedFault",
     "RequestRecord",
     "appwrite_server",
+    "sniff_mime_type",
 ]
 
 #: The SDK's upload chunk, which the server uses to number chunks (``Client._chunk_size``).
