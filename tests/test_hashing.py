@@ -43,9 +43,10 @@ def test_text_content_file_hashes_its_utf8_bytes(hasher: ContentHasher) -> None:
 def test_temporary_uploaded_file_is_hashed_from_its_path(hasher: ContentHasher) -> None:
     upload = TemporaryUploadedFile("x.bin", None, 0, None)
     upload.write(PAYLOAD)
-    upload.flush()
+    upload.write(b"tail still in the write buffer")
     hashed = hasher.hash(upload)
-    assert hashed.digest == EXPECTED and hashed.content is upload and not hashed.spooled
+    expected = blake3(PAYLOAD + b"tail still in the write buffer", key=KEY).hexdigest()
+    assert hashed.digest == expected and hashed.content is upload and not hashed.spooled
     upload.close()
 
 
@@ -108,3 +109,18 @@ def test_bad_hasher_arguments() -> None:
         ContentHasher(key=b"short")
     with pytest.raises(ValueError, match="chunk_size"):
         ContentHasher(key=None, chunk_size=0)
+
+
+def test_files_larger_than_the_mmap_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dedupstore.hashing
+
+    monkeypatch.setattr(dedupstore.hashing, "MMAP_WINDOW", 64 * 1024)  # many windows
+    hasher = ContentHasher(key=KEY)
+    path = tmp_path / "big.bin"
+    path.write_bytes(PAYLOAD)
+    with path.open("rb") as handle:
+        assert hasher.hash(File(handle)).digest == EXPECTED
+    upload = TemporaryUploadedFile("x.bin", None, 0, None)
+    upload.write(PAYLOAD)
+    assert hasher.hash(upload).digest == EXPECTED
+    upload.close()
