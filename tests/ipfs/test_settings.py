@@ -96,12 +96,12 @@ def test_deconstruct_never_contains_the_auth_value() -> None:
 
 
 def test_works_as_the_default_storage(settings, shared_node) -> None:  # type: ignore[no-untyped-def]
+    # The default alias is configured through the old package's setting: under
+    # override_settings Django 4.2 drops STORAGES["default"]["OPTIONS"].
+    settings.IPFS_STORAGE_EMBEDDED_REPO = str(shared_node.repo)
     settings.STORAGES = {
         **settings.STORAGES,
-        "default": {
-            "BACKEND": "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage",
-            "OPTIONS": {"embedded_repo": str(shared_node.repo)},
-        },
+        "default": {"BACKEND": "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage"},
     }
     assert isinstance(storages["default"], InterPlanetaryFileSystemStorage)
     name = default_storage.save("docs/default.txt", ContentFile(b"default storage"))
@@ -112,12 +112,12 @@ def test_works_as_the_default_storage(settings, shared_node) -> None:  # type: i
 def test_a_model_file_field_stores_the_cid(settings, shared_node) -> None:  # type: ignore[no-untyped-def]
     from tests.testapp.models import Document
 
+    # The default alias is configured through the old package's setting: under
+    # override_settings Django 4.2 drops STORAGES["default"]["OPTIONS"].
+    settings.IPFS_STORAGE_EMBEDDED_REPO = str(shared_node.repo)
     settings.STORAGES = {
         **settings.STORAGES,
-        "default": {
-            "BACKEND": "dedupstore.backends.ipfs.IPFSStorage",
-            "OPTIONS": {"embedded_repo": str(shared_node.repo)},
-        },
+        "default": {"BACKEND": "dedupstore.backends.ipfs.IPFSStorage"},
     }
     doc = Document.objects.create(file=ContentFile(b"model content", name="m.txt"))
     doc.refresh_from_db()
