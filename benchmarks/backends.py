@@ -37,13 +37,17 @@ def filesystem() -> Iterator[BackendRun]:
 @contextlib.contextmanager
 def ipfs() -> Iterator[BackendRun]:
     from dedupstore.backends.ipfs import InterPlanetaryFileSystemStorage  # noqa: F401
+    from dedupstore.backends.ipfs.embedded import stop_all_nodes
 
     with tempfile.TemporaryDirectory(prefix="bench-ipfs-") as repo:
         inner = {
             "BACKEND": "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage",
             "OPTIONS": {"embedded_repo": str(Path(repo) / "repo")},
         }
-        yield BackendRun("ipfs (embedded)", inner, requests=None)
+        try:
+            yield BackendRun("ipfs (embedded)", inner, requests=None)
+        finally:
+            stop_all_nodes()  # before its repo directory goes
 
 
 @contextlib.contextmanager

@@ -336,13 +336,13 @@ def _concurrent_child(args: tuple[str, str, str, bytes, Any]) -> str:
     from django.core.files.base import ContentFile
 
     storage = make_dedup(index, location, "bench-concurrent")
-    original = storage.inner.save
+    original = storage.inner._save  # the write hook DedupStorage calls
 
     def counted(*a: Any, **k: Any) -> str:
         Path(marks, str(os.getpid())).touch()
         return original(*a, **k)
 
-    storage.inner.save = counted
+    storage.inner._save = counted
     barrier.wait()
     return str(storage.save(f"c-{os.getpid()}.bin", ContentFile(payload)))
 

@@ -463,7 +463,7 @@ class DedupStorage(Storage):
         else:
             name = self.get_available_name(name, max_length=max_length)
         try:
-            return inner.save(name, hashed.content, max_length=max_length)
+            return self._inner_save(name, hashed.content, max_length)
         except BaseException:
             if replaced:
                 self._quietly(
@@ -492,7 +492,20 @@ class DedupStorage(Storage):
             name,
         )
         name = self.get_available_name(name, max_length=max_length)
-        return inner.save(name, hashed.content, max_length=max_length)
+        return self._inner_save(name, hashed.content, max_length)
+
+    def _inner_save(self, name: str, content: File, max_length: int | None) -> str:
+        """Write ``content`` to the inner storage under ``name``, which is valid and free.
+
+        An inner storage that keeps Django's own ``Storage.save`` would only validate the
+        name and look for a free one again (one more ``exists()``: a HEAD request on a
+        remote backend) before calling ``_save``, the hook storages implement. Storages
+        that override ``save`` itself get ``save``.
+        """
+        inner = self.inner
+        if type(inner).save is Storage.save:
+            return inner._save(name, content)
+        return inner.save(name, content, max_length=max_length)
 
     def _until_decided(self, ask: Callable[[], T], subject: str) -> T:
         """Repeat ``ask`` while it answers "wait", up to ``wait_timeout`` seconds."""

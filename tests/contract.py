@@ -137,7 +137,9 @@ class DedupContract:
             thread.join()
         calls.undo()
         assert len(set(names)) == 1 and len(names) == 8
-        assert calls.counts["save"] == 1
+        # One write: through save(), or straight through the _save() hook (which a
+        # save() also runs, so the larger count is the number of writes).
+        assert max(calls.counts["save"], calls.counts["_save"]) == 1
         assert storage.references(names[0]) == 8
         assert read_all(storage, names[0]) == payload
 

@@ -33,14 +33,15 @@ def _save_in_child(args: tuple[str, str, str, bytes, Any, Any]) -> tuple[str, in
         namespace="concurrency",
     )
     inner = storage.inner
-    original_save = inner.save
+    # DedupStorage writes to a FileSystemStorage through its _save() hook.
+    original_save = inner._save
 
     def counting_save(*a: Any, **k: Any) -> str:
         # One marker file per real inner write, visible to the parent.
         Path(counter_dir, f"write-{os.getpid()}").touch()
         return original_save(*a, **k)
 
-    inner.save = counting_save  # type: ignore[method-assign]
+    inner._save = counting_save  # type: ignore[method-assign]
     barrier.wait()
     return storage.save(f"upload-{os.getpid()}.bin", ContentFile(payload)), os.getpid()
 
@@ -78,7 +79,7 @@ def test_a_slow_writer_keeps_its_claim_past_claim_ttl(make_fs_dedup: Any) -> Non
 
     storage = make_fs_dedup(claim_ttl=0.3, wait_timeout=10)
     inner = storage.inner
-    original_save = inner.save
+    original_save = inner._save
     writes: list[str] = []
 
     def slow_save(*args: Any, **kwargs: Any) -> str:
@@ -86,7 +87,7 @@ def test_a_slow_writer_keeps_its_claim_past_claim_ttl(make_fs_dedup: Any) -> Non
         time.sleep(1.2)  # four claim lifetimes
         return original_save(*args, **kwargs)
 
-    inner.save = slow_save
+    inner._save = slow_save
     names: list[str] = []
     first = threading.Thread(target=lambda: names.append(storage.save("a.bin", ContentFile(b"S"))))
     first.start()

@@ -28,7 +28,7 @@ class Boom(RuntimeError):
 
 def test_inner_write_failure_stores_nothing_and_releases_the_claim(make_fs_dedup: Make) -> None:
     storage = make_fs_dedup(wait_timeout=2)
-    FailingInner(storage.inner, "save", Boom("disk full"))
+    FailingInner(storage.inner, "_save", Boom("disk full"))
     with pytest.raises(Boom):
         storage.save("a.txt", ContentFile(b"C"))
     assert storage.index.lookup("a.txt") is None
@@ -74,7 +74,7 @@ def test_inner_delete_failure_keeps_the_object_and_retries(make_fs_dedup: Make) 
 def test_overwrite_write_failure_forgets_the_replaced_object(make_fs_dedup: Make) -> None:
     storage = make_fs_dedup(overwrite=True)
     storage.save("a.txt", ContentFile(b"old"))
-    FailingInner(storage.inner, "save", Boom("disk full"))
+    FailingInner(storage.inner, "_save", Boom("disk full"))
     with pytest.raises(Boom):
         storage.save("a.txt", ContentFile(b"new"))
     # overwrite=True deleted the old object first; the index must not claim it exists.
@@ -99,11 +99,11 @@ def test_a_crashed_claimant_blocks_only_until_its_claim_expires(
             inner={{"BACKEND": "django.core.files.storage.FileSystemStorage",
                    "OPTIONS": {{"location": {str(location)!r}}}}},
             index={redis_url!r}, namespace="crash", claim_ttl=1.0)
-        original = storage.inner.save
+        original = storage.inner._save
         def stuck(*args, **kwargs):
             print("claimed", flush=True)
             time.sleep(60)
-        storage.inner.save = stuck
+        storage.inner._save = stuck
         storage.save("a.txt", ContentFile(b"crash"))
         """
     )
