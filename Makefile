@@ -32,6 +32,9 @@ bench: venv redis-server
 	-.venv-peers/bin/python -m pip install --quiet -e . "django==5.2.*" $(PEERS)
 	-.venv-peers/bin/python -m pip install --quiet --no-deps --ignore-requires-python django-image-toolkit
 	scripts/loopback-only .venv-peers/bin/python benchmarks/peers.py
+	test -x .venv-dcs/bin/python || $(PYTHON) -m venv .venv-dcs
+	-.venv-dcs/bin/python -m pip install --quiet "django==5.2.*" "appwrite==27.*" django-cloud-storages
+	scripts/loopback-only $(BIN)/python benchmarks/bench_appwrite.py --quick --old-python .venv-dcs/bin/python
 	scripts/loopback-only $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 venv: $(STAMP)
@@ -52,4 +55,4 @@ redis-server:
 	@command -v redis-server >/dev/null
 
 clean:
-	rm -rf $(VENV) .venv-peers .tox .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-peers .venv-dcs .tox .pytest_cache .ruff_cache .hypothesis

@@ -412,17 +412,24 @@ def peers_status() -> list[dict[str, Any]]:
         )
     appwrite_file = RESULTS / "appwrite.json"
     if appwrite_file.exists():
-        data = json.loads(appwrite_file.read_text())
-        peer = data.get("peer") or data.get("django_cloud_storages")
-        rows.append(
-            {
-                "peer": "django-cloud-storages AppWriteStorage",
-                "version": "-",
-                "status": "see appwrite.json" if peer else "not measured",
-                "reason": json.dumps(peer)[:300] if peer else "",
-                "runs": {},
-            }
-        )
+        workload = json.loads(appwrite_file.read_text()).get("duplicate_workload") or {}
+        shape = workload.get("workload", {})
+        for row in workload.get("rows", []):
+            rows.append(
+                {
+                    "peer": f"Appwrite: {row['storage']}",
+                    "version": "-",
+                    "status": "measured (bench_appwrite.py)",
+                    "reason": (
+                        f"{row['saves']} saves of {shape.get('distinct', '?')} distinct "
+                        f"{human(row['size'])} files: {row['seconds']:.2f} s, {row['requests']} "
+                        f"requests, {human(row['bytes_uploaded'])} up, "
+                        f"{human(row['bytes_downloaded'])} down, every name holds its content: "
+                        f"{row['every_name_holds_its_content']}"
+                    ),
+                    "runs": {},
+                }
+            )
     return rows
 
 
