@@ -45,12 +45,14 @@ def test_new_repo_reads_back_isolated(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("dotted", "value"),
     [
+        # Any deviation must be refused; the values are loopback ones all the same, so a
+        # broken guard could still reach nothing outside this machine.
         (
             "Bootstrap",
-            ["/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN"],
+            ["/ip4/127.0.0.1/tcp/4001/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN"],
         ),
         ("Discovery.MDNS.Enabled", True),
-        ("Addresses.Swarm", ["/ip4/0.0.0.0/tcp/4001"]),
+        ("Addresses.Swarm", ["/ip4/127.0.0.1/tcp/4001", "/ip6/::1/tcp/0"]),
         ("Swarm.DisableNatPortMap", False),
         ("AutoNAT.ServiceMode", None),
         ("Routing.Type", "dht"),
@@ -86,7 +88,7 @@ def test_config_is_checked_again_before_a_restart(tmp_path: Path) -> None:
     node.stop()
     config = json.loads((node.repo / "config").read_text())
     config["Bootstrap"] = [
-        "/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ"
+        "/ip4/127.0.0.1/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ"
     ]
     (node.repo / "config").write_text(json.dumps(config))
     with pytest.raises(NodeIsolationError, match="Bootstrap"):
@@ -127,7 +129,9 @@ def test_online_is_an_explicit_opt_in_that_skips_the_check(tmp_path: Path) -> No
     # Never started here: only the decision is tested (no test may go online).
     repo = create_isolated_repo(tmp_path / "repo")
     config = json.loads((repo / "config").read_text())
-    config["Bootstrap"] = ["/dnsaddr/bootstrap.libp2p.io"]
+    config["Bootstrap"] = [
+        "/ip4/127.0.0.1/tcp/4001/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN"
+    ]
     (repo / "config").write_text(json.dumps(config))
     EmbeddedNode(repo, online=True)._ensure_config()  # accepted as configured
     with pytest.raises(NodeIsolationError):
