@@ -22,6 +22,7 @@ from django.utils.deconstruct import deconstructible
 from django.utils.module_loading import import_string
 
 from dedupstore.exceptions import ClaimTimeout, EmptyContentError, IndexUnavailable
+from dedupstore.files import prepare_save
 from dedupstore.hashing import DEFAULT_CHUNK_SIZE, ContentHasher, HashedContent, resolve_hash_key
 from dedupstore.index import Index, mask_url, open_index, validate_index_url
 from dedupstore.index.base import ClaimKeeper
@@ -373,18 +374,7 @@ class DedupStorage(Storage):
         Identical content returns the name of the object already stored (by the
         ``reuse`` policy) without any call to the inner storage.
         """
-        if name is None:
-            name = getattr(content, "name", None)
-        if not name or not isinstance(name, str):
-            raise SuspiciousFileOperation(f"Cannot save content without a file name: {name!r}")
-        if isinstance(content, str | bytes | bytearray | memoryview):
-            raise TypeError(
-                f"save() takes a File-like object, not {type(content).__name__}; wrap the "
-                "data in django.core.files.base.ContentFile"
-            )
-        if not hasattr(content, "chunks"):
-            content = File(content, name)
-        validate_file_name(name, allow_relative_path=True)
+        name, content = prepare_save(name, content)
         stored = self._save(name, content, max_length)
         validate_file_name(stored, allow_relative_path=True)
         return stored

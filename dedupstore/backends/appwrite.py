@@ -57,6 +57,7 @@ from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 
 from dedupstore.exceptions import DedupStoreError
+from dedupstore.files import prepare_save
 
 __all__ = [
     "AppWriteStorage",
@@ -791,17 +792,7 @@ class AppwriteStorage(Storage):
         path of a ``TemporaryUploadedFile`` or a file on disk, else a private temporary
         copy, so memory stays bounded. A taken ID (a concurrent writer) gets another name.
         """
-        if name is None:
-            name = getattr(content, "name", None)
-        if not name or not isinstance(name, str):
-            raise SuspiciousFileOperation(f"Cannot save content without a file name: {name!r}")
-        if isinstance(content, str | bytes | bytearray | memoryview):
-            raise TypeError(
-                f"save() takes a File-like object, not {type(content).__name__}; wrap the "
-                "data in django.core.files.base.ContentFile"
-            )
-        if not hasattr(content, "chunks"):
-            content = File(content, name)
+        name, content = prepare_save(name, content)
         self._validate_name(name)
         directory, _, original = name.replace("\\", "/").rpartition("/")
         bucket, _file_id = self.locate(name)

@@ -26,8 +26,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files.base import File
 from django.core.files.storage import Storage
-from django.core.files.utils import validate_file_name
 from django.utils.deconstruct import deconstructible
+
+from dedupstore.files import prepare_save
 
 from .cid import CID, IPFSPath, parse_cid, parse_name
 from .embedded import EmbeddedNode, get_node
@@ -472,11 +473,7 @@ class InterPlanetaryFileSystemStorage(Storage):
 
     def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
         """Add and pin ``content``; return its CID (or ``<dir-CID>/<filename>``)."""
-        if name is None:
-            name = getattr(content, "name", None) or "file"
-        if not hasattr(content, "chunks"):
-            content = File(content, name)
-        validate_file_name(name, allow_relative_path=True)
+        name, content = prepare_save(name, content, default_name="file")
         stored = self.transport.add(
             content, self._upload_filename(name, max_length), wrap=self.wrap_with_directory
         )
