@@ -59,7 +59,8 @@ def _check_one(
             )
         )
     for flag in _INNER_OVERWRITE_FLAGS:
-        if getattr(inner, flag, False) is True:
+        # Django's FileSystemStorage keeps allow_overwrite as _allow_overwrite.
+        if True in (getattr(inner, flag, False), getattr(inner, f"_{flag}", False)):
             messages.append(
                 checks.Warning(
                     f"the inner storage has {flag}=True: it may replace an object that other "

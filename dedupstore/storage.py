@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import posixpath
 import secrets
 import threading
 import time
@@ -375,6 +376,7 @@ class DedupStorage(Storage):
         ``reuse`` policy) without any call to the inner storage.
         """
         name, content = prepare_save(name, content)
+        self._validate_name(name)
         stored = self._save(name, content, max_length)
         validate_file_name(stored, allow_relative_path=True)
         return stored
@@ -416,10 +418,23 @@ class DedupStorage(Storage):
         keeper = self._claim_keeper
         keeper.keep(hashed.digest, token)
         try:
-            stored = self._write_inner(name, hashed, max_length, token)
-            # If this raises, the inner object is orphaned (never returned, never
-            # counted); the claim expires and the next save of this content writes again.
-            self.index.commit_save(digest=hashed.digest, token=token, name=stored, size=hashed.size)
+            stored, replaced = self._write_inner(name, hashed, max_length, token)
+            try:
+                # If this raises, the inner object is orphaned (never returned, never
+                # counted); the claim expires and the next save of this content writes again.
+                self.index.commit_save(
+                    digest=hashed.digest, token=token, name=stored, size=hashed.size
+                )
+            except BaseException:
+                if replaced:
+                    # The old object is deleted: forget the name rather than leave it
+                    # locked in "replacing".
+                    self._quietly(
+                        lambda: self.index.abort_replace(
+                            name=replaced, token=token, inner_deleted=True
+                        )
+                    )
+                raise
         except BaseException:
             self._quietly(lambda: self.index.release_claim(digest=hashed.digest, token=token))
             raise
@@ -429,31 +444,33 @@ class DedupStorage(Storage):
 
     def _write_inner(
         self, name: str, hashed: HashedContent, max_length: int | None, token: str
-    ) -> str:
+    ) -> tuple[str, str | None]:
+        """Write a miss; return the stored name and the name replaced (overwrite), if any."""
         inner = self.inner
         if getattr(inner, "content_addressed", False):
             # The inner storage names objects by their content (an IPFS CID): there is no
             # name to choose, keep free or overwrite.
-            return inner.save(name, hashed.content, max_length=max_length)
+            return inner.save(name, hashed.content, max_length=max_length), None
         replaced, inner_deleted = False, False
         fits = not max_length or len(name) <= max_length
         if self.overwrite and fits and inner.exists(name):
             decision = self._until_decided(
                 lambda: self.index.begin_replace(name=name, token=token), repr(name)
             )
-            if decision == "shared":
-                # Other references use this object: it must never change under them.
-                name = self.get_available_name(name, max_length=max_length)
-            else:
-                replaced = decision == "replace"
+            # "shared": other references use this object, it must never change under them.
+            # "absent": the index has no record of it, so it may be another save's object,
+            # written but not yet committed (or one stored before the wrapper): never
+            # replace what the index cannot vouch for.
+            replaced = decision == "replace"
+        if not replaced:
+            name = self.get_available_name(name, max_length=max_length)
+        try:
+            if replaced:
                 # Inner storages keep existing names; remove the old object so the new
                 # content lands under the very same name.
                 inner.delete(name)
                 inner_deleted = True
-        else:
-            name = self.get_available_name(name, max_length=max_length)
-        try:
-            return self._inner_save(name, hashed.content, max_length)
+            stored = self._inner_save(name, hashed.content, max_length)
         except BaseException:
             if replaced:
                 self._quietly(
@@ -462,6 +479,12 @@ class DedupStorage(Storage):
                     )
                 )
             raise
+        if replaced and stored != name:
+            # The inner storage wrote elsewhere: the replaced name is simply gone.
+            self._quietly(
+                lambda: self.index.abort_replace(name=name, token=token, inner_deleted=True)
+            )
+        return stored, (name if replaced else None)
 
     def _save_bypassing_index(
         self, name: str, hashed: HashedContent, max_length: int | None
@@ -559,6 +582,12 @@ class DedupStorage(Storage):
         if not isinstance(name, str) or not name:
             raise SuspiciousFileOperation(f"Invalid file name: {name!r}")
         validate_file_name(name, allow_relative_path=True)
+        # The index is keyed by name: an alias such as "a//b.txt" or "a/./b.txt" that the
+        # inner storage resolves to "a/b.txt" would reach a counted object untracked.
+        if posixpath.normpath(name) != name:
+            raise SuspiciousFileOperation(
+                f"File name {name!r} is not in normal form; use {posixpath.normpath(name)!r}"
+            )
 
     def _open(self, name: str, mode: str = "rb") -> File:
         self._validate_name(name)
