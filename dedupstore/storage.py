@@ -455,12 +455,15 @@ class DedupStorage(Storage):
         fits = not max_length or len(name) <= max_length
         if self.overwrite and fits and inner.exists(name):
             decision = self._until_decided(
-                lambda: self.index.begin_replace(name=name, token=token), repr(name)
+                lambda: self.index.begin_replace(name=name, token=token, digest=hashed.digest),
+                repr(name),
             )
             # "shared": other references use this object, it must never change under them.
             # "absent": the index has no record of it, so it may be another save's object,
             # written but not yet committed (or one stored before the wrapper): never
-            # replace what the index cannot vouch for.
+            # replace what the index cannot vouch for. Our claim on hashed.digest, which the
+            # keeper renews, is the lease of the "replacing" state: if we die, the record is
+            # free for the next replace or delete of the name after claim_ttl.
             replaced = decision == "replace"
         if not replaced:
             name = self.get_available_name(name, max_length=max_length)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,15 @@ from dedupstore.checks import check_storages
 from tests.contract import read_all
 
 Make = Callable[..., DedupStorage]
+
+#: Claim lifetime of the crash tests: a dead holder's lease is gone after it.
+SHORT_TTL = 0.05
+
+
+@pytest.fixture(params=["redis", "locmem"])
+def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """Return the URL of an empty index of each kind: a real Redis, and its locmem twin."""
+    return redis_url if request.param == "redis" else f"locmem://{uuid.uuid4().hex}"
 
 
 class Boom(RuntimeError):
@@ -99,3 +109,74 @@ def test_inner_allow_overwrite_is_reported(settings: Any) -> None:
     if django.VERSION < (5, 1):
         pytest.skip("FileSystemStorage(allow_overwrite=...) arrived in Django 5.1")
     assert "dedupstore.W002" in [m.id for m in check_storages()]
+
+
+def _die_while_replacing(storage: DedupStorage, name: str, new: bytes) -> None:
+    """Do what a saver does up to its inner write, then stop (its process died)."""
+    digest = storage.digest(ContentFile(new))
+    decision = storage.index.begin_save(
+        digest=digest,
+        reuse="content",
+        name=name,
+        max_length=None,
+        token="dead",
+        claim_ttl=SHORT_TTL,
+    )
+    assert decision.action == "claimed"
+    assert storage.index.begin_replace(name=name, token="dead", digest=digest) == "replace"
+    # While the holder's claim lives, nobody else may touch the record.
+    assert storage.index.begin_replace(name=name, token="other", digest=digest) == "wait"
+    assert storage.index.begin_delete(name=name, token="other", claim_ttl=1).action == "wait"
+    time.sleep(SHORT_TTL * 2)  # nobody renews the dead holder's claim: it expires
+
+
+def test_a_dead_replacer_does_not_lock_the_name_for_saves(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url, overwrite=True, claim_ttl=SHORT_TTL, wait_timeout=0.5)
+    storage.save("a.txt", ContentFile(b"old"))
+    _die_while_replacing(storage, "a.txt", b"new")
+    assert storage.save("a.txt", ContentFile(b"newer")) == "a.txt"  # was ClaimTimeout
+    assert read_all(storage, "a.txt") == b"newer" and storage.references("a.txt") == 1
+    assert storage.save("b.txt", ContentFile(b"newer")) == "a.txt"
+
+
+def test_a_dead_replacer_does_not_lock_the_name_for_deletes(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url, overwrite=True, claim_ttl=SHORT_TTL, wait_timeout=0.5)
+    storage.save("a.txt", ContentFile(b"old"))
+    _die_while_replacing(storage, "a.txt", b"new")
+    storage.delete("a.txt")  # was ClaimTimeout: the one reference goes, and the object
+    assert not storage.exists("a.txt") and storage.index.lookup("a.txt") is None
+
+
+def test_a_dead_deleter_does_not_block_overwrites(make_fs_dedup: Make, index_url: str) -> None:
+    storage = make_fs_dedup(index=index_url, overwrite=True, claim_ttl=SHORT_TTL, wait_timeout=0.5)
+    storage.save("a.txt", ContentFile(b"old"))
+    # A deleter marks the record "deleting" and dies before deleting the inner object.
+    decision = storage.index.begin_delete(name="a.txt", token="dead", claim_ttl=SHORT_TTL)
+    assert decision.action == "delete"
+    digest = storage.digest(ContentFile(b"new"))
+    assert storage.index.begin_replace(name="a.txt", token="other", digest=digest) == "wait"
+    time.sleep(SHORT_TTL * 2)
+    assert storage.save("a.txt", ContentFile(b"new")) == "a.txt"  # was ClaimTimeout
+    assert read_all(storage, "a.txt") == b"new" and storage.references("a.txt") == 1
+
+
+def test_an_aborted_takeover_of_a_dead_deletion_leaves_it_to_the_next_delete(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url, overwrite=True, claim_ttl=SHORT_TTL, wait_timeout=0.5)
+    storage.save("a.txt", ContentFile(b"old"))
+    storage.index.begin_delete(name="a.txt", token="dead", claim_ttl=SHORT_TTL)
+    time.sleep(SHORT_TTL * 2)
+    index = storage.index
+    assert index.begin_replace(name="a.txt", token="taker", digest="d" * 64) == "replace"
+    index.abort_replace(name="a.txt", token="taker", inner_deleted=False)
+    # No reference was restored: the record is an interrupted deletion again, never live.
+    record = index.lookup("a.txt")
+    assert record is not None and (record.state, record.refs) == ("deleting", 0)
+    assert storage.references("a.txt") == 0
+    storage.delete("a.txt")
+    assert not storage.exists("a.txt") and index.lookup("a.txt") is None

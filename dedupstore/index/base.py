@@ -4,7 +4,11 @@ An index keeps, per namespace:
 
 * an *object record* per inner name: the content digest, the reference count, and a
   state (``live``; ``replacing`` while ``overwrite=True`` swaps its content; ``deleting``
-  while its last reference is removed from the inner storage);
+  while its last reference is removed from the inner storage). A ``replacing`` or
+  ``deleting`` record names its holder's token and the digest whose claim the holder keeps
+  alive, its *lease*: the state counts only while that claim is the holder's, so a holder
+  that dies blocks the name for at most ``claim_ttl``, then the next replace or delete of
+  the name takes the record over;
 * a *content map* from digest to the name of the object that content reuse returns;
 * short-lived *claims* on a digest, held by the one process that writes (or deletes) that
   content in the inner storage, so concurrent saves of the same new content write once.
@@ -107,8 +111,12 @@ class Index(abc.ABC):
         """Extend the claim on ``digest``; return False if ``token`` lost it."""
 
     @abc.abstractmethod
-    def begin_replace(self, *, name: str, token: str) -> ReplaceDecision:
-        """Decide whether ``overwrite=True`` may replace the object stored under ``name``."""
+    def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
+        """Decide whether ``overwrite=True`` may replace the object stored under ``name``.
+
+        ``digest`` is the content the caller holds a claim on (``begin_save``): that claim
+        is the lease of the ``replacing`` state, so the caller must keep it alive.
+        """
 
     @abc.abstractmethod
     def abort_replace(self, *, name: str, token: str, inner_deleted: bool) -> None:

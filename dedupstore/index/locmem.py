@@ -29,6 +29,8 @@ class _Record:
     state: str
     size: int
     token: str = ""
+    #: The digest whose claim ``token`` keeps alive while ``replacing`` or ``deleting``.
+    lease: str = ""
 
 
 @dataclass(slots=True)
@@ -76,6 +78,13 @@ class LocMemIndex(Index):
 
     def _set_claim(self, digest: str, token: str, claim_ttl: float) -> None:
         self._store.claims[self._prefix + digest] = _Claim(token, time.monotonic() + claim_ttl)
+
+    def _lease_held(self, record: _Record) -> _Claim | None:
+        """Return the claim that keeps ``record``'s holder alive, None if it died."""
+        if not record.token:
+            return None
+        holder = self._claim_holder(record.lease or record.digest)
+        return holder if holder is not None and holder.token == record.token else None
 
     def _usable(self, name: str, digest: str, max_length: int | None) -> bool:
         record = self._store.records.get(self._prefix + name)
@@ -146,7 +155,7 @@ class LocMemIndex(Index):
             self._set_claim(digest, token, claim_ttl)
             return True
 
-    def begin_replace(self, *, name: str, token: str) -> ReplaceDecision:
+    def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
         with self._store.lock:
             record = self._store.records.get(self._prefix + name)
             if record is None:
@@ -154,9 +163,10 @@ class LocMemIndex(Index):
             if record.state == "live":
                 if record.refs > 1:
                     return "shared"
-            elif record.token != token:
+            elif record.token != token and self._lease_held(record):
                 return "wait"
-            record.state, record.token = "replacing", token
+            # A live record with one reference, or one whose replacer or deleter died.
+            record.state, record.token, record.lease = "replacing", token, digest
             map_key = self._prefix + record.digest
             if self._store.content.get(map_key) == name:
                 del self._store.content[map_key]
@@ -170,8 +180,12 @@ class LocMemIndex(Index):
                 return
             if inner_deleted:
                 del self._store.records[key]
+            elif record.refs == 0:
+                # We had taken over a dead deleter's record: no reference comes back, it is
+                # an interrupted deletion again, which the next delete() of the name completes.
+                record.state, record.token, record.lease = "deleting", "", ""
             else:
-                record.state, record.token = "live", ""
+                record.state, record.token, record.lease = "live", "", ""
                 self._store.content.setdefault(self._prefix + record.digest, name)
 
     def begin_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
@@ -179,8 +193,15 @@ class LocMemIndex(Index):
             record = self._store.records.get(self._prefix + name)
             if record is None:
                 return DeleteDecision("unknown")
-            if record.state == "replacing":
-                return DeleteDecision("wait", digest=record.digest, retry_after=0.05)
+            if record.state == "replacing" and record.token != token:
+                lease = self._lease_held(record)
+                if lease is not None:
+                    return DeleteDecision(
+                        "wait",
+                        digest=record.digest,
+                        retry_after=max(lease.expires - time.monotonic(), 0.001),
+                    )
+                # The replacer died: the name still has its one reference, which goes now.
             if record.state == "live" and record.refs > 1:
                 record.refs -= 1
                 return DeleteDecision("kept", digest=record.digest, refs=record.refs)
@@ -192,7 +213,9 @@ class LocMemIndex(Index):
                     retry_after=max(holder.expires - time.monotonic(), 0.001),
                 )
             self._set_claim(record.digest, token, claim_ttl)
+            # That claim is also this deletion's lease.
             record.state, record.refs, record.token = "deleting", 0, token
+            record.lease = record.digest
             map_key = self._prefix + record.digest
             if self._store.content.get(map_key) == name:
                 del self._store.content[map_key]

@@ -97,9 +97,22 @@ end
 return 0
 """
 
-# KEYS: record. ARGV: token, map key prefix, name.
-_BEGIN_REPLACE = """
-local f = redis.call('HMGET', KEYS[1], 'state', 'refs', 'digest', 'token')
+# A record in state "replacing" or "deleting" names its holder (token) and the digest whose
+# claim that holder keeps alive (lease; the record's own digest when absent). The state
+# counts only while that claim is still the holder's: a holder that died lets its claim
+# expire after claim_ttl, and the next replace or delete of the name takes the record over.
+_LEASE_HELD = """
+local function lease_held(claim_prefix, holder, lease)
+  return holder and redis.call('GET', claim_prefix .. lease) == holder
+end
+"""
+
+# KEYS: record. ARGV: token, map key prefix, name, claim key prefix, digest of the
+# caller's claim (its lease).
+_BEGIN_REPLACE = (
+    _LEASE_HELD
+    + """
+local f = redis.call('HMGET', KEYS[1], 'state', 'refs', 'digest', 'token', 'lease')
 if not f[1] then
   return 'absent'
 end
@@ -107,41 +120,54 @@ if f[1] == 'live' then
   if tonumber(f[2]) > 1 then
     return 'shared'
   end
-elseif f[4] ~= ARGV[1] then
+elseif f[4] ~= ARGV[1] and lease_held(ARGV[4], f[4], f[5] or f[3]) then
   return 'wait'
 end
-redis.call('HSET', KEYS[1], 'state', 'replacing', 'token', ARGV[1])
+-- A live record with one reference, or one whose replacer or deleter died: ours now.
+redis.call('HSET', KEYS[1], 'state', 'replacing', 'token', ARGV[1], 'lease', ARGV[5])
 if redis.call('GET', ARGV[2] .. f[3]) == ARGV[3] then
   redis.call('DEL', ARGV[2] .. f[3])
 end
 return 'replace'
 """
+)
 
 # KEYS: record. ARGV: token, inner deleted ('1' or '0'), map key prefix, name.
 _ABORT_REPLACE = """
-local f = redis.call('HMGET', KEYS[1], 'state', 'token', 'digest')
+local f = redis.call('HMGET', KEYS[1], 'state', 'token', 'digest', 'refs')
 if f[1] ~= 'replacing' or f[2] ~= ARGV[1] then
   return 0
 end
 if ARGV[2] == '1' then
   redis.call('DEL', KEYS[1])
+elseif f[4] == '0' then
+  -- We had taken over a dead deleter's record: no reference comes back, it is an
+  -- interrupted deletion again, which the next delete() of the name completes.
+  redis.call('HSET', KEYS[1], 'state', 'deleting')
+  redis.call('HDEL', KEYS[1], 'token', 'lease')
 else
   redis.call('HSET', KEYS[1], 'state', 'live')
-  redis.call('HDEL', KEYS[1], 'token')
+  redis.call('HDEL', KEYS[1], 'token', 'lease')
   redis.call('SET', ARGV[3] .. f[3], ARGV[4], 'NX')
 end
 return 1
 """
 
 # KEYS: record. ARGV: token, ttl (ms), map key prefix, claim key prefix, name.
-_BEGIN_DELETE = """
-local f = redis.call('HMGET', KEYS[1], 'state', 'refs', 'digest')
+_BEGIN_DELETE = (
+    _LEASE_HELD
+    + """
+local f = redis.call('HMGET', KEYS[1], 'state', 'refs', 'digest', 'token', 'lease')
 local state, digest = f[1], f[3]
 if not state then
   return {'unknown', '', '0', '0'}
 end
-if state == 'replacing' then
-  return {'wait', digest, '0', '50'}
+if state == 'replacing' and f[4] ~= ARGV[1] then
+  local lease = f[5] or digest
+  if lease_held(ARGV[4], f[4], lease) then
+    return {'wait', digest, '0', tostring(redis.call('PTTL', ARGV[4] .. lease))}
+  end
+  -- The replacer died: the name still has its one reference, which this delete drops.
 end
 if state == 'live' and tonumber(f[2]) > 1 then
   return {'kept', digest, tostring(redis.call('HINCRBY', KEYS[1], 'refs', -1)), '0'}
@@ -149,18 +175,20 @@ end
 -- The last reference, or the retry of an interrupted deletion: hold the content's claim
 -- while the inner object is deleted, so no save of the same content writes meanwhile
 -- (a content-addressed inner storage would hand it the very object being deleted).
+-- That claim is also this deletion's lease (see _LEASE_HELD).
 local claim = ARGV[4] .. digest
 local holder = redis.call('GET', claim)
 if holder and holder ~= ARGV[1] then
   return {'wait', digest, '0', tostring(redis.call('PTTL', claim))}
 end
 redis.call('SET', claim, ARGV[1], 'PX', tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], 'state', 'deleting', 'refs', 0, 'token', ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'deleting', 'refs', 0, 'token', ARGV[1], 'lease', digest)
 if redis.call('GET', ARGV[3] .. digest) == ARGV[5] then
   redis.call('DEL', ARGV[3] .. digest)
 end
 return {'delete', digest, '0', '0'}
 """
+)
 
 # KEYS: record, claim. ARGV: token.
 _COMMIT_DELETE = """
@@ -268,9 +296,11 @@ class RedisIndex(Index):
             )
         )
 
-    def begin_replace(self, *, name: str, token: str) -> ReplaceDecision:
+    def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
         result = self._run(
-            self._begin_replace, [self._record_prefix + name], [token, self._map_prefix, name]
+            self._begin_replace,
+            [self._record_prefix + name],
+            [token, self._map_prefix, name, self._claim_prefix, digest],
         )
         return result.decode()  # type: ignore[no-any-return]
 
