@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dedupstore.exceptions import (
+    ClaimLost,
     ClaimTimeout,
     DedupStoreError,
     EmptyContentError,
@@ -11,6 +12,7 @@ from dedupstore.exceptions import (
 from dedupstore.storage import DedupStorage
 
 __all__ = [
+    "ClaimLost",
     "ClaimTimeout",
     "DedupStorage",
     "DedupStoreError",

@@ -38,6 +38,24 @@ class ClaimTimeout(DedupStoreError):
         )
 
 
+class ClaimLost(DedupStoreError):
+    """This process lost its claim on a name it was replacing; the index was not changed.
+
+    A claim lapses when its holder stalls for longer than ``claim_ttl`` (its renewals
+    stopped), and another process may then take the name over. Recording this save
+    anyway would overwrite that process's record.
+    """
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        super().__init__(
+            f"Lost the claim on {subject} to another process while writing (this process "
+            f"stalled for longer than claim_ttl); the index was not changed and the name "
+            "now belongs to the other save. Retry the save, or raise claim_ttl if writes "
+            "to your inner storage stall."
+        )
+
+
 class EmptyContentError(ValueError, DedupStoreError):
     """Empty content was passed to ``save()``."""
 

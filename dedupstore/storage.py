@@ -422,8 +422,15 @@ class DedupStorage(Storage):
             try:
                 # If this raises, the inner object is orphaned (never returned, never
                 # counted); the claim expires and the next save of this content writes again.
+                # A replace commits only while we still hold the record: if we stalled
+                # past claim_ttl and another save took the name over, this raises
+                # ClaimLost instead of overwriting that save's record.
                 self.index.commit_save(
-                    digest=hashed.digest, token=token, name=stored, size=hashed.size
+                    digest=hashed.digest,
+                    token=token,
+                    name=stored,
+                    size=hashed.size,
+                    replacing=replaced == stored,
                 )
             except BaseException:
                 if replaced:

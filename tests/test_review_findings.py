@@ -11,8 +11,9 @@ import pytest
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile
 
-from dedupstore import DedupStorage
+from dedupstore import ClaimLost, DedupStorage
 from dedupstore.checks import check_storages
+from dedupstore.index.base import ClaimKeeper
 from tests.contract import read_all
 
 Make = Callable[..., DedupStorage]
@@ -180,3 +181,79 @@ def test_an_aborted_takeover_of_a_dead_deletion_leaves_it_to_the_next_delete(
     assert storage.references("a.txt") == 0
     storage.delete("a.txt")
     assert not storage.exists("a.txt") and index.lookup("a.txt") is None
+
+
+def _claim(storage: DedupStorage, content: bytes, token: str, ttl: float) -> str:
+    digest = storage.digest(ContentFile(content))
+    decision = storage.index.begin_save(
+        digest=digest, reuse="content", name="x", max_length=None, token=token, claim_ttl=ttl
+    )
+    assert decision.action == "claimed"
+    return digest
+
+
+def test_a_replacer_that_lost_its_lease_does_not_clobber_the_record(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url, overwrite=True)
+    storage.save("a.txt", ContentFile(b"old"))
+    index = storage.index
+    slow = _claim(storage, b"slow", "slow", SHORT_TTL)
+    assert index.begin_replace(name="a.txt", token="slow", digest=slow) == "replace"
+    time.sleep(SHORT_TTL * 2)  # the slow holder stalls past its claim: its lease is gone
+    fast = _claim(storage, b"fast", "fast", 10)
+    assert index.begin_replace(name="a.txt", token="fast", digest=fast) == "replace"
+    index.commit_save(digest=fast, token="fast", name="a.txt", size=4, replacing=True)
+    with pytest.raises(ClaimLost):
+        index.commit_save(digest=slow, token="slow", name="a.txt", size=4, replacing=True)
+    record = index.lookup("a.txt")
+    assert record is not None and (record.digest, record.refs, record.state) == (fast, 1, "live")
+
+
+def test_a_save_whose_replace_was_taken_over_raises_claim_lost(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url, overwrite=True, claim_ttl=SHORT_TTL)
+    storage.save("a.txt", ContentFile(b"old"))
+    index = storage.index
+    held: dict[str, str] = {}
+    begin_replace = index.begin_replace
+
+    def spy(**kwargs: Any) -> Any:  # the real call; remembers the saver's token and lease
+        held.update(kwargs)
+        return begin_replace(**kwargs)
+
+    index.begin_replace = spy  # type: ignore[method-assign]
+    original = storage.inner._save
+
+    def stall_then_lose_the_lease(name: str, content: Any) -> str:
+        # The saver stalls past its claim (simulated: its claim is gone), and another
+        # process takes the record over and commits its own content under the name.
+        index.release_claim(digest=held["digest"], token=held["token"])
+        other = _claim(storage, b"other", "other", 10)
+        assert begin_replace(name="a.txt", token="other", digest=other) == "replace"
+        index.commit_save(digest=other, token="other", name="a.txt", size=5, replacing=True)
+        return str(original(name, content))
+
+    storage.inner._save = stall_then_lose_the_lease
+    with pytest.raises(ClaimLost):
+        storage.save("a.txt", ContentFile(b"mine"))
+    record = index.lookup("a.txt")
+    assert record is not None and (record.refs, record.state) == (1, "live")
+    assert record.digest == storage.digest(ContentFile(b"other"))
+
+
+def test_the_keeper_stops_renewing_a_lost_claim(make_fs_dedup: Make, index_url: str) -> None:
+    storage = make_fs_dedup(index=index_url)
+    index = storage.index
+    digest = _claim(storage, b"C", "mine", 10)
+    keeper = ClaimKeeper(index, SHORT_TTL)
+    keeper.keep(digest, "mine")
+    index.release_claim(digest=digest, token="mine")
+    _claim(storage, b"C", "thief", 10)
+    deadline = time.monotonic() + 0.5
+    while not keeper.lost("mine") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert keeper.lost("mine")
+    keeper.release("mine")
+    assert not keeper.lost("mine")

@@ -19,12 +19,13 @@ Every decision is one atomic operation (one round trip to Redis).
 from __future__ import annotations
 
 import abc
-import contextlib
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "ClaimKeeper",
     "DeleteDecision",
     "Index",
     "ObjectRecord",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 Reuse = Literal["content", "name", "never"]
+
+logger = logging.getLogger("dedupstore")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +102,15 @@ class Index(abc.ABC):
         """Reuse a stored object for ``digest`` or claim the digest for writing."""
 
     @abc.abstractmethod
-    def commit_save(self, *, digest: str, token: str, name: str, size: int) -> None:
-        """Record that ``name`` now holds ``digest`` with one more reference; drop the claim."""
+    def commit_save(
+        self, *, digest: str, token: str, name: str, size: int, replacing: bool = False
+    ) -> None:
+        """Record that ``name`` now holds ``digest`` with one more reference; drop the claim.
+
+        With ``replacing`` (the save replaced ``name`` after ``begin_replace``), raise
+        ``ClaimLost`` and change nothing unless ``token`` still holds the record: another
+        process that took over an apparently dead replacer's record owns the name now.
+        """
 
     @abc.abstractmethod
     def release_claim(self, *, digest: str, token: str) -> None:
@@ -146,13 +156,17 @@ class ClaimKeeper:
     """Keep claims alive while long inner writes or deletes run.
 
     One daemon thread per index refreshes every registered claim each ``claim_ttl / 3``
-    seconds, so a slow writer keeps its claim while a crashed one's claim expires.
+    seconds, so a slow writer keeps its claim while a crashed one's claim expires. A claim
+    the index reports lost (this process stalled past ``claim_ttl`` and another process
+    claimed the digest) is no longer refreshed and is reported by ``lost``; the index
+    itself refuses the commits that would overwrite the new holder's state.
     """
 
     def __init__(self, index: Index, claim_ttl: float) -> None:
         self._index = index
         self._claim_ttl = claim_ttl
         self._claims: dict[str, str] = {}
+        self._lost: set[str] = set()
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
@@ -168,9 +182,15 @@ class ClaimKeeper:
                 self._thread.start()
 
     def release(self, token: str) -> None:
-        """Stop refreshing the claim of ``token``."""
+        """Stop refreshing the claim of ``token`` and forget it."""
         with self._lock:
             self._claims.pop(token, None)
+            self._lost.discard(token)
+
+    def lost(self, token: str) -> bool:
+        """Return True if a refresh found the claim of ``token`` held by nobody or another."""
+        with self._lock:
+            return token in self._lost
 
     def _run(self) -> None:
         while True:
@@ -181,5 +201,24 @@ class ClaimKeeper:
                     self._thread = None
                     return
             for token, digest in claims:
-                with contextlib.suppress(Exception):
-                    self._index.refresh_claim(digest=digest, token=token, claim_ttl=self._claim_ttl)
+                try:
+                    held = self._index.refresh_claim(
+                        digest=digest, token=token, claim_ttl=self._claim_ttl
+                    )
+                except Exception:
+                    continue  # the index may answer again before the claim expires
+                if held:
+                    continue
+                # Renewing is pointless now: the claim expired (or was released) and may
+                # belong to another process, whose claim refresh_claim would never touch.
+                with self._lock:
+                    if self._claims.get(token) != digest:
+                        continue  # released meanwhile: the holder is done
+                    del self._claims[token]
+                    self._lost.add(token)
+                logger.warning(
+                    "dedupstore lost its claim on content %s... (the process stalled for "
+                    "longer than claim_ttl=%ss); another process may take it over",
+                    digest[:16],
+                    self._claim_ttl,
+                )

@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from dedupstore.exceptions import ClaimLost
 from dedupstore.index.base import (
     DeleteDecision,
     Index,
@@ -120,10 +121,18 @@ class LocMemIndex(Index):
                 return SaveDecision("claimed")
             return SaveDecision("wait", retry_after=max(holder.expires - time.monotonic(), 0.001))
 
-    def commit_save(self, *, digest: str, token: str, name: str, size: int) -> None:
+    def commit_save(
+        self, *, digest: str, token: str, name: str, size: int, replacing: bool = False
+    ) -> None:
         with self._store.lock:
             key = self._prefix + name
             previous = self._store.records.get(key)
+            if replacing and (
+                previous is None or previous.state != "replacing" or previous.token != token
+            ):
+                # We stalled past our lease and another process took the record over (and
+                # may have committed already): the name is theirs, record nothing.
+                raise ClaimLost(repr(name))
             refs = previous.refs + 1 if previous and previous.state == "live" else 1
             if previous and previous.digest != digest:
                 old_map = self._prefix + previous.digest

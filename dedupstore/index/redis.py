@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import redis
 from redis.commands.core import AsyncScript, Script
 
-from dedupstore.exceptions import IndexUnavailable
+from dedupstore.exceptions import ClaimLost, IndexUnavailable
 from dedupstore.index.base import (
     DeleteDecision,
     Index,
@@ -53,11 +53,17 @@ return {'wait', tostring(redis.call('PTTL', KEYS[2]))}
 """
 
 # KEYS: record of the stored name, content map, claim.
-# ARGV: digest, token, size, name length, record key prefix, stored name, map key prefix.
+# ARGV: digest, token, size, name length, record key prefix, stored name, map key prefix,
+#       replacing ('1': the save replaced the name after BEGIN_REPLACE, else '0').
 _COMMIT_SAVE = """
 local digest, token = ARGV[1], ARGV[2]
-local f = redis.call('HMGET', KEYS[1], 'state', 'digest', 'refs')
+local f = redis.call('HMGET', KEYS[1], 'state', 'digest', 'refs', 'token')
 local state, previous = f[1], f[2]
+if ARGV[8] == '1' and (state ~= 'replacing' or f[4] ~= token) then
+  -- We stalled past our lease and another process took the record over (and may have
+  -- committed already): the name is theirs, record nothing.
+  return -1
+end
 local refs = 1
 if state == 'live' then
   -- Either the same content again (a content-addressed inner storage returns the same
@@ -279,12 +285,25 @@ class RedisIndex(Index):
             return SaveDecision("claimed")
         return SaveDecision("wait", retry_after=max(int(value), 1) / 1000)
 
-    def commit_save(self, *, digest: str, token: str, name: str, size: int) -> None:
-        self._run(
+    def commit_save(
+        self, *, digest: str, token: str, name: str, size: int, replacing: bool = False
+    ) -> None:
+        refs = self._run(
             self._commit_save,
             [self._record_prefix + name, self._map_prefix + digest, self._claim_prefix + digest],
-            [digest, token, size, len(name), self._record_prefix, name, self._map_prefix],
+            [
+                digest,
+                token,
+                size,
+                len(name),
+                self._record_prefix,
+                name,
+                self._map_prefix,
+                "1" if replacing else "0",
+            ],
         )
+        if refs == -1:
+            raise ClaimLost(repr(name))
 
     def release_claim(self, *, digest: str, token: str) -> None:
         self._run(self._release_claim, [self._claim_prefix + digest], [token])
