@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import posixpath
 import secrets
 import threading
@@ -37,6 +38,8 @@ Reuse = Literal["content", "name", "never"]
 OnIndexError = Literal["raise", "bypass"]
 
 REUSE_CHOICES = ("content", "name", "never")
+#: The shortest claim lifetime accepted, in seconds.
+MIN_CLAIM_TTL = 0.01
 ON_INDEX_ERROR_CHOICES = ("raise", "bypass")
 #: Option names whose values never belong in a migration file or a log line.
 _SECRET_OPTION_WORDS = ("key", "secret", "password", "token", "auth", "credential")
@@ -248,6 +251,17 @@ class DedupStorage(Storage):
             value = options[name]
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ImproperlyConfigured(f"{cls}: '{name}' must be a positive number of seconds")
+            if not math.isfinite(value):
+                raise ImproperlyConfigured(
+                    f"{cls}: '{name}' must be a finite number of seconds, not {value!r}"
+                )
+        if options["claim_ttl"] < MIN_CLAIM_TTL:
+            raise ImproperlyConfigured(
+                f"{cls}: 'claim_ttl' must be at least {MIN_CLAIM_TTL} seconds, not "
+                f"{options['claim_ttl']!r}: Redis keeps claim lifetimes in whole milliseconds, "
+                "and a live writer must renew its claim (every claim_ttl/3) before it lapses. "
+                "Use seconds, such as the default 30"
+            )
 
     def _redact_constructor_args(self) -> None:
         """Keep secrets out of ``deconstruct()``, and so out of migration files.

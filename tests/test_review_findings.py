@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.core.exceptions import SuspiciousFileOperation
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files.base import ContentFile
 
 from dedupstore import ClaimLost, DedupStorage
@@ -257,3 +257,37 @@ def test_the_keeper_stops_renewing_a_lost_claim(make_fs_dedup: Make, index_url: 
     assert keeper.lost("mine")
     keeper.release("mine")
     assert not keeper.lost("mine")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("claim_ttl", 0.0005, r"'claim_ttl' must be at least 0\.01 seconds"),
+        ("claim_ttl", 0.009, r"'claim_ttl' must be at least 0\.01 seconds"),
+        ("claim_ttl", float("nan"), "'claim_ttl' must be a finite number"),
+        ("claim_ttl", float("inf"), "'claim_ttl' must be a finite number"),
+        ("wait_timeout", float("nan"), "'wait_timeout' must be a finite number"),
+        ("index_timeout", float("inf"), "'index_timeout' must be a finite number"),
+        ("index_timeout", 0, "'index_timeout' must be a positive"),
+    ],
+)
+def test_unusable_durations_are_refused(option: str, value: float, message: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=message):
+        DedupStorage(
+            inner={"BACKEND": "django.core.files.storage.InMemoryStorage"}, **{option: value}
+        )
+
+
+def test_the_shortest_claim_ttl_works(make_fs_dedup: Make, index_url: str) -> None:
+    storage = make_fs_dedup(index=index_url, claim_ttl=0.01)
+    assert storage.save("a.txt", ContentFile(b"C")) == "a.txt"
+    # Called directly, the index rounds a sub-millisecond lifetime up instead of failing
+    # (Redis refuses "PX 0").
+    decision = storage.index.begin_save(
+        digest="d" * 64, reuse="content", name="b", max_length=None, token="t", claim_ttl=0.0004
+    )
+    assert decision.action == "claimed"
+    assert storage.index.refresh_claim(digest="d" * 64, token="t", claim_ttl=0.0004) in (
+        True,
+        False,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -209,6 +210,11 @@ return 1
 """
 
 
+def _milliseconds(seconds: float) -> int:
+    """Return a claim lifetime in whole milliseconds, at least 1: Redis refuses ``PX 0``."""
+    return max(1, math.ceil(seconds * 1000))
+
+
 class RedisIndex(Index):
     """A dedup index in Redis (``redis://``, ``rediss://`` or ``unix://``)."""
 
@@ -272,7 +278,7 @@ class RedisIndex(Index):
                 reuse,
                 digest,
                 token,
-                int(claim_ttl * 1000),
+                _milliseconds(claim_ttl),
                 max_length or 0,
                 self._record_prefix,
                 name,
@@ -311,7 +317,9 @@ class RedisIndex(Index):
     def refresh_claim(self, *, digest: str, token: str, claim_ttl: float) -> bool:
         return bool(
             self._run(
-                self._refresh_claim, [self._claim_prefix + digest], [token, int(claim_ttl * 1000)]
+                self._refresh_claim,
+                [self._claim_prefix + digest],
+                [token, _milliseconds(claim_ttl)],
             )
         )
 
@@ -334,7 +342,7 @@ class RedisIndex(Index):
         action, digest, refs, wait_ms = self._run(
             self._begin_delete,
             [self._record_prefix + name],
-            [token, int(claim_ttl * 1000), self._map_prefix, self._claim_prefix, name],
+            [token, _milliseconds(claim_ttl), self._map_prefix, self._claim_prefix, name],
         )
         return DeleteDecision(
             action.decode(),
