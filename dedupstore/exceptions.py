@@ -13,13 +13,13 @@ class DedupStoreError(Exception):
 
 
 class IndexUnavailable(DedupStoreError):
-    """The dedup index could not be reached; nothing was stored or deleted."""
+    """The dedup index could not be reached or refused to write; nothing was stored or deleted."""
 
     def __init__(self, index_url: str, cause: BaseException | None = None) -> None:
         self.index_url = index_url
         detail = f": {cause}" if cause else ""
         super().__init__(
-            f"The dedupstore index at {index_url} is unreachable{detail}. "
+            f"The dedupstore index at {index_url} is unavailable{detail}. "
             "Nothing was stored or deleted. Check that the server runs, or set "
             "on_index_error='bypass' to store without deduplication while it is down."
         )

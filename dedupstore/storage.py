@@ -524,7 +524,7 @@ class DedupStorage(Storage):
                 ),
             )
         logger.warning(
-            "dedupstore index %s unreachable: storing %r without deduplication",
+            "dedupstore index %s unavailable: storing %r without deduplication",
             self.index.display_url,
             name,
         )

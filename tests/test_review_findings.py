@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files.base import ContentFile
 
-from dedupstore import ClaimLost, DedupStorage
+from dedupstore import ClaimLost, DedupStorage, IndexUnavailable
 from dedupstore.checks import check_storages
 from dedupstore.index.base import ClaimKeeper
+from dedupstore.testing.redis import RedisServer, find_free_port
 from tests.contract import read_all
 
 Make = Callable[..., DedupStorage]
@@ -291,3 +293,58 @@ def test_the_shortest_claim_ttl_works(make_fs_dedup: Make, index_url: str) -> No
         True,
         False,
     )
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """Start a redis-server of this test's own: the test breaks it on purpose."""
+    with RedisServer() as server:
+        yield server
+
+
+def _out_of_memory(client: Any) -> None:
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)  # every write that may grow memory is refused: OOM
+
+
+def _read_only(client: Any) -> None:
+    # A replica of a loopback port where nothing listens: it stays read-only.
+    client.replicaof("127.0.0.1", find_free_port())
+
+
+@pytest.mark.parametrize("break_index", [_out_of_memory, _read_only])
+def test_an_index_that_refuses_writes_is_unavailable(
+    private_redis: RedisServer, tmp_path: Path, break_index: Callable[[Any], None]
+) -> None:
+    inner = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path)},
+    }
+    storage = DedupStorage(inner=inner, index=private_redis.url, namespace="refusing")
+    bypassing = DedupStorage(
+        inner=inner, index=private_redis.url, namespace="refusing", on_index_error="bypass"
+    )
+    name = storage.save("a.txt", ContentFile(b"counted"))
+    break_index(storage.index.client)  # type: ignore[attr-defined]
+    with pytest.raises(IndexUnavailable):
+        storage.save("b.txt", ContentFile(b"new"))
+    with pytest.raises(IndexUnavailable):
+        storage.save("c.txt", ContentFile(b"counted"))  # a hit must increment: a write
+    bypassed = bypassing.save("a.txt", ContentFile(b"counted"))  # was OOM/ReadOnlyError
+    assert bypassed != name and read_all(storage, bypassed) == b"counted"
+    with pytest.raises(IndexUnavailable):
+        storage.delete(name)
+    assert read_all(storage, name) == b"counted" and storage.references(name) == 1
+
+
+def test_a_script_error_is_not_taken_for_an_unavailable_index(
+    make_fs_dedup: Make, redis_url: str
+) -> None:
+    import redis
+
+    storage = make_fs_dedup(index=redis_url, reuse="name", on_index_error="bypass")
+    client = storage.index.client  # type: ignore[attr-defined]
+    client.set(f"{storage.namespace}:o:a.txt", "not a record")  # WRONGTYPE in the script
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        storage.save("a.txt", ContentFile(b"C"))
+    assert not storage.exists("a.txt")

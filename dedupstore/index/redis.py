@@ -23,6 +23,17 @@ __all__ = ["RedisIndex"]
 
 T = TypeVar("T")
 
+#: Replies of a server that is up but cannot take writes now: a read-only replica, one out
+#: of memory (maxmemory with noeviction), a replica cut off from its master. redis-py maps
+#: them by the reply's error code (READONLY, OOM, MASTERDOWN), which a script's own bugs
+#: (WRONGTYPE, ERR ...) never carry, so those still surface as they are. Redis refuses a
+#: script at its first write, so nothing of it was applied.
+_REFUSALS: tuple[type[Exception], ...] = tuple(
+    getattr(redis.exceptions, name)
+    for name in ("ReadOnlyError", "OutOfMemoryError", "MasterDownError")
+    if hasattr(redis.exceptions, name)
+)
+
 # KEYS: content map, claim, record of the requested name.
 # ARGV: reuse, digest, token, claim ttl (ms), max length (0: none), record key prefix,
 #       requested name.
@@ -258,8 +269,13 @@ class RedisIndex(Index):
     def _guard(self, call: Callable[[], T]) -> T:
         try:
             return call()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, *_REFUSALS) as exc:
             raise IndexUnavailable(self.display_url, exc) from exc
+        except redis.ResponseError as exc:
+            # A redis-py without a class for these codes leaves the code in the message.
+            if str(exc).startswith(("OOM ", "READONLY ", "MASTERDOWN ")):
+                raise IndexUnavailable(self.display_url, exc) from exc
+            raise
 
     def begin_save(
         self,
