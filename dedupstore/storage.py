@@ -86,17 +86,29 @@ def _storage_identity(definition: Mapping[str, Any]) -> str:
     )
 
 
-def _redact(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``options`` with secret-looking values replaced, recursively."""
-    redacted: dict[str, Any] = {}
-    for key, value in options.items():
-        if isinstance(value, Mapping):
-            redacted[key] = _redact(value)
-        elif _is_secret_option(str(key)) and isinstance(value, str | bytes):
-            redacted[key] = "***"
-        else:
-            redacted[key] = value
-    return redacted
+def _redact(options: Mapping[str, Any], *, secret: bool = False) -> dict[str, Any]:
+    """Return ``options`` with secret-looking values replaced, recursively.
+
+    A string is secret under a secret-looking key (see ``_is_secret_option``), however deep
+    in dicts, lists and tuples it sits below that key.
+    """
+    return {
+        key: _redact_value(value, secret=secret or _is_secret_option(str(key)))
+        for key, value in options.items()
+    }
+
+
+def _redact_value(value: Any, *, secret: bool) -> Any:
+    if isinstance(value, Mapping):
+        return _redact(value, secret=secret)
+    if isinstance(value, list | tuple):
+        items = [_redact_value(item, secret=secret) for item in value]
+        if hasattr(value, "_make"):  # a namedtuple takes its fields one by one
+            return value._make(items)
+        return type(value)(items)
+    if secret and isinstance(value, str | bytes):
+        return "***"
+    return value
 
 
 @deconstructible(path="dedupstore.DedupStorage")
@@ -636,7 +648,12 @@ class DedupStorage(Storage):
 
     def listdir(self, path: str) -> tuple[list[str], list[str]]:
         if path:
-            validate_file_name(path, allow_relative_path=True)
+            # "dir/" names the directory "dir"; only "/" itself (absolute) strips to nothing.
+            stripped = path.rstrip("/")
+            if not stripped:
+                raise SuspiciousFileOperation(f"Detected path traversal attempt in {path!r}")
+            validate_file_name(stripped, allow_relative_path=True)
+            path = stripped
         return self.inner.listdir(path)
 
     def get_accessed_time(self, name: str) -> datetime:

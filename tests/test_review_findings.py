@@ -348,3 +348,44 @@ def test_a_script_error_is_not_taken_for_an_unavailable_index(
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         storage.save("a.txt", ContentFile(b"C"))
     assert not storage.exists("a.txt")
+
+
+@pytest.mark.parametrize("path", ["dir/", "dir//", "dir/sub/"])
+def test_listdir_takes_a_trailing_slash(make_fs_dedup: Make, path: str) -> None:
+    storage = make_fs_dedup()
+    storage.save("dir/sub/a.txt", ContentFile(b"A"))
+    storage.save("dir/b.txt", ContentFile(b"B"))
+    assert storage.listdir(path) == storage.listdir(path.rstrip("/"))  # raised before
+
+
+@pytest.mark.parametrize("path", ["/", "/dir/", "../", "dir/../../"])
+def test_listdir_still_refuses_paths_outside_the_storage(make_fs_dedup: Make, path: str) -> None:
+    with pytest.raises(SuspiciousFileOperation):
+        make_fs_dedup().listdir(path)
+
+
+def test_secrets_inside_lists_stay_out_of_migrations() -> None:
+    storage = DedupStorage(
+        inner={
+            "BACKEND": "django.core.files.storage.InMemoryStorage",
+            "OPTIONS": {
+                "servers": [{"host": "a", "password": "hunter2"}, ("b", {"token": "t0ken"})],
+                "api_keys": ["k3y-one", "k3y-two"],
+                "credentials": {"user": "alice", "secret": "s3cr3t"},
+                "location": ["kept", 1],
+            },
+        },
+        index="locmem://redact",
+    )
+    _path, _args, kwargs = storage.deconstruct()
+    text = repr(kwargs)
+    for secret in ("hunter2", "t0ken", "k3y-one", "k3y-two", "s3cr3t"):
+        assert secret not in text
+    options = kwargs["inner"]["OPTIONS"]
+    assert options["servers"][0] == {"host": "a", "password": "***"}
+    assert options["servers"][1] == ("b", {"token": "***"})
+    assert options["api_keys"] == ["***", "***"]
+    assert options["credentials"] == {"user": "***", "secret": "***"}  # all under a secret
+    assert options["location"] == ["kept", 1]
+    # Redacting is stable: deconstructing the deconstructed storage changes nothing.
+    assert DedupStorage(**kwargs).deconstruct()[2] == kwargs
