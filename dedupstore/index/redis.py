@@ -27,7 +27,8 @@ T = TypeVar("T")
 #: of memory (maxmemory with noeviction), a replica cut off from its master. redis-py maps
 #: them by the reply's error code (READONLY, OOM, MASTERDOWN), which a script's own bugs
 #: (WRONGTYPE, ERR ...) never carry, so those still surface as they are. Redis refuses a
-#: script at its first write, so nothing of it was applied.
+#: script's write only while the script has written nothing yet (later writes are let
+#: through to keep it atomic), so a refused script applied nothing.
 _REFUSALS: tuple[type[Exception], ...] = tuple(
     getattr(redis.exceptions, name)
     for name in ("ReadOnlyError", "OutOfMemoryError", "MasterDownError")
