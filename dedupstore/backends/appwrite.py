@@ -58,6 +58,7 @@ from django.utils.deconstruct import deconstructible
 
 from dedupstore.exceptions import DedupStoreError
 from dedupstore.files import prepare_save
+from dedupstore.streams import SeekableRawReader
 
 __all__ = [
     "AppWriteStorage",
@@ -209,7 +210,7 @@ def _client_with_transport(transport: _Transport) -> Any:
 # -- reading through ranged downloads ------------------------------------------------------
 
 
-class _RangedReader(io.RawIOBase):
+class _RangedReader(SeekableRawReader):
     """Read a stored file through ranged GETs of ``DOWNLOAD_BLOCK_SIZE`` bytes.
 
     Each block is streamed from the socket into the caller's buffer, so memory stays at
@@ -224,50 +225,18 @@ class _RangedReader(io.RawIOBase):
         size: int,
         name: str,
     ) -> None:
-        super().__init__()
+        super().__init__(size)
         self._storage = storage
         self._url = url
-        self._size = size
         self._name = name
-        self._position = 0
         self._response: requests.Response | None = None
         self._response_end = 0  # exclusive end of what the open response delivers
         self._skip = 0  # leading bytes of the open response to drop
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            position = offset
-        elif whence == io.SEEK_CUR:
-            position = self._position + offset
-        elif whence == io.SEEK_END:
-            position = self._size + offset
-        else:
-            raise ValueError(f"invalid whence ({whence})")
-        if position < 0:
-            raise OSError(f"negative seek position {position}")
-        if position != self._position:
-            self._close_response()
-            self._position = position
-        return position
-
     def readinto(self, buffer: Any) -> int:
-        if self.closed:
-            raise ValueError("I/O operation on closed file.")
+        self._ensure_open()
         view = memoryview(buffer).cast("B")
-        if self._position >= self._size or not len(view):
+        if self._pos >= self.size or not len(view):
             return 0
         if self._response is None:
             self._open_response()
@@ -278,28 +247,28 @@ class _RangedReader(io.RawIOBase):
             if not dropped:
                 raise self._truncated()
             self._skip -= len(dropped)
-        wanted = min(len(view), self._response_end - self._position)
+        wanted = min(len(view), self._response_end - self._pos)
         count = raw.readinto(view[:wanted])
         if not count:
             raise self._truncated()
-        self._position += count
-        if self._position >= self._response_end:
-            self._close_response()
+        self._pos += count
+        if self._pos >= self._response_end:
+            self._moved()
         return count
 
     def _truncated(self) -> AppwriteUnavailable:
-        self._close_response()
+        self._moved()
         return AppwriteUnavailable(
             f"Appwrite at {self._storage.endpoint} ended the download of {self._name!r} "
-            f"early, at byte {self._position} of {self._size}",
+            f"early, at byte {self._pos} of {self.size}",
             endpoint=self._storage.endpoint,
         )
 
     def _open_response(self) -> None:
-        start = self._position
-        end = min(start + DOWNLOAD_BLOCK_SIZE, self._size) - 1
+        start = self._pos
+        end = min(start + DOWNLOAD_BLOCK_SIZE, self.size) - 1
         skip = 0
-        if self._size == 1:
+        if self.size == 1:
             # Appwrite refuses every range of a one-byte file: fetch it whole.
             range_header = None
         else:
@@ -311,13 +280,13 @@ class _RangedReader(io.RawIOBase):
         self._response_end = end + 1
         self._skip = skip
 
-    def _close_response(self) -> None:
+    def _moved(self) -> None:
         if self._response is not None:
             self._response.close()
             self._response = None
 
     def close(self) -> None:
-        self._close_response()
+        self._moved()
         super().close()
 
 

@@ -11,9 +11,7 @@ responses, pools keep-alive connections, and takes a timeout on every call.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -23,6 +21,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 import urllib3
+
+from dedupstore.streams import SeekableRawReader
 
 from .errors import (
     ContentNotFoundError,
@@ -315,44 +315,22 @@ class _SizedIterable:
         return self.len
 
 
-class RPCCatReader(io.RawIOBase):
+class RPCCatReader(SeekableRawReader):
     """A seekable raw stream over ``cat``: a seek reopens the stream at the new offset."""
 
     def __init__(self, client: KuboRPCClient, path: str, size: int) -> None:
-        super().__init__()
+        super().__init__(size)
         self._client = client
         self._path = path
-        self.size = size
-        self._pos = 0
         self._response: requests.Response | None = None
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self.size}[whence]
-        pos = base + offset
-        if pos < 0:
-            raise ValueError("negative seek position")
-        if pos != self._pos:
-            self._drop()
-            self._pos = pos
-        return pos
-
-    def _drop(self) -> None:
+    def _moved(self) -> None:
         if self._response is not None:
             self._response.close()
             self._response = None
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
+        self._ensure_open()
         if self._pos >= self.size or not len(buffer):
             return 0
         if self._response is None:
@@ -376,5 +354,5 @@ class RPCCatReader(io.RawIOBase):
         return count
 
     def close(self) -> None:
-        self._drop()
+        self._moved()
         super().close()

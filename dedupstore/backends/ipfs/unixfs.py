@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import base64
 import bisect
-import io
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from dedupstore.streams import SeekableRawReader
 
 from .cid import CID, DAG_PB, RAW, IPFSPath
 
@@ -201,7 +202,7 @@ def resolve(store: Blockstore, path: IPFSPath) -> CID:
     return cid
 
 
-class UnixFSReader(io.RawIOBase):
+class UnixFSReader(SeekableRawReader):
     """A seekable raw stream over a UnixFS file read from the local blockstore.
 
     Positions are located by descending the DAG with each node's ``blocksizes``; only the
@@ -213,7 +214,6 @@ class UnixFSReader(io.RawIOBase):
     _NODE_CACHE_SIZE = 64
 
     def __init__(self, store: Blockstore, cid: CID) -> None:
-        super().__init__()
         self._store = store
         self._root = cid
         self._nodes: dict[CID, tuple[DagNode, list[int]]] = {}
@@ -222,8 +222,7 @@ class UnixFSReader(io.RawIOBase):
             raise IsADirectoryError(f"{cid} is a directory")
         if root.unixfs_type not in _FILE_TYPES:
             raise ValueError(f"{cid} is not a UnixFS file (type {root.unixfs_type})")
-        self.size = root.size()
-        self._pos = 0
+        super().__init__(root.size())
         self._leaf: tuple[int, int, bytes] | None = None  # (start, end, data)
 
     def _node(self, cid: CID) -> tuple[DagNode, list[int]]:
@@ -265,32 +264,8 @@ class UnixFSReader(io.RawIOBase):
                     return base, base + len(child.data), child.data
                 self._cache(cid, child)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            pos = offset
-        elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == io.SEEK_END:
-            pos = self.size + offset
-        else:
-            raise ValueError(f"invalid whence {whence}")
-        if pos < 0:
-            raise ValueError("negative seek position")
-        self._pos = pos
-        return pos
-
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
+        self._ensure_open()
         out = memoryview(buffer).cast("B")
         written = 0
         while written < len(out) and self._pos < self.size:
