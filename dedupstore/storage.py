@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ from django.utils.module_loading import import_string
 from dedupstore.exceptions import ClaimTimeout, EmptyContentError, IndexUnavailable
 from dedupstore.files import prepare_save
 from dedupstore.hashing import DEFAULT_CHUNK_SIZE, ContentHasher, HashedContent, resolve_hash_key
-from dedupstore.index import Index, mask_url, open_index, validate_index_url
+from dedupstore.index import CommitDecision, Index, mask_url, open_index, validate_index_url
 from dedupstore.index.base import ClaimKeeper
 
 __all__ = ["DedupStorage"]
@@ -419,6 +420,7 @@ class DedupStorage(Storage):
 
     def _save_hashed(self, name: str, hashed: HashedContent, max_length: int | None) -> str:
         token = secrets.token_hex(16)
+        asked = time.monotonic()
         try:
             decision = self._until_decided(
                 lambda: self.index.begin_save(
@@ -443,37 +445,69 @@ class DedupStorage(Storage):
         # slow inner write runs; if this process dies, the claim expires after claim_ttl.
         keeper = self._claim_keeper
         keeper.keep(hashed.digest, token)
+        since = decision.since
         try:
-            stored, replaced = self._write_inner(name, hashed, max_length, token)
-            try:
-                # If this raises, the inner object is orphaned (never returned, never
-                # counted); the claim expires and the next save of this content writes again.
-                # A replace commits only while we still hold the record: if we stalled
-                # past claim_ttl and another save took the name over, this raises
-                # ClaimLost instead of overwriting that save's record.
-                self.index.commit_save(
-                    digest=hashed.digest,
-                    token=token,
-                    name=stored,
-                    size=hashed.size,
-                    replacing=replaced == stored,
-                )
-            except BaseException:
-                if replaced:
-                    # The old object is deleted: forget the name rather than leave it
-                    # locked in "replacing".
-                    self._quietly(
-                        lambda: self.index.abort_replace(
-                            name=replaced, token=token, inner_deleted=True
+            while True:
+                stored, replaced = self._write_inner(name, hashed, max_length, token)
+                committing = time.monotonic()
+                try:
+                    # If this raises, the inner object is orphaned (never returned, never
+                    # counted); the claim expires and the next save of this content writes
+                    # again. A replace commits only while we still hold the record: if we
+                    # stalled past claim_ttl and another save took the name over, this
+                    # raises ClaimLost instead of overwriting that save's record.
+                    outcome = self._commit(hashed, token, stored, replaced, since, asked)
+                except BaseException:
+                    if replaced:
+                        # The old object is deleted: forget the name rather than leave it
+                        # locked in "replacing".
+                        self._quietly(
+                            functools.partial(
+                                self.index.abort_replace,
+                                name=replaced,
+                                token=token,
+                                inner_deleted=True,
+                            )
                         )
-                    )
-                raise
+                    raise
+                if outcome.action == "committed":
+                    break
+                # A delete of `stored` that the index did not track (stored before the
+                # wrapper, deleted twice, or the index was lost) ran while we wrote: it may
+                # have deleted (unpinned) our very object. Write it again: a
+                # content-addressed inner storage pins the same CID again, a named one
+                # picks a free name again (our first object, if it survived, is orphaned).
+                since, asked = outcome.since, committing
         except BaseException:
             self._quietly(lambda: self.index.release_claim(digest=hashed.digest, token=token))
             raise
         finally:
             keeper.release(token)
         return stored
+
+    def _commit(
+        self,
+        hashed: HashedContent,
+        token: str,
+        stored: str,
+        replaced: str | None,
+        since: int,
+        asked: float,
+    ) -> CommitDecision:
+        """Record ``stored``, waiting while an untracked delete of the name is under way."""
+        return self._until_decided(
+            lambda: self.index.commit_save(
+                digest=hashed.digest,
+                token=token,
+                name=stored,
+                size=hashed.size,
+                replacing=replaced == stored,
+                since=since,
+                elapsed=time.monotonic() - asked,
+            ),
+            f"{stored!r} (an untracked delete of it is under way; the object just written "
+            "is left orphaned)",
+        )
 
     def _write_inner(
         self, name: str, hashed: HashedContent, max_length: int | None, token: str
@@ -590,13 +624,13 @@ class DedupStorage(Storage):
             lambda: self.index.begin_delete(name=name, token=token, claim_ttl=self.claim_ttl),
             repr(name),
         )
-        if decision.action == "unknown":
-            # Stored before the wrapper was installed (or already deleted): nobody else
-            # can hold a counted reference to it.
-            self.inner.delete(name)
-            return
         if decision.action == "kept":
             return
+        # "delete": the last reference went, and we hold the content's claim. "unknown":
+        # the index has no record of the name (stored before the wrapper, deleted already,
+        # or the index was lost), so nobody holds a counted reference to it; we hold a
+        # tombstone on the name, so a save that wrote this very name meanwhile does not
+        # commit it but writes again. Either lease is kept alive while the inner delete runs.
         keeper = self._claim_keeper
         keeper.keep(decision.digest, token)
         try:
@@ -605,7 +639,9 @@ class DedupStorage(Storage):
             self.index.commit_delete(name=name, digest=decision.digest, token=token)
         except BaseException:
             # The record stays in "deleting" with no references: no save reuses it, and
-            # the next delete() of the name retries the inner delete.
+            # the next delete() of the name retries the inner delete. (An untracked
+            # name's tombstone stays too, with its lease gone: a save of the name writes
+            # again rather than trust its object, the next delete() takes it over.)
             self._quietly(lambda: self.index.release_claim(digest=decision.digest, token=token))
             raise
         finally:

@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.core.exceptions import ImproperlyConfigured
 
 from dedupstore.index.base import (
+    CommitDecision,
     DeleteDecision,
     Index,
     ObjectRecord,
@@ -15,6 +16,7 @@ from dedupstore.index.base import (
 )
 
 __all__ = [
+    "CommitDecision",
     "DeleteDecision",
     "Index",
     "ObjectRecord",

@@ -11,7 +11,12 @@ An index keeps, per namespace:
   the name takes the record over;
 * a *content map* from digest to the name of the object that content reuse returns;
 * short-lived *claims* on a digest, held by the one process that writes (or deletes) that
-  content in the inner storage, so concurrent saves of the same new content write once.
+  content in the inner storage, so concurrent saves of the same new content write once;
+* a *tombstone* per name that a delete found untracked (no record): ``deleting`` while
+  its deleter, leased like the states above, deletes the inner object, then ``deleted``
+  with a sequence number for ``TOMBSTONE_TTL`` seconds. A save whose inner write overlapped
+  such a delete of its name may have lost its object: its commit waits for the deleter and
+  then tells it to write again, instead of recording a name whose object is gone.
 
 Every decision is one atomic operation (one round trip to Redis).
 """
@@ -25,7 +30,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "TOMBSTONE_TTL",
     "ClaimKeeper",
+    "CommitDecision",
     "DeleteDecision",
     "Index",
     "ObjectRecord",
@@ -37,6 +44,11 @@ Reuse = Literal["content", "name", "never"]
 
 logger = logging.getLogger("dedupstore")
 
+#: How long (seconds) the tombstone of a finished untracked delete stays. A save whose
+#: write took longer than half of it cannot rely on the tombstone still being there, so
+#: its commit writes again if any untracked delete finished in the namespace meanwhile.
+TOMBSTONE_TTL = 600.0
+
 
 @dataclass(frozen=True, slots=True)
 class SaveDecision:
@@ -47,15 +59,34 @@ class SaveDecision:
     action: Literal["hit", "claimed", "wait"]
     name: str = ""
     retry_after: float = 0.0
+    #: ``claimed``: how many untracked deletes the namespace had finished; pass it to
+    #: ``commit_save``.
+    since: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CommitDecision:
+    """What ``commit_save`` decided."""
+
+    #: ``committed``: recorded; ``wait``: an untracked delete of the name is under way,
+    #: ask again after ``retry_after`` seconds; ``rewrite``: an untracked delete of the name
+    #: overlapped the inner write and may have deleted the object: write the content
+    #: again, then commit with ``since``.
+    action: Literal["committed", "wait", "rewrite"]
+    since: int = 0
+    retry_after: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class DeleteDecision:
     """What ``begin_delete`` decided."""
 
-    #: ``unknown``: the index never saw the name; ``kept``: other references remain;
-    #: ``delete``: the last reference went, delete the inner object then ``commit_delete``;
-    #: ``wait``: the object is being written or replaced, ask again later.
+    #: ``unknown``: the index has no record of the name (stored before the wrapper, deleted
+    #: already, or the index was lost): a tombstone now holds the name, leased by the claim
+    #: ``digest``; delete the inner object then ``commit_delete``. ``kept``: other
+    #: references remain; ``delete``: the last reference went, delete the inner object
+    #: then ``commit_delete``; ``wait``: the object is being written, replaced or deleted
+    #: by someone else, ask again later.
     action: Literal["unknown", "kept", "delete", "wait"]
     digest: str = ""
     refs: int = 0
@@ -103,13 +134,26 @@ class Index(abc.ABC):
 
     @abc.abstractmethod
     def commit_save(
-        self, *, digest: str, token: str, name: str, size: int, replacing: bool = False
-    ) -> None:
+        self,
+        *,
+        digest: str,
+        token: str,
+        name: str,
+        size: int,
+        replacing: bool = False,
+        since: int = 0,
+        elapsed: float = 0.0,
+    ) -> CommitDecision:
         """Record that ``name`` now holds ``digest`` with one more reference; drop the claim.
 
         With ``replacing`` (the save replaced ``name`` after ``begin_replace``), raise
         ``ClaimLost`` and change nothing unless ``token`` still holds the record: another
         process that took over an apparently dead replacer's record owns the name now.
+
+        Otherwise record nothing while an untracked delete of ``name`` is under way
+        (``wait``), or if one finished after ``begin_save`` returned ``since`` (``rewrite``;
+        also when ``elapsed``, the seconds since then, outlasts the tombstones and any
+        untracked delete finished in the namespace meanwhile): the object may be gone.
         """
 
     @abc.abstractmethod
@@ -134,11 +178,17 @@ class Index(abc.ABC):
 
     @abc.abstractmethod
     def begin_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
-        """Drop one reference to ``name``; on the last one, claim its content for deletion."""
+        """Drop one reference to ``name``; on the last one, claim its content for deletion.
+
+        A name without a record gets a tombstone leased by a claim of its own.
+        """
 
     @abc.abstractmethod
     def commit_delete(self, *, name: str, digest: str, token: str) -> None:
-        """Forget ``name`` after its inner object was deleted; drop the claim."""
+        """Forget ``name`` after its inner object was deleted; drop the claim.
+
+        A tombstone of ``token`` becomes ``deleted``, numbered after every earlier one.
+        """
 
     @abc.abstractmethod
     def lookup(self, name: str) -> ObjectRecord | None:

@@ -6,12 +6,15 @@ stateful property test runs both against one model to keep them in step.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
 
 from dedupstore.exceptions import ClaimLost
 from dedupstore.index.base import (
+    TOMBSTONE_TTL,
+    CommitDecision,
     DeleteDecision,
     Index,
     ObjectRecord,
@@ -35,6 +38,17 @@ class _Record:
 
 
 @dataclass(slots=True)
+class _Tombstone:
+    """A name an untracked delete holds (``deleting``) or recently released (``deleted``)."""
+
+    state: str
+    token: str = ""
+    lease: str = ""
+    seq: int = 0
+    expires: float = math.inf
+
+
+@dataclass(slots=True)
 class _Claim:
     token: str
     expires: float
@@ -48,6 +62,9 @@ class _Store:
         self.records: dict[str, _Record] = {}
         self.content: dict[str, str] = {}
         self.claims: dict[str, _Claim] = {}
+        self.tombstones: dict[str, _Tombstone] = {}
+        #: Untracked deletes finished, per namespace prefix.
+        self.untracked_deletes: dict[str, int] = {}
 
 
 _stores: dict[str, _Store] = {}
@@ -87,6 +104,27 @@ class LocMemIndex(Index):
         holder = self._claim_holder(record.lease or record.digest)
         return holder if holder is not None and holder.token == record.token else None
 
+    def _tombstone(self, name: str) -> _Tombstone | None:
+        tombstone = self._store.tombstones.get(self._prefix + name)
+        if tombstone is not None and tombstone.expires <= time.monotonic():
+            del self._store.tombstones[self._prefix + name]
+            return None
+        return tombstone
+
+    def _close_tombstone(self, name: str) -> int:
+        """Mark the untracked delete of ``name`` finished; return its sequence number."""
+        seq = self._store.untracked_deletes.get(self._prefix, 0) + 1
+        self._store.untracked_deletes[self._prefix] = seq
+        self._store.tombstones[self._prefix + name] = _Tombstone(
+            "deleted", seq=seq, expires=time.monotonic() + TOMBSTONE_TTL
+        )
+        # Drop expired tombstones now and then, as Redis expires its keys.
+        if seq % 256 == 0:
+            now = time.monotonic()
+            for key in [k for k, t in self._store.tombstones.items() if t.expires <= now]:
+                del self._store.tombstones[key]
+        return seq
+
     def _usable(self, name: str, digest: str, max_length: int | None) -> bool:
         record = self._store.records.get(self._prefix + name)
         return (
@@ -118,21 +156,53 @@ class LocMemIndex(Index):
             holder = self._claim_holder(digest)
             if holder is None or holder.token == token:
                 self._set_claim(digest, token, claim_ttl)
-                return SaveDecision("claimed")
+                # How many untracked deletes had finished: commit_save compares.
+                return SaveDecision(
+                    "claimed", since=self._store.untracked_deletes.get(self._prefix, 0)
+                )
             return SaveDecision("wait", retry_after=max(holder.expires - time.monotonic(), 0.001))
 
     def commit_save(
-        self, *, digest: str, token: str, name: str, size: int, replacing: bool = False
-    ) -> None:
+        self,
+        *,
+        digest: str,
+        token: str,
+        name: str,
+        size: int,
+        replacing: bool = False,
+        since: int = 0,
+        elapsed: float = 0.0,
+    ) -> CommitDecision:
         with self._store.lock:
             key = self._prefix + name
             previous = self._store.records.get(key)
-            if replacing and (
-                previous is None or previous.state != "replacing" or previous.token != token
-            ):
-                # We stalled past our lease and another process took the record over (and
-                # may have committed already): the name is theirs, record nothing.
-                raise ClaimLost(repr(name))
+            if replacing:
+                if previous is None or previous.state != "replacing" or previous.token != token:
+                    # We stalled past our lease and another process took the record over
+                    # (and may have committed already): the name is theirs, record nothing.
+                    raise ClaimLost(repr(name))
+                # We held the record since before our write: no untracked delete could
+                # touch the name.
+            else:
+                # Did a delete of this name that the index did not track overlap our inner
+                # write? It may have deleted the very object we wrote: never record a name
+                # whose object may be gone.
+                tombstone = self._tombstone(name)
+                if tombstone is not None and tombstone.state == "deleting":
+                    holder = self._claim_holder(tombstone.lease)
+                    if holder is not None and holder.token == tombstone.token:
+                        return CommitDecision(
+                            "wait", retry_after=max(holder.expires - time.monotonic(), 0.001)
+                        )
+                    # Its deleter died: whether it deleted our object is unknown. Close its
+                    # tombstone (the name is free again) and write again.
+                    return CommitDecision("rewrite", since=self._close_tombstone(name))
+                finished = self._store.untracked_deletes.get(self._prefix, 0)
+                if tombstone is not None and tombstone.seq > since:
+                    return CommitDecision("rewrite", since=finished)
+                if finished > since and 2 * elapsed >= TOMBSTONE_TTL:
+                    # A write this long may have outlived the tombstone that would tell.
+                    return CommitDecision("rewrite", since=finished)
             refs = previous.refs + 1 if previous and previous.state == "live" else 1
             if previous and previous.digest != digest:
                 old_map = self._prefix + previous.digest
@@ -146,6 +216,7 @@ class LocMemIndex(Index):
             if canonical_record is None or canonical_record.state != "live":
                 self._store.content[self._prefix + digest] = name
             self._drop_claim(digest, token)
+            return CommitDecision("committed")
 
     def _drop_claim(self, digest: str, token: str) -> None:
         holder = self._claim_holder(digest)
@@ -201,7 +272,24 @@ class LocMemIndex(Index):
         with self._store.lock:
             record = self._store.records.get(self._prefix + name)
             if record is None:
-                return DeleteDecision("unknown")
+                # Untracked: stored before the wrapper, deleted already, or the index was
+                # lost. A save of this very name may have written its object and not
+                # committed yet: hold a tombstone on the name while the inner object is
+                # deleted, so that save learns of it (see commit_save). Its lease is a claim
+                # of its own; a dead deleter's is taken over.
+                tombstone = self._tombstone(name)
+                if tombstone is not None and tombstone.state == "deleting":
+                    holder = self._claim_holder(tombstone.lease)
+                    if tombstone.token != token and holder and holder.token == tombstone.token:
+                        return DeleteDecision(
+                            "wait", retry_after=max(holder.expires - time.monotonic(), 0.001)
+                        )
+                lease = "untracked-delete:" + token
+                self._set_claim(lease, token, claim_ttl)
+                self._store.tombstones[self._prefix + name] = _Tombstone(
+                    "deleting", token=token, lease=lease
+                )
+                return DeleteDecision("unknown", digest=lease)
             if record.state == "replacing" and record.token != token:
                 lease = self._lease_held(record)
                 if lease is not None:
@@ -236,6 +324,11 @@ class LocMemIndex(Index):
             record = self._store.records.get(key)
             if record is not None and record.state == "deleting" and record.token == token:
                 del self._store.records[key]
+            tombstone = self._tombstone(name)
+            if tombstone is not None and tombstone.state == "deleting" and tombstone.token == token:
+                # Number this delete after every save that began before it finished: such a
+                # save's commit then writes again.
+                self._close_tombstone(name)
             self._drop_claim(digest, token)
 
     def lookup(self, name: str) -> ObjectRecord | None:

@@ -11,6 +11,8 @@ from redis.commands.core import AsyncScript, Script
 
 from dedupstore.exceptions import ClaimLost, IndexUnavailable
 from dedupstore.index.base import (
+    TOMBSTONE_TTL,
+    CommitDecision,
     DeleteDecision,
     Index,
     ObjectRecord,
@@ -35,7 +37,7 @@ _REFUSALS: tuple[type[Exception], ...] = tuple(
     if hasattr(redis.exceptions, name)
 )
 
-# KEYS: content map, claim, record of the requested name.
+# KEYS: content map, claim, record of the requested name, untracked-delete counter.
 # ARGV: reuse, digest, token, claim ttl (ms), max length (0: none), record key prefix,
 #       requested name.
 _BEGIN_SAVE = """
@@ -60,22 +62,56 @@ end
 local holder = redis.call('GET', KEYS[2])
 if not holder or holder == token then
   redis.call('SET', KEYS[2], token, 'PX', ttl)
-  return {'claimed', ''}
+  -- How many untracked deletes had finished: commit_save compares the name's tombstone.
+  return {'claimed', redis.call('GET', KEYS[4]) or '0'}
 end
 return {'wait', tostring(redis.call('PTTL', KEYS[2]))}
 """
 
-# KEYS: record of the stored name, content map, claim.
+# KEYS: record of the stored name, content map, claim, tombstone of the stored name,
+#       untracked-delete counter.
 # ARGV: digest, token, size, name length, record key prefix, stored name, map key prefix,
-#       replacing ('1': the save replaced the name after BEGIN_REPLACE, else '0').
+#       replacing ('1': the save replaced the name after BEGIN_REPLACE, else '0'),
+#       untracked deletes finished at BEGIN_SAVE, milliseconds since then, tombstone
+#       lifetime (ms), claim key prefix.
 _COMMIT_SAVE = """
 local digest, token = ARGV[1], ARGV[2]
 local f = redis.call('HMGET', KEYS[1], 'state', 'digest', 'refs', 'token')
 local state, previous = f[1], f[2]
-if ARGV[8] == '1' and (state ~= 'replacing' or f[4] ~= token) then
-  -- We stalled past our lease and another process took the record over (and may have
-  -- committed already): the name is theirs, record nothing.
-  return -1
+if ARGV[8] == '1' then
+  if state ~= 'replacing' or f[4] ~= token then
+    -- We stalled past our lease and another process took the record over (and may have
+    -- committed already): the name is theirs, record nothing.
+    return {'lost', '0'}
+  end
+  -- We held the record since before our write: no untracked delete could touch the name.
+else
+  -- Did a delete of this name that the index did not track overlap our inner write? It
+  -- may have deleted (unpinned) the very object we wrote: never record a name whose
+  -- object may be gone.
+  local since = tonumber(ARGV[9])
+  local t = redis.call('HMGET', KEYS[4], 'state', 'token', 'lease', 'seq')
+  if t[1] == 'deleting' then
+    local lease = ARGV[12] .. t[3]
+    if redis.call('GET', lease) == t[2] then
+      return {'wait', tostring(redis.call('PTTL', lease))}
+    end
+    -- Its deleter died: whether it deleted our object is unknown. Close its tombstone
+    -- (the name is free again) and write again.
+    local seq = redis.call('INCR', KEYS[5])
+    redis.call('DEL', KEYS[4])
+    redis.call('HSET', KEYS[4], 'state', 'deleted', 'seq', seq)
+    redis.call('PEXPIRE', KEYS[4], ARGV[11])
+    return {'rewrite', tostring(seq)}
+  end
+  local finished = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if t[1] == 'deleted' and tonumber(t[4]) > since then
+    return {'rewrite', tostring(finished)}
+  end
+  if finished > since and 2 * tonumber(ARGV[10]) >= tonumber(ARGV[11]) then
+    -- A write this long may have outlived the tombstone that would tell: assume the worst.
+    return {'rewrite', tostring(finished)}
+  end
 end
 local refs = 1
 if state == 'live' then
@@ -97,7 +133,7 @@ end
 if redis.call('GET', KEYS[3]) == token then
   redis.call('DEL', KEYS[3])
 end
-return refs
+return {'committed', tostring(refs)}
 """
 
 # KEYS: claim. ARGV: token.
@@ -172,14 +208,26 @@ end
 return 1
 """
 
-# KEYS: record. ARGV: token, ttl (ms), map key prefix, claim key prefix, name.
+# KEYS: record, tombstone. ARGV: token, ttl (ms), map key prefix, claim key prefix, name.
 _BEGIN_DELETE = (
     _LEASE_HELD
     + """
 local f = redis.call('HMGET', KEYS[1], 'state', 'refs', 'digest', 'token', 'lease')
 local state, digest = f[1], f[3]
 if not state then
-  return {'unknown', '', '0', '0'}
+  -- Untracked: stored before the wrapper, deleted already, or the index was lost. A save
+  -- of this very name may have written its object and not committed yet: hold a tombstone
+  -- on the name while the inner object is deleted, so that save learns of it (see
+  -- _COMMIT_SAVE). Its lease is a claim of its own; a dead deleter's is taken over.
+  local t = redis.call('HMGET', KEYS[2], 'state', 'token', 'lease')
+  if t[1] == 'deleting' and t[2] ~= ARGV[1] and lease_held(ARGV[4], t[2], t[3]) then
+    return {'wait', '', '0', tostring(redis.call('PTTL', ARGV[4] .. t[3]))}
+  end
+  local lease = 'untracked-delete:' .. ARGV[1]
+  redis.call('SET', ARGV[4] .. lease, ARGV[1], 'PX', tonumber(ARGV[2]))
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[2], 'state', 'deleting', 'token', ARGV[1], 'lease', lease)
+  return {'unknown', lease, '0', '0'}
 end
 if state == 'replacing' and f[4] ~= ARGV[1] then
   local lease = f[5] or digest
@@ -209,11 +257,21 @@ return {'delete', digest, '0', '0'}
 """
 )
 
-# KEYS: record, claim. ARGV: token.
+# KEYS: record, claim, tombstone, untracked-delete counter. ARGV: token, tombstone
+# lifetime (ms).
 _COMMIT_DELETE = """
 local f = redis.call('HMGET', KEYS[1], 'state', 'token')
 if f[1] == 'deleting' and f[2] == ARGV[1] then
   redis.call('DEL', KEYS[1])
+end
+local t = redis.call('HMGET', KEYS[3], 'state', 'token')
+if t[1] == 'deleting' and t[2] == ARGV[1] then
+  -- Number this delete after every save that began before it finished: such a save's
+  -- commit then writes again (see _COMMIT_SAVE).
+  local seq = redis.call('INCR', KEYS[4])
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[3], 'state', 'deleted', 'seq', seq)
+  redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]))
 end
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
@@ -249,6 +307,8 @@ class RedisIndex(Index):
         self._record_prefix = f"{namespace}:o:"
         self._map_prefix = f"{namespace}:d:"
         self._claim_prefix = f"{namespace}:c:"
+        self._tombstone_prefix = f"{namespace}:t:"
+        self._untracked_deletes = f"{namespace}:u"
         register = self._client.register_script
         self._begin_save = register(_BEGIN_SAVE)
         self._commit_save = register(_COMMIT_SAVE)
@@ -290,7 +350,12 @@ class RedisIndex(Index):
     ) -> SaveDecision:
         action, value = self._run(
             self._begin_save,
-            [self._map_prefix + digest, self._claim_prefix + digest, self._record_prefix + name],
+            [
+                self._map_prefix + digest,
+                self._claim_prefix + digest,
+                self._record_prefix + name,
+                self._untracked_deletes,
+            ],
             [
                 reuse,
                 digest,
@@ -305,15 +370,29 @@ class RedisIndex(Index):
         if action == "hit":
             return SaveDecision("hit", name=value.decode())
         if action == "claimed":
-            return SaveDecision("claimed")
+            return SaveDecision("claimed", since=int(value))
         return SaveDecision("wait", retry_after=max(int(value), 1) / 1000)
 
     def commit_save(
-        self, *, digest: str, token: str, name: str, size: int, replacing: bool = False
-    ) -> None:
-        refs = self._run(
+        self,
+        *,
+        digest: str,
+        token: str,
+        name: str,
+        size: int,
+        replacing: bool = False,
+        since: int = 0,
+        elapsed: float = 0.0,
+    ) -> CommitDecision:
+        action, value = self._run(
             self._commit_save,
-            [self._record_prefix + name, self._map_prefix + digest, self._claim_prefix + digest],
+            [
+                self._record_prefix + name,
+                self._map_prefix + digest,
+                self._claim_prefix + digest,
+                self._tombstone_prefix + name,
+                self._untracked_deletes,
+            ],
             [
                 digest,
                 token,
@@ -323,10 +402,20 @@ class RedisIndex(Index):
                 name,
                 self._map_prefix,
                 "1" if replacing else "0",
+                since,
+                _milliseconds(elapsed),
+                _milliseconds(TOMBSTONE_TTL),
+                self._claim_prefix,
             ],
         )
-        if refs == -1:
+        action = action.decode()
+        if action == "lost":
             raise ClaimLost(repr(name))
+        if action == "wait":
+            return CommitDecision("wait", retry_after=max(int(value), 1) / 1000)
+        if action == "rewrite":
+            return CommitDecision("rewrite", since=int(value))
+        return CommitDecision("committed")
 
     def release_claim(self, *, digest: str, token: str) -> None:
         self._run(self._release_claim, [self._claim_prefix + digest], [token])
@@ -358,7 +447,7 @@ class RedisIndex(Index):
     def begin_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
         action, digest, refs, wait_ms = self._run(
             self._begin_delete,
-            [self._record_prefix + name],
+            [self._record_prefix + name, self._tombstone_prefix + name],
             [token, _milliseconds(claim_ttl), self._map_prefix, self._claim_prefix, name],
         )
         return DeleteDecision(
@@ -371,8 +460,13 @@ class RedisIndex(Index):
     def commit_delete(self, *, name: str, digest: str, token: str) -> None:
         self._run(
             self._commit_delete,
-            [self._record_prefix + name, self._claim_prefix + digest],
-            [token],
+            [
+                self._record_prefix + name,
+                self._claim_prefix + digest,
+                self._tombstone_prefix + name,
+                self._untracked_deletes,
+            ],
+            [token, _milliseconds(TOMBSTONE_TTL)],
         )
 
     def lookup(self, name: str) -> ObjectRecord | None:

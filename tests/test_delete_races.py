@@ -1,0 +1,243 @@
+"""Deletes racing saves: an untracked name deleted while a save writes it, a lost reply.
+
+Each interleaving is forced with a real inner storage whose save or delete blocks on a
+``threading.Event`` (or by calling the index directly), against a real Redis and the
+locmem twin; the IPFS case runs on a real isolated embedded node.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.base import ContentFile
+
+from dedupstore import DedupStorage
+from dedupstore.index.base import TOMBSTONE_TTL
+from tests.contract import read_all
+
+Make = Callable[..., DedupStorage]
+
+#: Claim lifetime of the crash tests: a dead holder's lease is gone after it.
+SHORT_TTL = 0.05
+
+#: How long a test waits for a thread to reach a point it must reach (never hit when right).
+PATIENCE = 10.0
+
+
+@pytest.fixture(params=["redis", "locmem"])
+def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """Return the URL of an empty index of each kind: a real Redis, and its locmem twin."""
+    return redis_url if request.param == "redis" else f"locmem://{uuid.uuid4().hex}"
+
+
+class Paused:
+    """Run a storage method for real, then block until released (forces an interleaving)."""
+
+    def __init__(self, storage: Any, method: str) -> None:
+        self.storage = storage
+        self.method = method
+        self.original = getattr(storage, method)
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+        def paused(*args: Any, **kwargs: Any) -> Any:
+            # Only the first call pauses: a second one (a re-write) goes straight through.
+            storage.__dict__.pop(method, None)
+            result = self.original(*args, **kwargs)
+            self.reached.set()
+            assert self.release.wait(PATIENCE), f"{method} was never released"
+            return result
+
+        setattr(storage, method, paused)
+
+    def wait(self) -> None:
+        assert self.reached.wait(PATIENCE), f"{self.method} was never reached"
+
+
+class Background(threading.Thread):
+    """Run ``call`` in a thread; ``result()`` returns its value or raises its error."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self._call = call
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._call()
+        except BaseException as exc:  # handed to the test thread by result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self.join(PATIENCE)
+        assert not self.is_alive(), "the call never finished"
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _untracked(storage: DedupStorage, name: str) -> None:
+    """Save then delete ``name``: the index no longer knows it and the name is free."""
+    assert storage.save(name, ContentFile(b"old")) == name
+    storage.delete(name)
+    assert storage.index.lookup(name) is None and not storage.exists(name)
+
+
+def test_an_untracked_delete_during_a_save_does_not_lose_its_object(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url)
+    _untracked(storage, "a.txt")
+    write = Paused(storage.inner, "_save")
+    saver = Background(lambda: storage.save("a.txt", ContentFile(b"new")))
+    write.wait()  # the saver wrote "a.txt" and has not committed yet
+    storage.delete("a.txt")  # deleting twice is harmless... to the saver too
+    write.release.set()
+    name = saver.result()
+    assert read_all(storage, name) == b"new" and storage.references(name) == 1
+
+
+def test_a_save_commits_only_after_an_untracked_delete_under_way(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url)
+    _untracked(storage, "a.txt")
+    write = Paused(storage.inner, "_save")
+    saver = Background(lambda: storage.save("a.txt", ContentFile(b"new")))
+    write.wait()
+    remove = Paused(storage.inner, "delete")
+    deleter = Background(lambda: storage.delete("a.txt"))
+    remove.wait()  # the saver's object is gone; the deleter has not finished
+    write.release.set()
+    saver.join(0.3)
+    assert saver.is_alive(), "the save committed a name whose object was just deleted"
+    remove.release.set()
+    deleter.result()
+    name = saver.result()
+    assert read_all(storage, name) == b"new" and storage.references(name) == 1
+
+
+def _claimed(storage: DedupStorage, content: bytes, token: str) -> tuple[str, int]:
+    """Claim ``content`` as a saver does before its inner write; return digest and since."""
+    digest = storage.digest(ContentFile(content))
+    decision = storage.index.begin_save(
+        digest=digest, reuse="content", name="x", max_length=None, token=token, claim_ttl=10
+    )
+    assert decision.action == "claimed"
+    return digest, decision.since
+
+
+def test_a_dead_untracked_deleter_is_taken_over(make_fs_dedup: Make, index_url: str) -> None:
+    storage = make_fs_dedup(index=index_url, claim_ttl=SHORT_TTL, wait_timeout=0.5)
+    index = storage.index
+    digest, since = _claimed(storage, b"new", "saver")
+    # A deleter of the untracked name holds its tombstone, then dies mid-delete.
+    decision = index.begin_delete(name="a.txt", token="dead", claim_ttl=SHORT_TTL)
+    assert decision.action == "unknown" and decision.digest
+    assert index.begin_delete(name="a.txt", token="other", claim_ttl=1).action == "wait"
+    commit = index.commit_save(digest=digest, token="saver", name="a.txt", size=3, since=since)
+    assert commit.action == "wait"  # the deleter may be deleting the saver's object now
+    time.sleep(SHORT_TTL * 2)  # nobody renews the dead deleter's lease: it expires
+    # Whether the dead deleter deleted the saver's object is unknown: write again.
+    commit = index.commit_save(digest=digest, token="saver", name="a.txt", size=3, since=since)
+    assert commit.action == "rewrite" and commit.since > since
+    commit = index.commit_save(
+        digest=digest, token="saver", name="a.txt", size=3, since=commit.since
+    )
+    assert commit.action == "committed" and storage.references("a.txt") == 1
+
+
+def test_a_dead_untracked_deleter_does_not_lock_the_name_for_deletes(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url, claim_ttl=SHORT_TTL, wait_timeout=0.5)
+    storage.inner.save("a.txt", ContentFile(b"stored before the wrapper"))
+    storage.index.begin_delete(name="a.txt", token="dead", claim_ttl=SHORT_TTL)
+    time.sleep(SHORT_TTL * 2)
+    storage.delete("a.txt")  # takes the tombstone over
+    assert not storage.exists("a.txt")
+    assert storage.save("a.txt", ContentFile(b"new")) == "a.txt"
+
+
+def test_a_save_longer_than_the_tombstones_writes_again_after_any_untracked_delete(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url)
+    index = storage.index
+    digest, since = _claimed(storage, b"new", "saver")
+    storage.delete("elsewhere.txt")  # an untracked delete of another name finishes
+    commit = index.commit_save(
+        digest=digest, token="saver", name="a.txt", size=3, since=since, elapsed=0.1
+    )
+    assert commit.action == "committed"  # a short write: the tombstones tell, none of a.txt
+    digest, since = _claimed(storage, b"newer", "saver")
+    storage.delete("elsewhere.txt")
+    commit = index.commit_save(
+        digest=digest, token="saver", name="b.txt", size=5, since=since, elapsed=TOMBSTONE_TTL
+    )
+    assert commit.action == "rewrite"  # b.txt's tombstone may have expired meanwhile
+    commit = index.commit_save(
+        digest=digest, token="saver", name="b.txt", size=5, since=commit.since, elapsed=0.1
+    )
+    assert commit.action == "committed" and storage.references("b.txt") == 1
+
+
+def test_plain_untracked_deletes_stay_cheap(make_fs_dedup: Make, index_url: str) -> None:
+    storage = make_fs_dedup(index=index_url)
+    storage.inner.save("a.txt", ContentFile(b"stored before the wrapper"))
+    calls: list[str] = []
+    for method in ("begin_delete", "commit_delete"):
+        original = getattr(storage.index, method)
+
+        def counted(*args: Any, _original: Any = original, _name: str = method, **kw: Any) -> Any:
+            calls.append(_name)
+            return _original(*args, **kw)
+
+        setattr(storage.index, method, counted)
+    storage.delete("a.txt")
+    storage.delete("a.txt")  # deleting twice is harmless
+    assert calls == ["begin_delete", "commit_delete"] * 2  # two round trips each
+    assert not storage.exists("a.txt")
+
+
+IPFS_BACKEND = "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage"
+
+
+@pytest.fixture
+def ipfs_repo(tmp_path: Path) -> Iterator[Path]:
+    """Start an isolated embedded IPFS node of this test's own; stop it afterwards."""
+    from dedupstore.backends.ipfs.embedded import get_node, stop_all_nodes
+
+    node = get_node(tmp_path / "ipfs")
+    node.start()
+    yield node.repo
+    stop_all_nodes([node])
+
+
+def test_an_untracked_unpin_during_a_save_does_not_lose_the_pin(
+    ipfs_repo: Path, index_url: str
+) -> None:
+    storage = DedupStorage(
+        inner={"BACKEND": IPFS_BACKEND, "OPTIONS": {"embedded_repo": str(ipfs_repo)}},
+        index=index_url,
+        namespace=f"test-{uuid.uuid4().hex}",
+    )
+    payload = b"pinned by a save, unpinned by an untracked delete"
+    cid = storage.inner.save("before.txt", ContentFile(payload))  # pinned before the wrapper
+    pin = Paused(storage.inner, "save")
+    saver = Background(lambda: storage.save("a.txt", ContentFile(payload)))
+    pin.wait()  # the saver pinned the CID and has not committed yet
+    storage.delete(cid)  # the index does not know the CID: it unpins at once
+    pin.release.set()
+    assert saver.result() == cid
+    assert storage.references(cid) == 1
+    assert storage.inner.exists(cid), "the index counts a reference to an unpinned CID"
+    assert read_all(storage, cid) == payload
