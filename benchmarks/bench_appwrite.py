@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -39,32 +38,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results"
-MiB = 1024 * 1024
-GiB = 1024 * MiB
+try:
+    from common import RESULTS, ROOT, GiB, MiB, machine, setup_django, upload_of
+except ImportError:  # run as `python -m benchmarks.bench_appwrite`
+    from benchmarks.common import RESULTS, ROOT, GiB, MiB, machine, setup_django, upload_of
+
 PLAIN = "dedupstore.backends.appwrite.AppwriteStorage"
-
-
-def setup_django(**extra: Any) -> None:
-    import django
-    from django.conf import settings
-
-    if not settings.configured:
-        settings.configure(SECRET_KEY="bench", USE_TZ=True, STORAGES={}, **extra)
-        django.setup()
-
-
-def upload_of(data: bytes) -> Any:
-    """A ``TemporaryUploadedFile`` holding ``data``, as Django's upload handler makes it."""
-    from django.core.files.uploadedfile import TemporaryUploadedFile
-
-    upload = TemporaryUploadedFile("upload.bin", "application/octet-stream", len(data), None)
-    upload.write(data)
-    upload.flush()
-    upload.seek(0)
-    return upload
 
 
 class Traffic:
@@ -404,11 +383,7 @@ def main() -> int:
     repeat = 3 if args.quick else 7
     old_python = find_old_python(args.old_python)
     report: dict[str, Any] = {
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "repeat": repeat,
         "quick": args.quick,
         "server": "dedupstore.testing.appwrite.AppwriteTestServer on 127.0.0.1",

@@ -11,7 +11,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -22,19 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results"
-MiB = 1024 * 1024
-
-
-def setup_django() -> None:
-    import django
-    from django.conf import settings
-
-    if not settings.configured:
-        settings.configure(SECRET_KEY="bench", FILE_UPLOAD_TEMP_DIR=None, USE_TZ=True)
-        django.setup()
+try:
+    from common import RESULTS, ROOT, MiB, machine, setup_django
+except ImportError:  # run as `python -m benchmarks.bench_core`
+    from benchmarks.common import RESULTS, ROOT, MiB, machine, setup_django
 
 
 def median_time(func: Callable[[], object], repeat: int, warmup: int = 1) -> float:
@@ -332,7 +322,7 @@ def bench_stream_memory(index: str, workdir: Path, size: int) -> dict[str, Any]:
 
 def _concurrent_child(args: tuple[str, str, str, bytes, Any]) -> str:
     index, location, marks, payload, barrier = args
-    setup_django()
+    setup_django(empty_storages=False, FILE_UPLOAD_TEMP_DIR=None)
     from django.core.files.base import ContentFile
 
     storage = make_dedup(index, location, "bench-concurrent")
@@ -374,18 +364,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     args = parser.parse_args()
-    setup_django()
+    setup_django(empty_storages=False, FILE_UPLOAD_TEMP_DIR=None)
     from dedupstore.testing.redis import RedisServer
 
     hash_size = 64 * MiB if args.quick else 256 * MiB
     stream_size = 256 * MiB if args.quick else 1024 * MiB
     repeat = 3 if args.quick else 7
     results: dict[str, Any] = {
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "quick": args.quick,
     }
     with RedisServer() as server, tempfile.TemporaryDirectory(prefix="dedupbench-") as tmp:

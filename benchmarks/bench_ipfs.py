@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -36,32 +35,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results"
-MiB = 1024 * 1024
-GiB = 1024 * MiB
+try:
+    from common import RESULTS, ROOT, GiB, MiB, machine, setup_django, upload_of
+except ImportError:  # run as `python -m benchmarks.bench_ipfs`
+    from benchmarks.common import RESULTS, ROOT, GiB, MiB, machine, setup_django, upload_of
+
 BACKEND = "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage"
-
-
-def setup_django() -> None:
-    import django
-    from django.conf import settings
-
-    if not settings.configured:
-        settings.configure(SECRET_KEY="bench", USE_TZ=True, STORAGES={})
-        django.setup()
-
-
-def upload_of(data: bytes) -> Any:
-    """A ``TemporaryUploadedFile`` holding ``data``, as Django's upload handler makes it."""
-    from django.core.files.uploadedfile import TemporaryUploadedFile
-
-    upload = TemporaryUploadedFile("upload.bin", "application/octet-stream", len(data), None)
-    upload.write(data)
-    upload.flush()
-    upload.seek(0)
-    return upload
 
 
 def in_memory_of(data: bytes) -> Any:
@@ -395,11 +374,7 @@ def main() -> int:
     out.write_text(
         json.dumps(
             {
-                "machine": {
-                    "python": platform.python_version(),
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                },
+                "machine": machine(),
                 "repeat": repeat,
                 "quick": args.quick,
                 "rows": rows,

@@ -17,10 +17,8 @@ import io
 import json
 import multiprocessing
 import os
-import platform
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,19 +26,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-RESULTS = ROOT / "benchmarks" / "results"
-KiB, MiB, GiB = 1024, 1024**2, 1024**3
-
-
-def setup_django() -> None:
-    import django
-    from django.conf import settings
-
-    if not settings.configured:
-        settings.configure(SECRET_KEY="bench", USE_TZ=True, STORAGES={})
-        django.setup()
+try:
+    from common import RESULTS, GiB, KiB, MiB, machine, setup_django
+except ImportError:  # run as `python -m benchmarks.run`
+    from benchmarks.common import RESULTS, GiB, KiB, MiB, machine, setup_django
 
 
 def human(size: float) -> str:
@@ -718,11 +707,7 @@ def main() -> None:
         len(hash_sizes) + len(usable) * (len(share_sizes) + len(dup_rates)) + 1 + len(hit_processes)
     )
     results: dict[str, Any] = {
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "full": full,
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "unavailable": missing,
