@@ -6,6 +6,7 @@ from dedupstore.exceptions import (
     ClaimLost,
     ClaimTimeout,
     DedupStoreError,
+    DeleteOutcomeUnknown,
     EmptyContentError,
     IndexUnavailable,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "ClaimTimeout",
     "DedupStorage",
     "DedupStoreError",
+    "DeleteOutcomeUnknown",
     "EmptyContentError",
     "IndexUnavailable",
 ]

@@ -13,28 +13,71 @@ class DedupStoreError(Exception):
 
 
 class IndexUnavailable(DedupStoreError):
-    """The dedup index could not be reached or refused to write; nothing was stored or deleted."""
+    """The dedup index could not be reached or refused to write; ``outcome`` says what was done.
 
-    def __init__(self, index_url: str, cause: BaseException | None = None) -> None:
+    Unless the message says otherwise, no name was returned and nothing was deleted; at worst
+    one reference too many was counted (a save whose reply was lost), which only delays a
+    deletion.
+    """
+
+    #: What happened when the message says nothing more precise.
+    DEFAULT_OUTCOME = (
+        "Nothing was stored or deleted (at worst one reference too many was counted, which "
+        "only delays a deletion)."
+    )
+
+    def __init__(
+        self, index_url: str, cause: BaseException | None = None, outcome: str | None = None
+    ) -> None:
         self.index_url = index_url
+        self.cause = cause
+        self.outcome = outcome or self.DEFAULT_OUTCOME
         detail = f": {cause}" if cause else ""
         super().__init__(
-            f"The dedupstore index at {index_url} is unavailable{detail}. "
-            "Nothing was stored or deleted. Check that the server runs, or set "
-            "on_index_error='bypass' to store without deduplication while it is down."
+            f"The dedupstore index at {index_url} is unavailable{detail}. {self.outcome} "
+            "Check that the server runs (saves can store without deduplication while it is "
+            "down: on_index_error='bypass')."
+        )
+
+    def with_outcome(self, outcome: str) -> IndexUnavailable:
+        """Return the same error, saying ``outcome`` happened."""
+        return IndexUnavailable(self.index_url, self.cause, outcome)
+
+
+class DeleteOutcomeUnknown(IndexUnavailable):
+    """A delete reached the index, and its reply was lost: whether it took effect is unknown.
+
+    The index kept no promise either way, so retrying the delete could drop a second
+    reference: a shared object would then be deleted while other records still use it.
+    """
+
+    def __init__(self, index_url: str, cause: BaseException | None, name: str) -> None:
+        self.name = name
+        super().__init__(
+            index_url,
+            cause,
+            f"The delete of {name!r} was sent, but its reply was lost and the index could "
+            "not be asked again in time: whether it dropped a reference is unknown. Do not "
+            "retry the delete blindly: if it took effect, a retry drops a second reference, "
+            "and an object other records still use may be deleted. Check references(name) "
+            "against the references you know of first.",
         )
 
 
 class ClaimTimeout(DedupStoreError):
-    """Another process held a claim for longer than ``wait_timeout``; nothing was changed."""
+    """Another process held a claim for longer than ``wait_timeout``.
 
-    def __init__(self, subject: str, waited: float) -> None:
+    The message says what was done meanwhile: nothing, unless the wait was for a commit.
+    """
+
+    def __init__(self, subject: str, waited: float, outcome: str | None = None) -> None:
         self.subject = subject
         self.waited = waited
+        outcome = outcome or "nothing was stored or deleted"
         super().__init__(
             f"Gave up after {waited:.1f}s waiting for another process working on {subject}; "
-            "nothing was stored or deleted. Retry, or raise wait_timeout if your inner "
-            "storage is slow for large files."
+            f"{outcome}. Retry, or raise wait_timeout if your inner storage is slow for large "
+            "files."
         )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import math
@@ -45,6 +44,12 @@ ON_INDEX_ERROR_CHOICES = ("raise", "bypass")
 #: Option names whose values never belong in a migration file or a log line.
 _SECRET_OPTION_WORDS = ("key", "secret", "password", "token", "auth", "credential")
 _UNSET: Any = object()
+#: What a save that fails after its inner write leaves behind.
+_ORPHANED = (
+    "The content was written to the inner storage but not recorded: no name was returned, "
+    "and the written object is orphaned"
+)
+_REPLACED_GONE = "; the object it replaced (overwrite=True) was deleted"
 
 
 def _is_secret_option(name: str) -> bool:
@@ -360,7 +365,10 @@ class DedupStorage(Storage):
             with self._setup_lock:
                 if self._index is None:
                     self._index = open_index(
-                        self.index_url, namespace=self.namespace, socket_timeout=self.index_timeout
+                        self.index_url,
+                        namespace=self.namespace,
+                        socket_timeout=self.index_timeout,
+                        wait_timeout=self.wait_timeout,
                     )
                     self._keeper = ClaimKeeper(self._index, self.claim_ttl)
         return self._index
@@ -457,18 +465,13 @@ class DedupStorage(Storage):
                     # stalled past claim_ttl and another save took the name over, this
                     # raises ClaimLost instead of overwriting that save's record.
                     outcome = self._commit(hashed, token, stored, replaced, since, asked)
+                except IndexUnavailable as exc:
+                    self._forget_replaced(replaced, token)
+                    raise exc.with_outcome(
+                        _ORPHANED + (_REPLACED_GONE if replaced else "") + "."
+                    ) from exc
                 except BaseException:
-                    if replaced:
-                        # The old object is deleted: forget the name rather than leave it
-                        # locked in "replacing".
-                        self._quietly(
-                            functools.partial(
-                                self.index.abort_replace,
-                                name=replaced,
-                                token=token,
-                                inner_deleted=True,
-                            )
-                        )
+                    self._forget_replaced(replaced, token)
                     raise
                 if outcome.action == "committed":
                     break
@@ -484,6 +487,16 @@ class DedupStorage(Storage):
         finally:
             keeper.release(token)
         return stored
+
+    def _forget_replaced(self, replaced: str | None, token: str) -> None:
+        """After a failed commit: the replaced object is deleted, so forget its name.
+
+        Rather than leave the name locked in "replacing".
+        """
+        if replaced:
+            self._quietly(
+                lambda: self.index.abort_replace(name=replaced, token=token, inner_deleted=True)
+            )
 
     def _commit(
         self,
@@ -505,8 +518,8 @@ class DedupStorage(Storage):
                 since=since,
                 elapsed=time.monotonic() - asked,
             ),
-            f"{stored!r} (an untracked delete of it is under way; the object just written "
-            "is left orphaned)",
+            f"{stored!r} (an untracked delete of it)",
+            outcome=_ORPHANED[0].lower() + _ORPHANED[1:],
         )
 
     def _write_inner(
@@ -590,7 +603,7 @@ class DedupStorage(Storage):
             return inner._save(name, content)
         return inner.save(name, content, max_length=max_length)
 
-    def _until_decided(self, ask: Callable[[], T], subject: str) -> T:
+    def _until_decided(self, ask: Callable[[], T], subject: str, outcome: str | None = None) -> T:
         """Repeat ``ask`` while it answers "wait", up to ``wait_timeout`` seconds."""
         started = time.monotonic()
         pause = 0.002
@@ -601,7 +614,7 @@ class DedupStorage(Storage):
                 return decision
             waited = time.monotonic() - started
             if waited >= self.wait_timeout:
-                raise ClaimTimeout(subject, waited)
+                raise ClaimTimeout(subject, waited, outcome)
             retry_after = getattr(decision, "retry_after", pause) or pause
             time.sleep(min(pause, retry_after, self.wait_timeout - waited))
             pause = min(pause * 2, 0.05)
@@ -636,7 +649,14 @@ class DedupStorage(Storage):
         try:
             with contextlib.suppress(FileNotFoundError):
                 self.inner.delete(name)
-            self.index.commit_delete(name=name, digest=decision.digest, token=token)
+            try:
+                self.index.commit_delete(name=name, digest=decision.digest, token=token)
+            except IndexUnavailable as exc:
+                raise exc.with_outcome(
+                    "The inner object was deleted, but the index could not record it: the "
+                    "name stays marked as being deleted, with no references, until the next "
+                    "delete() of it, which is safe to retry."
+                ) from exc
         except BaseException:
             # The record stays in "deleting" with no references: no save reuses it, and
             # the next delete() of the name retries the inner delete. (An untracked

@@ -241,3 +241,105 @@ def test_an_untracked_unpin_during_a_save_does_not_lose_the_pin(
     assert storage.references(cid) == 1
     assert storage.inner.exists(cid), "the index counts a reference to an unpinned CID"
     assert read_all(storage, cid) == payload
+
+
+#: A Lua script that keeps the server busy for ARGV[1] milliseconds (from another
+#: connection): commands sent meanwhile wait in their sockets and run afterwards, even if
+#: their client gave up on the reply and closed the connection: a lost reply, for real.
+_BUSY = """
+local start = redis.call('TIME')
+local t0 = start[1] * 1000000 + start[2]
+while true do
+  local now = redis.call('TIME')
+  if now[1] * 1000000 + now[2] - t0 > tonumber(ARGV[1]) * 1000 then
+    return 1
+  end
+end
+"""
+
+
+@pytest.fixture
+def busy_redis(redis_url: str) -> Iterator[Callable[[int], None]]:
+    """Return a function that keeps the test's Redis busy for some milliseconds, at once."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    admin.ping()
+    threads: list[threading.Thread] = []
+
+    def busy(milliseconds: int) -> None:
+        thread = threading.Thread(target=admin.eval, args=(_BUSY, 0, milliseconds))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.05)  # the script runs now
+
+    yield busy
+    for thread in threads:
+        thread.join(PATIENCE)
+    admin.close()
+
+
+def test_a_delete_whose_reply_was_lost_drops_exactly_one_reference(
+    make_fs_dedup: Make, redis_url: str, busy_redis: Callable[[int], None]
+) -> None:
+    storage = make_fs_dedup(index=redis_url, index_timeout=0.2, wait_timeout=5)
+    name = storage.save("a.txt", ContentFile(b"shared"))
+    for other in ("b.txt", "c.txt"):
+        assert storage.save(other, ContentFile(b"shared")) == name
+    busy_redis(700)
+    # The delete's script runs after the client timed out: the reply is lost. The delete
+    # learns what happened and finishes instead of raising "nothing was deleted" (a retry
+    # by the application would then drop a second reference).
+    storage.delete(name)
+    assert storage.references(name) == 2 and read_all(storage, name) == b"shared"
+    storage.delete(name)
+    storage.delete(name)
+    assert not storage.exists(name)
+
+
+def test_a_delete_whose_outcome_cannot_be_known_says_so(
+    make_fs_dedup: Make, redis_url: str, busy_redis: Callable[[int], None]
+) -> None:
+    from dedupstore import DeleteOutcomeUnknown, IndexUnavailable
+
+    storage = make_fs_dedup(index=redis_url, index_timeout=0.1, wait_timeout=0.4)
+    name = storage.save("a.txt", ContentFile(b"shared"))
+    assert storage.save("b.txt", ContentFile(b"shared")) == name
+    busy_redis(1500)
+    with pytest.raises(DeleteOutcomeUnknown) as caught:
+        storage.delete(name)
+    assert isinstance(caught.value, IndexUnavailable)
+    message = str(caught.value)
+    assert "unknown" in message and "retry" in message and "Nothing was" not in message
+    time.sleep(1.5)  # the server answers again; every attempt sent meanwhile has run
+    # The delete and its attempts to learn the outcome ran once between them.
+    assert storage.references(name) == 1 and read_all(storage, name) == b"shared"
+
+
+def test_redis_py_never_retries_an_index_command(make_fs_dedup: Make, redis_url: str) -> None:
+    storage = make_fs_dedup(index=redis_url)
+    client = storage.index.client  # type: ignore[attr-defined]
+    connection = client.connection_pool.make_connection()
+    try:
+        assert connection.retry.get_retries() == 0
+    finally:
+        connection.disconnect()
+
+
+def test_a_delete_on_a_stopped_index_says_nothing_was_deleted(tmp_path: Path) -> None:
+    from dedupstore import IndexUnavailable
+    from dedupstore.testing.redis import RedisServer
+
+    inner = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path)},
+    }
+    with RedisServer() as private:
+        storage = DedupStorage(inner=inner, index=private.url, index_timeout=0.5)
+        name = storage.save("a.txt", ContentFile(b"counted"))
+    started = time.monotonic()
+    with pytest.raises(IndexUnavailable, match="Nothing was deleted") as caught:
+        storage.delete(name)
+    assert type(caught.value) is IndexUnavailable
+    assert time.monotonic() - started < 5, "the script never reached the server: no waiting"
+    assert storage.exists(name)

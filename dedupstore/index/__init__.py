@@ -90,7 +90,9 @@ def validate_index_url(url: object) -> str:
     return url
 
 
-def open_index(url: str, *, namespace: str, socket_timeout: float) -> Index:
+def open_index(
+    url: str, *, namespace: str, socket_timeout: float, wait_timeout: float = 60.0
+) -> Index:
     """Return the index that ``url`` names (validated with ``validate_index_url``)."""
     validate_index_url(url)
     scheme = urlsplit(url).scheme
@@ -101,5 +103,9 @@ def open_index(url: str, *, namespace: str, socket_timeout: float) -> Index:
     from dedupstore.index.redis import RedisIndex
 
     return RedisIndex(
-        url, namespace=namespace, display_url=mask_url(url), socket_timeout=socket_timeout
+        url,
+        namespace=namespace,
+        display_url=mask_url(url),
+        socket_timeout=socket_timeout,
+        wait_timeout=wait_timeout,
     )

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript, Script
+from redis.retry import Retry
 
-from dedupstore.exceptions import ClaimLost, IndexUnavailable
+from dedupstore.exceptions import ClaimLost, DeleteOutcomeUnknown, IndexUnavailable
 from dedupstore.index.base import (
     TOMBSTONE_TTL,
     CommitDecision,
@@ -208,10 +211,23 @@ end
 return 1
 """
 
-# KEYS: record, tombstone. ARGV: token, ttl (ms), map key prefix, claim key prefix, name.
+# KEYS: record, tombstone, receipt. ARGV: token, ttl (ms), map key prefix, claim key
+# prefix, name, receipt lifetime (ms).
+#
+# A decision that changed something leaves a receipt under the call's token, so running
+# the script again with the same token (its reply was lost) returns that decision instead
+# of dropping a second reference.
 _BEGIN_DELETE = (
     _LEASE_HELD
     + """
+local receipt = redis.call('GET', KEYS[3])
+if receipt then
+  return cjson.decode(receipt)
+end
+local function decided(reply)
+  redis.call('SET', KEYS[3], cjson.encode(reply), 'PX', tonumber(ARGV[6]))
+  return reply
+end
 local f = redis.call('HMGET', KEYS[1], 'state', 'refs', 'digest', 'token', 'lease')
 local state, digest = f[1], f[3]
 if not state then
@@ -227,7 +243,7 @@ if not state then
   redis.call('SET', ARGV[4] .. lease, ARGV[1], 'PX', tonumber(ARGV[2]))
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[2], 'state', 'deleting', 'token', ARGV[1], 'lease', lease)
-  return {'unknown', lease, '0', '0'}
+  return decided({'unknown', lease, '0', '0'})
 end
 if state == 'replacing' and f[4] ~= ARGV[1] then
   local lease = f[5] or digest
@@ -237,7 +253,7 @@ if state == 'replacing' and f[4] ~= ARGV[1] then
   -- The replacer died: the name still has its one reference, which this delete drops.
 end
 if state == 'live' and tonumber(f[2]) > 1 then
-  return {'kept', digest, tostring(redis.call('HINCRBY', KEYS[1], 'refs', -1)), '0'}
+  return decided({'kept', digest, tostring(redis.call('HINCRBY', KEYS[1], 'refs', -1)), '0'})
 end
 -- The last reference, or the retry of an interrupted deletion: hold the content's claim
 -- while the inner object is deleted, so no save of the same content writes meanwhile
@@ -253,7 +269,7 @@ redis.call('HSET', KEYS[1], 'state', 'deleting', 'refs', 0, 'token', ARGV[1], 'l
 if redis.call('GET', ARGV[3] .. digest) == ARGV[5] then
   redis.call('DEL', ARGV[3] .. digest)
 end
-return {'delete', digest, '0', '0'}
+return decided({'delete', digest, '0', '0'})
 """
 )
 
@@ -280,6 +296,19 @@ return 1
 """
 
 
+class _NotRun(Exception):
+    """The script certainly did not run: no connection, or the server refused its write."""
+
+
+class _ReplyLost(Exception):
+    """The script was sent and no reply came: it may or may not have run."""
+
+
+def _refused(exc: redis.ResponseError) -> bool:
+    """Whether a reply refuses a write (a redis-py without a class for its code)."""
+    return str(exc).startswith(("OOM ", "READONLY ", "MASTERDOWN "))
+
+
 def _milliseconds(seconds: float) -> int:
     """Return a claim lifetime in whole milliseconds, at least 1: Redis refuses ``PX 0``."""
     return max(1, math.ceil(seconds * 1000))
@@ -295,20 +324,28 @@ class RedisIndex(Index):
         namespace: str,
         display_url: str,
         socket_timeout: float = 5.0,
+        wait_timeout: float = 60.0,
     ) -> None:
         super().__init__(namespace)
         self.display_url = display_url
+        #: How long a delete whose reply was lost keeps asking what became of it.
+        self.wait_timeout = wait_timeout
         self._client = redis.Redis.from_url(
             url,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             health_check_interval=30,
+            # Never resend a command whose reply was lost (redis-py's from_url does not
+            # retry today; a Redis() built without a pool retries 3 times): a resent save
+            # counts a second reference, a resent delete drops one.
+            retry=Retry(NoBackoff(), 0),
         )
         self._record_prefix = f"{namespace}:o:"
         self._map_prefix = f"{namespace}:d:"
         self._claim_prefix = f"{namespace}:c:"
         self._tombstone_prefix = f"{namespace}:t:"
         self._untracked_deletes = f"{namespace}:u"
+        self._receipt_prefix = f"{namespace}:r:"
         register = self._client.register_script
         self._begin_save = register(_BEGIN_SAVE)
         self._commit_save = register(_COMMIT_SAVE)
@@ -333,10 +370,72 @@ class RedisIndex(Index):
         except (redis.ConnectionError, redis.TimeoutError, *_REFUSALS) as exc:
             raise IndexUnavailable(self.display_url, exc) from exc
         except redis.ResponseError as exc:
-            # A redis-py without a class for these codes leaves the code in the message.
-            if str(exc).startswith(("OOM ", "READONLY ", "MASTERDOWN ")):
+            if _refused(exc):
                 raise IndexUnavailable(self.display_url, exc) from exc
             raise
+
+    def _run_once(self, script: Script | AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """Run ``script`` on one connection, telling "did not run" from "reply lost"."""
+        pool = self._client.connection_pool
+        try:
+            # Connects (or reconnects a connection the server closed) before sending.
+            connection = pool.get_connection()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise _NotRun(exc) from exc
+        try:
+            try:
+                return self._evalsha(connection, script, keys, args)
+            except redis.exceptions.NoScriptError:
+                # A restarted or flushed server: the script did not run; load it.
+                self._client.script_load(script.script)
+                return self._evalsha(connection, script, keys, args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            connection.disconnect()  # a late reply must never be read as another's
+            raise _ReplyLost(exc) from exc
+        except redis.ResponseError as exc:
+            # A refused script applied nothing (see _REFUSALS).
+            if isinstance(exc, _REFUSALS) or _refused(exc):
+                raise _NotRun(exc) from exc
+            raise
+        finally:
+            pool.release(connection)
+
+    def _evalsha(self, connection: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
+        connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return self._client.parse_response(connection, "EVALSHA")
+
+    def _run_retrying(
+        self,
+        script: Script | AsyncScript,
+        keys: list[str],
+        args: list[Any],
+        unknown: Callable[[BaseException], IndexUnavailable],
+    ) -> Any:
+        """Run an idempotent script; after a lost reply, run it again until it answers.
+
+        Only for scripts that running twice cannot harm (a receipt, or a token check, makes
+        a second run a no-op that answers like the first). Gives up after ``wait_timeout``
+        with ``unknown(first error)``.
+        """
+        try:
+            return self._run_once(script, keys, args)
+        except _NotRun as exc:
+            raise IndexUnavailable(
+                self.display_url, exc.__cause__, "Nothing was deleted."
+            ) from exc.__cause__
+        except _ReplyLost as exc:
+            lost = exc.__cause__
+            assert lost is not None
+        deadline = time.monotonic() + self.wait_timeout
+        pause = 0.01
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.5)
+            try:
+                return self._run_once(script, keys, args)
+            except (_NotRun, _ReplyLost):
+                continue
+        raise unknown(lost) from lost
 
     def begin_save(
         self,
@@ -445,10 +544,26 @@ class RedisIndex(Index):
         )
 
     def begin_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
-        action, digest, refs, wait_ms = self._run(
+        # If the reply is lost, the script runs again with the same token: its receipt
+        # (kept well beyond the retries) answers as the first run did, or the first run
+        # never happened and this one decides.
+        receipt_ttl = max(60.0, 2 * self.wait_timeout)
+        action, digest, refs, wait_ms = self._run_retrying(
             self._begin_delete,
-            [self._record_prefix + name, self._tombstone_prefix + name],
-            [token, _milliseconds(claim_ttl), self._map_prefix, self._claim_prefix, name],
+            [
+                self._record_prefix + name,
+                self._tombstone_prefix + name,
+                self._receipt_prefix + token,
+            ],
+            [
+                token,
+                _milliseconds(claim_ttl),
+                self._map_prefix,
+                self._claim_prefix,
+                name,
+                _milliseconds(receipt_ttl),
+            ],
+            lambda lost: DeleteOutcomeUnknown(self.display_url, lost, name),
         )
         return DeleteDecision(
             action.decode(),
@@ -458,7 +573,8 @@ class RedisIndex(Index):
         )
 
     def commit_delete(self, *, name: str, digest: str, token: str) -> None:
-        self._run(
+        # Running it twice is harmless: everything it changes is checked against the token.
+        self._run_retrying(
             self._commit_delete,
             [
                 self._record_prefix + name,
@@ -467,6 +583,7 @@ class RedisIndex(Index):
                 self._untracked_deletes,
             ],
             [token, _milliseconds(TOMBSTONE_TTL)],
+            lambda lost: IndexUnavailable(self.display_url, lost),
         )
 
     def lookup(self, name: str) -> ObjectRecord | None:
