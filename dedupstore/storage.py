@@ -546,7 +546,7 @@ class DedupStorage(Storage):
             # free for the next replace or delete of the name after claim_ttl.
             replaced = decision == "replace"
         if not replaced:
-            name = self.get_available_name(name, max_length=max_length)
+            name = self._free_name(name, max_length)
         try:
             if replaced:
                 # Inner storages keep existing names; remove the old object so the new
@@ -587,8 +587,17 @@ class DedupStorage(Storage):
             self.index.display_url,
             name,
         )
-        name = self.get_available_name(name, max_length=max_length)
+        name = self._free_name(name, max_length)
         return self._inner_save(name, hashed.content, max_length)
+
+    def _free_name(self, name: str, max_length: int | None) -> str:
+        """Return a free name for a miss, in the inner storage's own scheme if it has one."""
+        inner = self.inner
+        if getattr(inner, "dedupstore_direct_save", False):
+            # Such a storage maps names to its own form (Appwrite: <bucket>/<fileId>); its
+            # get_available_name makes the one existence check and _save writes there.
+            return inner.get_available_name(name, max_length=max_length)
+        return self.get_available_name(name, max_length=max_length)
 
     def _inner_save(self, name: str, content: File, max_length: int | None) -> str:
         """Write ``content`` to the inner storage under ``name``, which is valid and free.
@@ -596,10 +605,11 @@ class DedupStorage(Storage):
         An inner storage that keeps Django's own ``Storage.save`` would only validate the
         name and look for a free one again (one more ``exists()``: a HEAD request on a
         remote backend) before calling ``_save``, the hook storages implement. Storages
-        that override ``save`` itself get ``save``.
+        that override ``save`` itself get ``save``, unless they declare with
+        ``dedupstore_direct_save = True`` that their ``_save`` is enough for a free name.
         """
         inner = self.inner
-        if type(inner).save is Storage.save:
+        if type(inner).save is Storage.save or getattr(inner, "dedupstore_direct_save", False):
             return inner._save(name, content)
         return inner.save(name, content, max_length=max_length)
 

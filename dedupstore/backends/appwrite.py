@@ -753,6 +753,11 @@ class AppwriteStorage(Storage):
 
     # -- saving --------------------------------------------------------------------
 
+    #: ``save()`` does nothing for a name that ``get_available_name()`` returned beyond
+    #: what ``_save()`` does, so ``DedupStorage`` may call ``_save()`` directly and skip
+    #: the second existence check (a GET) that ``save()`` would make.
+    dedupstore_direct_save = True
+
     def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
         """Upload ``content`` and return its ``<bucket>/<fileId>`` name.
 
@@ -763,11 +768,27 @@ class AppwriteStorage(Storage):
         """
         name, content = prepare_save(name, content)
         self._validate_name(name)
-        directory, _, original = name.replace("\\", "/").rpartition("/")
-        bucket, _file_id = self.locate(name)
+        stored = self.get_available_name(name, max_length=max_length)
+        return self._upload_as(name, stored, content, max_length=max_length)
+
+    def _save(self, name: str, content: File) -> str:
+        """Upload ``content`` under ``name``, a name ``get_available_name()`` returned.
+
+        Django's hook: the name is not checked for availability again. Should a
+        concurrent writer take its ID first, another one is picked as in ``save()``.
+        """
+        name, content = prepare_save(name, content)
+        stored = self._stored_name(*self.locate(name))
+        return self._upload_as(name, stored, content, max_length=None)
+
+    def _upload_as(
+        self, requested: str, stored: str, content: File, *, max_length: int | None
+    ) -> str:
+        """Upload under ``stored`` (retrying alternatives); ``requested`` names the file."""
+        directory, _, original = requested.replace("\\", "/").rpartition("/")
+        bucket, _file_id = self.locate(requested)
         # A new bucket is named after the directory as written (any characters).
         bucket_name = directory.rpartition("/")[2] or bucket
-        stored = self.get_available_name(name, max_length=max_length)
         with _UploadSource(content) as source:
             for _attempt in range(self.retry_attempts + 1):
                 _bucket, file_id = self.locate(stored)
@@ -784,15 +805,12 @@ class AppwriteStorage(Storage):
                     self._stored_name(bucket, alternative), max_length=max_length
                 )
         raise AppwriteConflict(
-            f"Could not find a free file ID for {name!r} in bucket {bucket!r} after "
+            f"Could not find a free file ID for {requested!r} in bucket {bucket!r} after "
             f"{self.retry_attempts + 1} attempts",
             code=409,
             type="storage_file_already_exists",
             endpoint=self.endpoint,
         )
-
-    def _save(self, name: str, content: File) -> str:
-        return self.save(name, content)
 
     def _upload(
         self,

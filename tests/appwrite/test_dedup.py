@@ -47,6 +47,20 @@ class TestDedupOverAppwrite(DedupContract):
         assert server.request_count == 0
         assert storage.references(first) == 3
 
+    def test_a_miss_checks_the_name_once_and_uploads_once(
+        self, storage: DedupStorage, server: AppwriteTestServer
+    ) -> None:
+        storage.save("misses/warm.bin", ContentFile(b"the bucket exists now"))
+        server.clear_log()
+        stored = storage.save("misses/new.bin", ContentFile(os.urandom(1024)))
+        calls = [(record.method, record.status) for record in server.requests]
+        assert calls == [("GET", 404), ("POST", 201)], calls
+        assert stored == "misses/new.bin"
+        # A taken name still gets an alternative, in Appwrite's <bucket>/<fileId> form.
+        again = storage.save("misses/new.bin", ContentFile(os.urandom(1024)))
+        assert again.startswith("misses/new_") and again != stored
+        assert storage.inner.exists(again)
+
 
 # -- the drop-in -----------------------------------------------------------------------
 
