@@ -438,6 +438,7 @@ class DedupStorage(Storage):
                     max_length=max_length,
                     token=token,
                     claim_ttl=self.claim_ttl,
+                    overwrite=self.overwrite,
                 ),
                 f"content {hashed.digest[:16]}... (saving {name!r})",
             )
@@ -662,16 +663,22 @@ class DedupStorage(Storage):
             try:
                 self.index.commit_delete(name=name, digest=decision.digest, token=token)
             except IndexUnavailable as exc:
+                # commit_delete already retried within wait_timeout. Our reference was
+                # dropped by begin_delete: a retried delete() would drop another one (a
+                # save may take the free name meanwhile), so it must not be invited.
                 raise exc.with_outcome(
-                    "The inner object was deleted, but the index could not record it: the "
-                    "name stays marked as being deleted, with no references, until the next "
-                    "delete() of it, which is safe to retry."
+                    "The inner object was deleted and the reference dropped, but the index "
+                    "could not record the deletion: do not retry this delete (a retry would "
+                    "drop a reference saved under the name meanwhile). The name stays marked "
+                    "as being deleted, with no references, until the next save or delete() "
+                    "of it completes that."
                 ) from exc
         except BaseException:
-            # The record stays in "deleting" with no references: no save reuses it, and
-            # the next delete() of the name retries the inner delete. (An untracked
-            # name's tombstone stays too, with its lease gone: a save of the name writes
-            # again rather than trust its object, the next delete() takes it over.)
+            # The record stays in "deleting" with no references: no save reuses it; the
+            # next delete() of the name retries the inner delete, and a save of the name
+            # finishes the deletion instead of reviving the record. (An untracked name's
+            # tombstone stays too, with its lease gone: a save of the name writes again
+            # rather than trust its object, the next delete() takes it over.)
             self._quietly(lambda: self.index.release_claim(digest=decision.digest, token=token))
             raise
         finally:

@@ -14,9 +14,10 @@ An index keeps, per namespace:
   content in the inner storage, so concurrent saves of the same new content write once;
 * a *tombstone* per name that a delete found untracked (no record): ``deleting`` while
   its deleter, leased like the states above, deletes the inner object, then ``deleted``
-  with a sequence number for ``TOMBSTONE_TTL`` seconds. A save whose inner write overlapped
-  such a delete of its name may have lost its object: its commit waits for the deleter and
-  then tells it to write again, instead of recording a name whose object is gone.
+  with a sequence number for ``TOMBSTONE_TTL`` seconds (a tracked delete leaves a numbered
+  ``deleted`` one too). A save whose inner write overlapped such a delete of its name may
+  have lost its object: its commit waits for the deleter and then tells it to write
+  again, instead of recording a name whose object is gone.
 
 Every decision is one atomic operation (one round trip to Redis).
 """
@@ -129,8 +130,14 @@ class Index(abc.ABC):
         max_length: int | None,
         token: str,
         claim_ttl: float,
+        overwrite: bool = False,
     ) -> SaveDecision:
-        """Reuse a stored object for ``digest`` or claim the digest for writing."""
+        """Reuse a stored object for ``digest`` or claim the digest for writing.
+
+        On a claim, an interrupted deletion of ``name`` (a ``deleting`` record whose lease
+        lapsed) is finished, so the save's commit does not revive it, unless ``overwrite``:
+        then ``begin_replace`` takes it over.
+        """
 
     @abc.abstractmethod
     def commit_save(
@@ -150,10 +157,12 @@ class Index(abc.ABC):
         ``ClaimLost`` and change nothing unless ``token`` still holds the record: another
         process that took over an apparently dead replacer's record owns the name now.
 
-        Otherwise record nothing while an untracked delete of ``name`` is under way
-        (``wait``), or if one finished after ``begin_save`` returned ``since`` (``rewrite``;
-        also when ``elapsed``, the seconds since then, outlasts the tombstones and any
-        untracked delete finished in the namespace meanwhile): the object may be gone.
+        Otherwise record nothing while a delete of ``name`` is under way (an untracked
+        one's tombstone, or a ``deleting`` record, whose lease is held: ``wait``), or if one
+        finished after ``begin_save`` returned ``since`` (``rewrite``; also when
+        ``elapsed``, the seconds since then, outlasts the tombstones and any delete
+        finished in the namespace meanwhile): the object may be gone. A ``deleting`` record
+        or tombstone whose lease lapsed is finished, and the save told to ``rewrite``.
         """
 
     @abc.abstractmethod
@@ -187,7 +196,9 @@ class Index(abc.ABC):
     def commit_delete(self, *, name: str, digest: str, token: str) -> None:
         """Forget ``name`` after its inner object was deleted; drop the claim.
 
-        A tombstone of ``token`` becomes ``deleted``, numbered after every earlier one.
+        The name's tombstone becomes ``deleted``, numbered after every earlier delete (a
+        tracked delete's too: a save of the same object under another digest then writes
+        again).
         """
 
     @abc.abstractmethod

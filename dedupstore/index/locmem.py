@@ -63,7 +63,7 @@ class _Store:
         self.content: dict[str, str] = {}
         self.claims: dict[str, _Claim] = {}
         self.tombstones: dict[str, _Tombstone] = {}
-        #: Untracked deletes finished, per namespace prefix.
+        #: Deletes finished (tracked and untracked), per namespace prefix.
         self.untracked_deletes: dict[str, int] = {}
 
 
@@ -112,7 +112,7 @@ class LocMemIndex(Index):
         return tombstone
 
     def _close_tombstone(self, name: str) -> int:
-        """Mark the untracked delete of ``name`` finished; return its sequence number."""
+        """Mark the delete of ``name`` finished; return its sequence number."""
         seq = self._store.untracked_deletes.get(self._prefix, 0) + 1
         self._store.untracked_deletes[self._prefix] = seq
         self._store.tombstones[self._prefix + name] = _Tombstone(
@@ -143,6 +143,7 @@ class LocMemIndex(Index):
         max_length: int | None,
         token: str,
         claim_ttl: float,
+        overwrite: bool = False,
     ) -> SaveDecision:
         with self._store.lock:
             candidate = None
@@ -156,7 +157,22 @@ class LocMemIndex(Index):
             holder = self._claim_holder(digest)
             if holder is None or holder.token == token:
                 self._set_claim(digest, token, claim_ttl)
-                # How many untracked deletes had finished: commit_save compares.
+                record = self._store.records.get(self._prefix + name)
+                if (
+                    not overwrite
+                    and record is not None
+                    and record.state == "deleting"
+                    and not self._lease_held(record)
+                ):
+                    # An interrupted deletion of the requested name (its deleter died, or
+                    # could not record its delete): it has no references left. Finish it
+                    # rather than let our commit revive it, so the deleter's retry cannot
+                    # delete what we store under the name.
+                    del self._store.records[self._prefix + name]
+                    tombstone = self._tombstone(name)
+                    if tombstone is None or tombstone.state != "deleting":
+                        self._close_tombstone(name)
+                # How many deletes had finished: commit_save compares.
                 return SaveDecision(
                     "claimed", since=self._store.untracked_deletes.get(self._prefix, 0)
                 )
@@ -184,6 +200,19 @@ class LocMemIndex(Index):
                 # We held the record since before our write: no untracked delete could
                 # touch the name.
             else:
+                if previous is not None and previous.state == "deleting":
+                    # A tracked delete holds the name. Its claim on the record's digest does
+                    # not keep us out when we claimed another digest for the same object (a
+                    # content-addressed inner storage after a key rotation): wait for it.
+                    lease = self._lease_held(previous)
+                    if lease is not None:
+                        return CommitDecision(
+                            "wait", retry_after=max(lease.expires - time.monotonic(), 0.001)
+                        )
+                    # Its deleter died (or could not record its delete): whether it deleted
+                    # our object is unknown. Finish the deletion and write again.
+                    del self._store.records[key]
+                    return CommitDecision("rewrite", since=self._close_tombstone(name))
                 # Did a delete of this name that the index did not track overlap our inner
                 # write? It may have deleted the very object we wrote: never record a name
                 # whose object may be gone.
@@ -322,10 +351,17 @@ class LocMemIndex(Index):
         with self._store.lock:
             key = self._prefix + name
             record = self._store.records.get(key)
-            if record is not None and record.state == "deleting" and record.token == token:
-                del self._store.records[key]
             tombstone = self._tombstone(name)
-            if tombstone is not None and tombstone.state == "deleting" and tombstone.token == token:
+            if record is not None and record.state == "deleting" and record.token == token:
+                # A tracked delete leaves a numbered tombstone too: a save that wrote the
+                # same object under another digest (a content-addressed inner storage after
+                # a key rotation) and commits after us must write again.
+                del self._store.records[key]
+                if tombstone is None or tombstone.state != "deleting":
+                    self._close_tombstone(name)
+            elif (
+                tombstone is not None and tombstone.state == "deleting" and tombstone.token == token
+            ):
                 # Number this delete after every save that began before it finished: such a
                 # save's commit then writes again.
                 self._close_tombstone(name)

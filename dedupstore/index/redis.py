@@ -40,10 +40,27 @@ _REFUSALS: tuple[type[Exception], ...] = tuple(
     if hasattr(redis.exceptions, name)
 )
 
-# KEYS: content map, claim, record of the requested name, untracked-delete counter.
+# Mark the delete of a name finished (KEYS[n]: its tombstone) and number it after every
+# save that began before (the delete counter): such a save's commit then writes again,
+# since the delete may have removed (unpinned) the very object it wrote (see _COMMIT_SAVE).
+_CLOSE_TOMBSTONE = """
+local function close_tombstone(tombstone, counter, lifetime)
+  local seq = redis.call('INCR', counter)
+  redis.call('DEL', tombstone)
+  redis.call('HSET', tombstone, 'state', 'deleted', 'seq', seq)
+  redis.call('PEXPIRE', tombstone, lifetime)
+  return seq
+end
+"""
+
+# KEYS: content map, claim, record of the requested name, delete counter, tombstone of
+#       the requested name.
 # ARGV: reuse, digest, token, claim ttl (ms), max length (0: none), record key prefix,
-#       requested name.
-_BEGIN_SAVE = """
+#       requested name, claim key prefix, tombstone lifetime (ms), overwrite ('1': the
+#       save may replace the requested name, so begin_replace takes a dead deletion over).
+_BEGIN_SAVE = (
+    _CLOSE_TOMBSTONE
+    + """
 local reuse, digest, token = ARGV[1], ARGV[2], ARGV[3]
 local ttl, maxlen, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local function usable(key)
@@ -65,21 +82,35 @@ end
 local holder = redis.call('GET', KEYS[2])
 if not holder or holder == token then
   redis.call('SET', KEYS[2], token, 'PX', ttl)
-  -- How many untracked deletes had finished: commit_save compares the name's tombstone.
+  local r = redis.call('HMGET', KEYS[3], 'state', 'token', 'lease', 'digest')
+  if ARGV[10] == '0' and r[1] == 'deleting'
+      and (not r[2] or redis.call('GET', ARGV[8] .. (r[3] or r[4])) ~= r[2]) then
+    -- An interrupted deletion of the requested name (its deleter died, or could not
+    -- record its delete): it has no references left. Finish it rather than let our commit
+    -- revive it, so the deleter's retry cannot delete what we store under the name.
+    redis.call('DEL', KEYS[3])
+    if redis.call('HGET', KEYS[5], 'state') ~= 'deleting' then
+      close_tombstone(KEYS[5], KEYS[4], tonumber(ARGV[9]))
+    end
+  end
+  -- How many deletes had finished: commit_save compares the name's tombstone.
   return {'claimed', redis.call('GET', KEYS[4]) or '0'}
 end
 return {'wait', tostring(redis.call('PTTL', KEYS[2]))}
 """
+)
 
 # KEYS: record of the stored name, content map, claim, tombstone of the stored name,
-#       untracked-delete counter.
+#       delete counter.
 # ARGV: digest, token, size, name length, record key prefix, stored name, map key prefix,
 #       replacing ('1': the save replaced the name after BEGIN_REPLACE, else '0'),
 #       untracked deletes finished at BEGIN_SAVE, milliseconds since then, tombstone
 #       lifetime (ms), claim key prefix.
-_COMMIT_SAVE = """
+_COMMIT_SAVE = (
+    _CLOSE_TOMBSTONE
+    + """
 local digest, token = ARGV[1], ARGV[2]
-local f = redis.call('HMGET', KEYS[1], 'state', 'digest', 'refs', 'token')
+local f = redis.call('HMGET', KEYS[1], 'state', 'digest', 'refs', 'token', 'lease')
 local state, previous = f[1], f[2]
 if ARGV[8] == '1' then
   if state ~= 'replacing' or f[4] ~= token then
@@ -93,6 +124,19 @@ else
   -- may have deleted (unpinned) the very object we wrote: never record a name whose
   -- object may be gone.
   local since = tonumber(ARGV[9])
+  if state == 'deleting' then
+    -- A tracked delete holds the name. Its claim on the record's digest does not keep us
+    -- out when we claimed another digest for the same object (a content-addressed inner
+    -- storage after a key rotation): wait for it like for an untracked delete's tombstone.
+    local lease = ARGV[12] .. (f[5] or previous)
+    if f[4] and redis.call('GET', lease) == f[4] then
+      return {'wait', tostring(redis.call('PTTL', lease))}
+    end
+    -- Its deleter died (or could not record its delete): whether it deleted our object is
+    -- unknown. Finish the deletion (no references are left) and write again.
+    redis.call('DEL', KEYS[1])
+    return {'rewrite', tostring(close_tombstone(KEYS[4], KEYS[5], tonumber(ARGV[11])))}
+  end
   local t = redis.call('HMGET', KEYS[4], 'state', 'token', 'lease', 'seq')
   if t[1] == 'deleting' then
     local lease = ARGV[12] .. t[3]
@@ -101,11 +145,7 @@ else
     end
     -- Its deleter died: whether it deleted our object is unknown. Close its tombstone
     -- (the name is free again) and write again.
-    local seq = redis.call('INCR', KEYS[5])
-    redis.call('DEL', KEYS[4])
-    redis.call('HSET', KEYS[4], 'state', 'deleted', 'seq', seq)
-    redis.call('PEXPIRE', KEYS[4], ARGV[11])
-    return {'rewrite', tostring(seq)}
+    return {'rewrite', tostring(close_tombstone(KEYS[4], KEYS[5], tonumber(ARGV[11])))}
   end
   local finished = tonumber(redis.call('GET', KEYS[5]) or '0')
   if t[1] == 'deleted' and tonumber(t[4]) > since then
@@ -138,6 +178,7 @@ if redis.call('GET', KEYS[3]) == token then
 end
 return {'committed', tostring(refs)}
 """
+)
 
 # KEYS: claim. ARGV: token.
 _RELEASE_CLAIM = """
@@ -273,27 +314,31 @@ return decided({'delete', digest, '0', '0'})
 """
 )
 
-# KEYS: record, claim, tombstone, untracked-delete counter. ARGV: token, tombstone
-# lifetime (ms).
-_COMMIT_DELETE = """
+# KEYS: record, claim, tombstone, delete counter. ARGV: token, tombstone lifetime (ms).
+_COMMIT_DELETE = (
+    _CLOSE_TOMBSTONE
+    + """
 local f = redis.call('HMGET', KEYS[1], 'state', 'token')
-if f[1] == 'deleting' and f[2] == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-end
 local t = redis.call('HMGET', KEYS[3], 'state', 'token')
-if t[1] == 'deleting' and t[2] == ARGV[1] then
+if f[1] == 'deleting' and f[2] == ARGV[1] then
+  -- A tracked delete leaves a numbered tombstone too: a save that wrote the same object
+  -- under another digest (a content-addressed inner storage after a key rotation) and
+  -- commits after us must write again (see _COMMIT_SAVE).
+  redis.call('DEL', KEYS[1])
+  if t[1] ~= 'deleting' then
+    close_tombstone(KEYS[3], KEYS[4], tonumber(ARGV[2]))
+  end
+elseif t[1] == 'deleting' and t[2] == ARGV[1] then
   -- Number this delete after every save that began before it finished: such a save's
   -- commit then writes again (see _COMMIT_SAVE).
-  local seq = redis.call('INCR', KEYS[4])
-  redis.call('DEL', KEYS[3])
-  redis.call('HSET', KEYS[3], 'state', 'deleted', 'seq', seq)
-  redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]))
+  close_tombstone(KEYS[3], KEYS[4], tonumber(ARGV[2]))
 end
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
 end
 return 1
 """
+)
 
 
 class _NotRun(Exception):
@@ -410,22 +455,26 @@ class RedisIndex(Index):
         keys: list[str],
         args: list[Any],
         unknown: Callable[[BaseException], IndexUnavailable],
+        not_run: Callable[[BaseException | None], IndexUnavailable] | None = None,
     ) -> Any:
         """Run an idempotent script; after a lost reply, run it again until it answers.
 
         Only for scripts that running twice cannot harm (a receipt, or a token check, makes
-        a second run a no-op that answers like the first). Gives up after ``wait_timeout``
-        with ``unknown(first error)``.
+        a second run a no-op that answers like the first). A first attempt that certainly
+        did not run raises ``not_run(cause)`` at once, or, without ``not_run``, is retried
+        like a lost reply. Gives up after ``wait_timeout`` with ``unknown(first error)``
+        if any reply was lost, else with ``IndexUnavailable``.
         """
+        lost: BaseException | None = None
+        refused: BaseException | None = None
         try:
             return self._run_once(script, keys, args)
         except _NotRun as exc:
-            raise IndexUnavailable(
-                self.display_url, exc.__cause__, "Nothing was deleted."
-            ) from exc.__cause__
+            if not_run is not None:
+                raise not_run(exc.__cause__) from exc.__cause__
+            refused = exc.__cause__
         except _ReplyLost as exc:
             lost = exc.__cause__
-            assert lost is not None
         deadline = time.monotonic() + self.wait_timeout
         pause = 0.01
         while (left := deadline - time.monotonic()) > 0:
@@ -433,9 +482,13 @@ class RedisIndex(Index):
             pause = min(pause * 2, 0.5)
             try:
                 return self._run_once(script, keys, args)
-            except (_NotRun, _ReplyLost):
-                continue
-        raise unknown(lost) from lost
+            except _NotRun as exc:
+                refused = exc.__cause__
+            except _ReplyLost as exc:
+                lost = lost or exc.__cause__
+        if lost is not None:
+            raise unknown(lost) from lost
+        raise IndexUnavailable(self.display_url, refused) from refused
 
     def begin_save(
         self,
@@ -446,6 +499,7 @@ class RedisIndex(Index):
         max_length: int | None,
         token: str,
         claim_ttl: float,
+        overwrite: bool = False,
     ) -> SaveDecision:
         action, value = self._run(
             self._begin_save,
@@ -454,6 +508,7 @@ class RedisIndex(Index):
                 self._claim_prefix + digest,
                 self._record_prefix + name,
                 self._untracked_deletes,
+                self._tombstone_prefix + name,
             ],
             [
                 reuse,
@@ -463,6 +518,9 @@ class RedisIndex(Index):
                 max_length or 0,
                 self._record_prefix,
                 name,
+                self._claim_prefix,
+                _milliseconds(TOMBSTONE_TTL),
+                "1" if overwrite else "0",
             ],
         )
         action = action.decode()
@@ -564,6 +622,7 @@ class RedisIndex(Index):
                 _milliseconds(receipt_ttl),
             ],
             lambda lost: DeleteOutcomeUnknown(self.display_url, lost, name),
+            lambda cause: IndexUnavailable(self.display_url, cause, "Nothing was deleted."),
         )
         return DeleteDecision(
             action.decode(),
@@ -574,6 +633,8 @@ class RedisIndex(Index):
 
     def commit_delete(self, *, name: str, digest: str, token: str) -> None:
         # Running it twice is harmless: everything it changes is checked against the token.
+        # The inner object is gone already, so a refused write (a failover) is retried too
+        # within wait_timeout: an unrecorded delete leaves the name "deleting".
         self._run_retrying(
             self._commit_delete,
             [
