@@ -648,7 +648,9 @@ class DedupStorage(Storage):
             lambda: self.index.begin_delete(name=name, token=token, claim_ttl=self.claim_ttl),
             repr(name),
         )
-        if decision.action == "kept":
+        if decision.action in ("kept", "done"):
+            # "done": a run whose reply was lost dropped our reference, and the name was
+            # taken over while its lease lapsed: the inner object is someone else's now.
             return
         # "delete": the last reference went, and we hold the content's claim. "unknown":
         # the index has no record of the name (stored before the wrapper, deleted already,

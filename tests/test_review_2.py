@@ -207,13 +207,6 @@ def private_redis() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a begin_delete whose reply was lost is run again and answered from its receipt "
-    "without checking that its lease (the digest claim, set with claim_ttl when the first "
-    "run happened, renewed by nobody during the retries) is still held: the delete then "
-    "deletes an object that a save took over meanwhile",
-)
 def test_a_delete_answered_from_its_receipt_after_its_lease_lapsed_deletes_a_live_object(
     make_fs_dedup: Make, redis_url: str
 ) -> None:
@@ -250,6 +243,32 @@ def test_a_delete_answered_from_its_receipt_after_its_lease_lapsed_deletes_a_liv
     deleter.result()
     assert storage.references("a.txt") == 1
     assert storage.exists("a.txt"), "the index counts a reference to a deleted object"
+
+
+def test_a_delete_answered_from_its_receipt_after_its_lease_lapsed_untouched_completes(
+    make_fs_dedup: Make, redis_url: str
+) -> None:
+    # Nobody took the name over while the lease was lapsed: the re-run renews the lease
+    # and the delete completes.
+    storage = make_fs_dedup(index=redis_url, claim_ttl=SHORT_TTL, wait_timeout=5)
+    assert storage.save("a.txt", ContentFile(b"old")) == "a.txt"
+    index = storage.index
+    original = index._run_once  # type: ignore[attr-defined]
+    lost_once = threading.Event()
+
+    def reply_lost_once(script: Any, keys: list[str], args: list[Any]) -> Any:
+        result = original(script, keys, args)
+        if script is index._begin_delete and not lost_once.is_set():  # type: ignore[attr-defined]
+            lost_once.set()
+            time.sleep(SHORT_TTL * 3)  # the lease lapses meanwhile
+            lost = redis.TimeoutError("reply lost")
+            raise redis_index._ReplyLost(lost) from lost
+        return result
+
+    index._run_once = reply_lost_once  # type: ignore[attr-defined]
+    storage.delete("a.txt")
+    assert lost_once.is_set()
+    assert index.lookup("a.txt") is None and not storage.exists("a.txt")
 
 
 # -- 2. a save that must write again cannot ------------------------------------------------

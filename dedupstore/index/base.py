@@ -87,8 +87,10 @@ class DeleteDecision:
     #: ``digest``; delete the inner object then ``commit_delete``. ``kept``: other
     #: references remain; ``delete``: the last reference went, delete the inner object
     #: then ``commit_delete``; ``wait``: the object is being written, replaced or deleted
-    #: by someone else, ask again later.
-    action: Literal["unknown", "kept", "delete", "wait"]
+    #: by someone else, ask again later; ``done``: nothing left to do (a run of this
+    #: delete whose reply was lost decided, and its lease lapsed before this run: the
+    #: name was taken over, its reference is gone already).
+    action: Literal["unknown", "kept", "delete", "wait", "done"]
     digest: str = ""
     refs: int = 0
     retry_after: float = 0.0

@@ -263,7 +263,20 @@ _BEGIN_DELETE = (
     + """
 local receipt = redis.call('GET', KEYS[3])
 if receipt then
-  return cjson.decode(receipt)
+  local reply = cjson.decode(receipt)
+  if reply[1] == 'delete' or reply[1] == 'unknown' then
+    -- The lease our first run took (the claim reply[2]) was renewed by nobody while its
+    -- reply was lost: if it lapsed, a save or delete may have taken the name over, and
+    -- the inner object now is theirs. Go on only while the record (or tombstone) is
+    -- still ours and nobody else claims the lease; then renew it for the inner delete.
+    local held = redis.call('HMGET', reply[1] == 'delete' and KEYS[1] or KEYS[2], 'state', 'token')
+    local claim = redis.call('GET', ARGV[4] .. reply[2])
+    if held[1] ~= 'deleting' or held[2] ~= ARGV[1] or (claim and claim ~= ARGV[1]) then
+      return {'done', reply[2], '0', '0'}
+    end
+    redis.call('SET', ARGV[4] .. reply[2], ARGV[1], 'PX', tonumber(ARGV[2]))
+  end
+  return reply
 end
 local function decided(reply)
   redis.call('SET', KEYS[3], cjson.encode(reply), 'PX', tonumber(ARGV[6]))
