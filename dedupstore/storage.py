@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
+import os
 import posixpath
 import secrets
 import threading
@@ -115,6 +117,28 @@ def _redact_value(value: Any, *, secret: bool) -> Any:
     if secret and isinstance(value, str | bytes):
         return "***"
     return value
+
+
+def _rewritable(content: File) -> File:
+    """Return ``content`` in a form the inner storage can write again.
+
+    ``FileSystemStorage`` moves a ``TemporaryUploadedFile`` into place instead of copying
+    it, so its path is gone after the first write. Its open descriptor still reads the
+    same bytes, even when the moved object was deleted since (the descriptor keeps the
+    file alive): a plain ``File`` over it is copied rather than moved.
+    """
+    temporary_file_path = getattr(content, "temporary_file_path", None)
+    if temporary_file_path is None or os.path.exists(temporary_file_path()):
+        return content
+    descriptor = getattr(content, "file", None)
+    if descriptor is None or descriptor.closed:
+        raise FileNotFoundError(
+            f"Cannot write {content.name!r} again: the inner storage moved its temporary "
+            "file on the first write and the upload was closed since. Keep the upload open "
+            "until save() returns."
+        )
+    descriptor.seek(0)
+    return File(descriptor, name=content.name)
 
 
 @deconstructible(path="dedupstore.DedupStorage")
@@ -482,6 +506,7 @@ class DedupStorage(Storage):
                 # content-addressed inner storage pins the same CID again, a named one
                 # picks a free name again (our first object, if it survived, is orphaned).
                 since, asked = outcome.since, committing
+                hashed = dataclasses.replace(hashed, content=_rewritable(hashed.content))
         except BaseException:
             self._quietly(lambda: self.index.release_claim(digest=hashed.digest, token=token))
             raise

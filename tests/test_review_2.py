@@ -289,13 +289,6 @@ def _upload(data: bytes) -> TemporaryUploadedFile:
     return upload
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the 'rewrite' loop writes the same content object again, but FileSystemStorage "
-    "moved the TemporaryUploadedFile on the first write: the re-write raises "
-    "FileNotFoundError, so a save overlapping an untracked delete of its name fails (and "
-    "the upload is gone) instead of writing again as the README promises",
-)
 def test_a_temporary_upload_that_must_be_written_again_is_written_again(
     make_fs_dedup: Make, index_url: str
 ) -> None:
@@ -305,6 +298,7 @@ def test_a_temporary_upload_that_must_be_written_again_is_written_again(
     upload = _upload(b"uploaded")
     saver = Background(lambda: storage.save("a.txt", upload))
     write.wait()  # the upload was moved to a.txt; the save has not committed yet
+    assert not Path(upload.temporary_file_path()).exists()  # moved, not copied
     storage.delete("a.txt")  # an untracked delete of the name (a second delete, say)
     write.release.set()
     try:
