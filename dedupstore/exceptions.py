@@ -27,10 +27,18 @@ class IndexUnavailable(DedupStoreError):
     )
 
     def __init__(
-        self, index_url: str, cause: BaseException | None = None, outcome: str | None = None
+        self,
+        index_url: str,
+        cause: BaseException | None = None,
+        outcome: str | None = None,
+        *,
+        sent: bool = False,
     ) -> None:
         self.index_url = index_url
         self.cause = cause
+        #: True when the request reached the index and its reply was lost: it may have
+        #: taken effect.
+        self.sent = sent
         self.outcome = outcome or self.DEFAULT_OUTCOME
         detail = f": {cause}" if cause else ""
         super().__init__(
@@ -41,7 +49,7 @@ class IndexUnavailable(DedupStoreError):
 
     def with_outcome(self, outcome: str) -> IndexUnavailable:
         """Return the same error, saying ``outcome`` happened."""
-        return IndexUnavailable(self.index_url, self.cause, outcome)
+        return IndexUnavailable(self.index_url, self.cause, outcome, sent=self.sent)
 
 
 class DeleteOutcomeUnknown(IndexUnavailable):
@@ -61,6 +69,7 @@ class DeleteOutcomeUnknown(IndexUnavailable):
             "retry the delete blindly: if it took effect, a retry drops a second reference, "
             "and an object other records still use may be deleted. Check references(name) "
             "against the references you know of first.",
+            sent=True,
         )
 
 

@@ -51,6 +51,13 @@ _ORPHANED = (
     "The content was written to the inner storage but not recorded: no name was returned, "
     "and the written object is orphaned"
 )
+#: What a save whose commit was sent, with its reply lost, leaves behind.
+_MAYBE_RECORDED = (
+    "The content was written to the inner storage and its commit sent, but the reply was "
+    "lost and the index could not be asked again in time: no name was returned; the "
+    "commit may have been recorded (one reference counted that nobody holds, which only "
+    "delays a deletion) or not (the written object is orphaned)"
+)
 _REPLACED_GONE = "; the object it replaced (overwrite=True) was deleted"
 
 
@@ -493,7 +500,9 @@ class DedupStorage(Storage):
                 except IndexUnavailable as exc:
                     self._forget_replaced(replaced, token)
                     raise exc.with_outcome(
-                        _ORPHANED + (_REPLACED_GONE if replaced else "") + "."
+                        (_MAYBE_RECORDED if exc.sent else _ORPHANED)
+                        + (_REPLACED_GONE if replaced else "")
+                        + "."
                     ) from exc
                 except BaseException:
                     self._forget_replaced(replaced, token)

@@ -178,14 +178,20 @@ def test_a_save_longer_than_the_tombstones_writes_again_after_any_untracked_dele
         digest=digest, token="saver", name="a.txt", size=3, since=since, elapsed=0.1
     )
     assert commit.action == "committed"  # a short write: the tombstones tell, none of a.txt
-    digest, since = _claimed(storage, b"newer", "saver")
+    # Every save has a token of its own (a commit leaves a receipt under it).
+    digest, since = _claimed(storage, b"newer", "second saver")
     storage.delete("elsewhere.txt")
     commit = index.commit_save(
-        digest=digest, token="saver", name="b.txt", size=5, since=since, elapsed=TOMBSTONE_TTL
+        digest=digest,
+        token="second saver",
+        name="b.txt",
+        size=5,
+        since=since,
+        elapsed=TOMBSTONE_TTL,
     )
     assert commit.action == "rewrite"  # b.txt's tombstone may have expired meanwhile
     commit = index.commit_save(
-        digest=digest, token="saver", name="b.txt", size=5, since=commit.since, elapsed=0.1
+        digest=digest, token="second saver", name="b.txt", size=5, since=commit.since, elapsed=0.1
     )
     assert commit.action == "committed" and storage.references("b.txt") == 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -101,14 +102,22 @@ return {'wait', tostring(redis.call('PTTL', KEYS[2]))}
 )
 
 # KEYS: record of the stored name, content map, claim, tombstone of the stored name,
-#       delete counter.
+#       delete counter, receipt.
 # ARGV: digest, token, size, name length, record key prefix, stored name, map key prefix,
 #       replacing ('1': the save replaced the name after BEGIN_REPLACE, else '0'),
 #       untracked deletes finished at BEGIN_SAVE, milliseconds since then, tombstone
-#       lifetime (ms), claim key prefix.
+#       lifetime (ms), claim key prefix, receipt lifetime (ms).
+#
+# A commit leaves a receipt under the save's token, so running the script again with the
+# same token (its reply was lost) answers as the first run did instead of counting a
+# second reference.
 _COMMIT_SAVE = (
     _CLOSE_TOMBSTONE
     + """
+local receipt = redis.call('GET', KEYS[6])
+if receipt then
+  return cjson.decode(receipt)
+end
 local digest, token = ARGV[1], ARGV[2]
 local f = redis.call('HMGET', KEYS[1], 'state', 'digest', 'refs', 'token', 'lease')
 local state, previous = f[1], f[2]
@@ -176,6 +185,7 @@ end
 if redis.call('GET', KEYS[3]) == token then
   redis.call('DEL', KEYS[3])
 end
+redis.call('SET', KEYS[6], cjson.encode({'committed', tostring(refs)}), 'PX', tonumber(ARGV[13]))
 return {'committed', tostring(refs)}
 """
 )
@@ -363,8 +373,23 @@ class _ReplyLost(Exception):
 
 
 def _refused(exc: redis.ResponseError) -> bool:
-    """Whether a reply refuses a write (a redis-py without a class for its code)."""
-    return str(exc).startswith(("OOM ", "READONLY ", "MASTERDOWN "))
+    """Whether a reply refuses a command that therefore did nothing.
+
+    A write refused (a redis-py without a class for its code), or ``BUSY``: the server runs
+    another script past ``busy-reply-threshold`` and rejects every command meanwhile.
+    """
+    return str(exc).startswith(("OOM ", "READONLY ", "MASTERDOWN ", "BUSY "))
+
+
+def _get_connection_args(pool: redis.ConnectionPool) -> tuple[str, ...]:
+    """Return the arguments ``pool.get_connection`` needs.
+
+    redis-py before 5.3 requires a command name (and ignores it); later versions take none
+    and warn when given one.
+    """
+    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+    required = parameter is not None and parameter.default is inspect.Parameter.empty
+    return ("EVALSHA",) if required else ()
 
 
 def _milliseconds(seconds: float) -> int:
@@ -388,6 +413,8 @@ class RedisIndex(Index):
         self.display_url = display_url
         #: How long a delete whose reply was lost keeps asking what became of it.
         self.wait_timeout = wait_timeout
+        #: How long a receipt stays: well beyond the retries of the call that left it.
+        self._receipt_ttl = max(60.0, 2 * wait_timeout)
         self._client = redis.Redis.from_url(
             url,
             socket_timeout=socket_timeout,
@@ -404,6 +431,7 @@ class RedisIndex(Index):
         self._tombstone_prefix = f"{namespace}:t:"
         self._untracked_deletes = f"{namespace}:u"
         self._receipt_prefix = f"{namespace}:r:"
+        self._get_connection_args = _get_connection_args(self._client.connection_pool)
         register = self._client.register_script
         self._begin_save = register(_BEGIN_SAVE)
         self._commit_save = register(_COMMIT_SAVE)
@@ -437,9 +465,13 @@ class RedisIndex(Index):
         pool = self._client.connection_pool
         try:
             # Connects (or reconnects a connection the server closed) before sending.
-            connection = pool.get_connection()
+            connection = pool.get_connection(*self._get_connection_args)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise _NotRun(exc) from exc
+        except redis.ResponseError as exc:
+            if _refused(exc):  # BUSY while the connection was set up
+                raise _NotRun(exc) from exc
+            raise
         try:
             try:
                 return self._evalsha(connection, script, keys, args)
@@ -447,11 +479,14 @@ class RedisIndex(Index):
                 # A restarted or flushed server: the script did not run; load it.
                 self._client.script_load(script.script)
                 return self._evalsha(connection, script, keys, args)
+        except redis.BusyLoadingError as exc:
+            # The server is still loading its data set: it ran nothing.
+            raise _NotRun(exc) from exc
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             connection.disconnect()  # a late reply must never be read as another's
             raise _ReplyLost(exc) from exc
         except redis.ResponseError as exc:
-            # A refused script applied nothing (see _REFUSALS).
+            # A refused script applied nothing (see _REFUSALS), nor did one answered BUSY.
             if isinstance(exc, _REFUSALS) or _refused(exc):
                 raise _NotRun(exc) from exc
             raise
@@ -554,7 +589,7 @@ class RedisIndex(Index):
         since: int = 0,
         elapsed: float = 0.0,
     ) -> CommitDecision:
-        action, value = self._run(
+        action, value = self._run_retrying(
             self._commit_save,
             [
                 self._record_prefix + name,
@@ -562,6 +597,7 @@ class RedisIndex(Index):
                 self._claim_prefix + digest,
                 self._tombstone_prefix + name,
                 self._untracked_deletes,
+                self._receipt_prefix + token,
             ],
             [
                 digest,
@@ -576,7 +612,12 @@ class RedisIndex(Index):
                 _milliseconds(elapsed),
                 _milliseconds(TOMBSTONE_TTL),
                 self._claim_prefix,
+                _milliseconds(self._receipt_ttl),
             ],
+            # After a lost reply the commit runs again with the same token: its receipt
+            # (or, before it committed, the same checks) answers as the first run did.
+            lambda lost: IndexUnavailable(self.display_url, lost, sent=True),
+            lambda cause: IndexUnavailable(self.display_url, cause),
         )
         action = action.decode()
         if action == "lost":
@@ -618,7 +659,6 @@ class RedisIndex(Index):
         # If the reply is lost, the script runs again with the same token: its receipt
         # (kept well beyond the retries) answers as the first run did, or the first run
         # never happened and this one decides.
-        receipt_ttl = max(60.0, 2 * self.wait_timeout)
         action, digest, refs, wait_ms = self._run_retrying(
             self._begin_delete,
             [
@@ -632,7 +672,7 @@ class RedisIndex(Index):
                 self._map_prefix,
                 self._claim_prefix,
                 name,
-                _milliseconds(receipt_ttl),
+                _milliseconds(self._receipt_ttl),
             ],
             lambda lost: DeleteOutcomeUnknown(self.display_url, lost, name),
             lambda cause: IndexUnavailable(self.display_url, cause, "Nothing was deleted."),
