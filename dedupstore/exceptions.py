@@ -95,16 +95,30 @@ class ClaimLost(DedupStoreError):
 
     A claim lapses when its holder stalls for longer than ``claim_ttl`` (its renewals
     stopped), and another process may then take the name over. Recording this save
-    anyway would overwrite that process's record.
+    anyway would overwrite that process's record. ``taken_by`` says who did: ``"save"``
+    (the name is that save's now), ``"delete"`` (a ``delete()`` is removing the name) or
+    ``"none"`` (a ``delete()`` removed it: the index records nothing under the name).
     """
 
-    def __init__(self, subject: str) -> None:
+    _WHO = {
+        "save": "another save took the name over; the index was not changed and the name "
+        "now belongs to the other save",
+        "delete": "a delete() of the name took it over and is deleting it; the index was "
+        "not changed and does not record this save, whose object under the name may be "
+        "deleted with it",
+        "none": "a delete() of the name took it over and removed it from the index; the "
+        "index was not changed: the object this save wrote under the name is recorded "
+        "nowhere (a delete() of the name removes it)",
+    }
+
+    def __init__(self, subject: str, taken_by: str = "save") -> None:
         self.subject = subject
+        self.taken_by = taken_by
+        who = self._WHO.get(taken_by, self._WHO["save"])
         super().__init__(
-            f"Lost the claim on {subject} to another process while writing (this process "
-            f"stalled for longer than claim_ttl); the index was not changed and the name "
-            "now belongs to the other save. Retry the save, or raise claim_ttl if writes "
-            "to your inner storage stall."
+            f"Lost the claim on {subject} while writing (this process stalled for longer "
+            f"than claim_ttl): {who}. Retry the save, or raise claim_ttl if writes to your "
+            "inner storage stall."
         )
 
 

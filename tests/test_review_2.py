@@ -435,12 +435,6 @@ def test_a_busy_reply_after_a_lost_one_is_asked_again(
     assert index.lookup("a.txt") is None and not storage.exists("a.txt")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ClaimLost always says 'the name now belongs to the other save', also when the "
-    "replace was taken over by a delete() that removed the name: nothing owns it, and the "
-    "object this save wrote under the name is left there untracked",
-)
 def test_claim_lost_to_a_delete_does_not_say_another_save_owns_the_name(
     make_fs_dedup: Make, index_url: str
 ) -> None:
@@ -470,3 +464,4 @@ def test_claim_lost_to_a_delete_does_not_say_another_save_owns_the_name(
         storage.save("a.txt", File(ContentFile(b"mine")))
     assert index.lookup("a.txt") is None  # nobody owns the name
     assert "belongs to the other save" not in str(caught.value)
+    assert caught.value.taken_by == "none" and "removed it from the index" in str(caught.value)

@@ -206,8 +206,9 @@ def test_a_replacer_that_lost_its_lease_does_not_clobber_the_record(
     fast = _claim(storage, b"fast", "fast", 10)
     assert index.begin_replace(name="a.txt", token="fast", digest=fast) == "replace"
     index.commit_save(digest=fast, token="fast", name="a.txt", size=4, replacing=True)
-    with pytest.raises(ClaimLost):
+    with pytest.raises(ClaimLost, match="belongs to the other save") as caught:
         index.commit_save(digest=slow, token="slow", name="a.txt", size=4, replacing=True)
+    assert caught.value.taken_by == "save"
     record = index.lookup("a.txt")
     assert record is not None and (record.digest, record.refs, record.state) == (fast, 1, "live")
 
@@ -238,7 +239,7 @@ def test_a_save_whose_replace_was_taken_over_raises_claim_lost(
         return str(original(name, content))
 
     storage.inner._save = stall_then_lose_the_lease
-    with pytest.raises(ClaimLost):
+    with pytest.raises(ClaimLost, match="belongs to the other save"):
         storage.save("a.txt", ContentFile(b"mine"))
     record = index.lookup("a.txt")
     assert record is not None and (record.refs, record.state) == (1, "live")

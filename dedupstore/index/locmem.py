@@ -196,7 +196,12 @@ class LocMemIndex(Index):
                 if previous is None or previous.state != "replacing" or previous.token != token:
                     # We stalled past our lease and another process took the record over
                     # (and may have committed already): the name is theirs, record nothing.
-                    raise ClaimLost(repr(name))
+                    # Say whose: a save's, a delete's under way, or nobody's.
+                    if previous is None:
+                        raise ClaimLost(repr(name), "none")
+                    raise ClaimLost(
+                        repr(name), "delete" if previous.state == "deleting" else "save"
+                    )
                 # We held the record since before our write: no untracked delete could
                 # touch the name.
             else:

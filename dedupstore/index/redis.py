@@ -124,8 +124,12 @@ local state, previous = f[1], f[2]
 if ARGV[8] == '1' then
   if state ~= 'replacing' or f[4] ~= token then
     -- We stalled past our lease and another process took the record over (and may have
-    -- committed already): the name is theirs, record nothing.
-    return {'lost', '0'}
+    -- committed already): the name is theirs, record nothing. Say whose: a save's, a
+    -- delete's under way, or nobody's (a delete removed it).
+    if not state then
+      return {'lost', 'none'}
+    end
+    return {'lost', state == 'deleting' and 'delete' or 'save'}
   end
   -- We held the record since before our write: no untracked delete could touch the name.
 else
@@ -621,7 +625,7 @@ class RedisIndex(Index):
         )
         action = action.decode()
         if action == "lost":
-            raise ClaimLost(repr(name))
+            raise ClaimLost(repr(name), value.decode())
         if action == "wait":
             return CommitDecision("wait", retry_after=max(int(value), 1) / 1000)
         if action == "rewrite":
