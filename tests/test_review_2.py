@@ -1,10 +1,9 @@
-"""Second review of the lease / tombstone / receipt state machine: each test here fails.
+"""Second review of the lease / tombstone / receipt state machine, and its fixes.
 
 Every interleaving is forced deterministically (an inner storage method that blocks on a
 ``threading.Event`` after running for real, or index methods called directly), against a
 real redis-server (the suite's fixtures, or a private one the test breaks on purpose) and,
-where the twin shares the bug, the locmem index. The tests are marked ``xfail(strict=True)``
-so the suite stays green until the bugs are fixed.
+where the twin shares the logic, the locmem index. Each test failed before its fix.
 """
 
 from __future__ import annotations
