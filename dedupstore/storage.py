@@ -553,7 +553,7 @@ class DedupStorage(Storage):
                 since=since,
                 elapsed=time.monotonic() - asked,
             ),
-            f"{stored!r} (an untracked delete of it)",
+            f"{stored!r} (a delete or replace of it under way)",
             outcome=_ORPHANED[0].lower() + _ORPHANED[1:],
         )
 

@@ -205,6 +205,16 @@ class LocMemIndex(Index):
                 # We held the record since before our write: no untracked delete could
                 # touch the name.
             else:
+                if previous is not None and previous.state == "replacing":
+                    # A live replacer holds the name: it deleted the old object, which is why
+                    # the name looked free to us, and writes its own now. Wait for it (it
+                    # commits, or gives the name up when its write lands elsewhere) rather
+                    # than take its record over.
+                    lease = self._lease_held(previous)
+                    if lease is not None:
+                        return CommitDecision(
+                            "wait", retry_after=max(lease.expires - time.monotonic(), 0.001)
+                        )
                 if previous is not None and previous.state == "deleting":
                     # A tracked delete holds the name. Its claim on the record's digest does
                     # not keep us out when we claimed another digest for the same object (a
@@ -237,7 +247,10 @@ class LocMemIndex(Index):
                 if finished > since and 2 * elapsed >= TOMBSTONE_TTL:
                     # A write this long may have outlived the tombstone that would tell.
                     return CommitDecision("rewrite", since=finished)
-            refs = previous.refs + 1 if previous and previous.state == "live" else 1
+            # A dead replacer's record still counts the reference of the name it was
+            # replacing (its holder still names it): keep it, so nothing is deleted early.
+            kept = ("live",) if replacing else ("live", "replacing")
+            refs = previous.refs + 1 if previous and previous.state in kept else 1
             if previous and previous.digest != digest:
                 old_map = self._prefix + previous.digest
                 if self._store.content.get(old_map) == name:

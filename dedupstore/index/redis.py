@@ -137,6 +137,15 @@ else
   -- may have deleted (unpinned) the very object we wrote: never record a name whose
   -- object may be gone.
   local since = tonumber(ARGV[9])
+  if state == 'replacing' and f[4] then
+    -- A live replacer holds the name: it deleted the old object, which is why the name
+    -- looked free to us, and writes its own now. Wait for it (it commits, or gives the
+    -- name up when its write lands elsewhere) rather than take its record over.
+    local lease = ARGV[12] .. (f[5] or previous)
+    if redis.call('GET', lease) == f[4] then
+      return {'wait', tostring(redis.call('PTTL', lease))}
+    end
+  end
   if state == 'deleting' then
     -- A tracked delete holds the name. Its claim on the record's digest does not keep us
     -- out when we claimed another digest for the same object (a content-addressed inner
@@ -170,10 +179,11 @@ else
   end
 end
 local refs = 1
-if state == 'live' then
+if state == 'live' or (state == 'replacing' and ARGV[8] ~= '1') then
   -- Either the same content again (a content-addressed inner storage returns the same
   -- name) or an inner storage that overwrote a live object behind our back: keep every
-  -- existing reference so nothing is deleted early.
+  -- existing reference so nothing is deleted early. A dead replacer's record still counts
+  -- the reference of the name it was replacing (its holder still names it).
   refs = tonumber(f[3]) + 1
 end
 if previous and previous ~= digest and redis.call('GET', ARGV[7] .. previous) == ARGV[6] then

@@ -1,0 +1,104 @@
+"""Third review of the lease / tombstone / receipt state machine, and its fixes.
+
+Every interleaving is forced deterministically (index methods called directly to play a
+replacer that died or is still at work, or an inner storage method blocked on a
+``threading.Event``), against a real redis-server (the suite's fixtures) and the locmem
+twin where the logic is shared.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+from django.core.files.base import ContentFile
+
+from dedupstore import DedupStorage
+from tests.contract import read_all
+from tests.test_review_2 import PATIENCE, Background, Paused
+
+Make = Callable[..., DedupStorage]
+
+#: Claim lifetime of the crash tests.
+SHORT_TTL = 0.05
+
+
+@pytest.fixture(params=["redis", "locmem"])
+def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """Return the URL of an empty index of each kind: a real Redis, and its locmem twin."""
+    return redis_url if request.param == "redis" else f"locmem://{uuid.uuid4().hex}"
+
+
+def _start_replace(storage: DedupStorage, name: str, data: bytes, claim_ttl: float) -> str:
+    """Play an overwrite=True save of ``name`` up to its inner delete; return its token.
+
+    Exactly what ``DedupStorage`` does: claim the digest, take the record, delete the old
+    object. The caller then lets the replacer die (its claim lapses) or finish.
+    """
+    token = secrets.token_hex(16)
+    digest = storage.digest(ContentFile(data))
+    index = storage.index
+    decision = index.begin_save(
+        digest=digest,
+        reuse="content",
+        name=name,
+        max_length=None,
+        token=token,
+        claim_ttl=claim_ttl,
+        overwrite=True,
+    )
+    assert decision.action == "claimed"
+    assert index.begin_replace(name=name, token=token, digest=digest) == "replace"
+    storage.inner.delete(name)
+    return token
+
+
+# -- 1. a plain save over a name being replaced ------------------------------------------
+
+
+def test_a_save_over_a_dead_replacers_name_keeps_the_replaced_reference(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url)
+    assert storage.save("a.txt", ContentFile(b"old")) == "a.txt"  # user A's one reference
+    # A's own overwrite=True save of the name dies after deleting the old object and
+    # before writing its own: the record stays "replacing", with A's one reference.
+    _start_replace(storage, "a.txt", b"new", SHORT_TTL)
+    time.sleep(SHORT_TTL * 3)  # its claim (the lease) lapses
+    # User S saves other content under the (now free) name.
+    assert storage.save("a.txt", ContentFile(b"other")) == "a.txt"
+    # A's row still names a.txt: its reference is counted, so A's delete cannot take S's.
+    storage.delete("a.txt")
+    assert storage.exists("a.txt"), "the index counts a reference to a deleted object"
+    assert storage.references("a.txt") == 1
+    assert read_all(storage, "a.txt") == b"other"
+
+
+def test_a_save_over_a_name_being_replaced_waits_for_the_live_replacer(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url, wait_timeout=PATIENCE)
+    assert storage.save("a.txt", ContentFile(b"old")) == "a.txt"
+    # A live replacer (its claim held for long) has deleted the old object ...
+    token = _start_replace(storage, "a.txt", b"new", claim_ttl=PATIENCE)
+    # ... and S, finding the name free, writes it.
+    write = Paused(storage.inner, "_save")
+    saver = Background(lambda: storage.save("a.txt", ContentFile(b"other")))
+    write.wait()
+    write.release.set()
+    time.sleep(0.1)  # S's commit finds the name "replacing"
+    # The replacer goes on: FileSystemStorage never overwrites, so its write lands under
+    # another name; the replaced name is gone (abort_replace) and it commits its own.
+    index = storage.index
+    digest = storage.digest(ContentFile(b"new"))
+    stored = storage.inner._save("a.txt", ContentFile(b"new"))
+    assert stored != "a.txt"
+    index.abort_replace(name="a.txt", token=token, inner_deleted=True)
+    decision = index.commit_save(digest=digest, token=token, name=stored, size=3)
+    assert decision.action == "committed"
+    assert saver.result() == "a.txt"
+    assert storage.references("a.txt") == 1 and storage.references(stored) == 1
+    assert read_all(storage, "a.txt") == b"other" and read_all(storage, stored) == b"new"
