@@ -142,3 +142,29 @@ def test_a_long_write_is_not_written_again_forever_while_other_names_are_deleted
     name = storage.save("big.bin", ContentFile(b"a large upload"))
     assert read_all(storage, name) == b"a large upload"
     assert len(writes) <= 2
+
+
+# -- 3. index keys that never go -----------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the 'deleting' tombstone of an untracked delete that failed (or whose process "
+    "died) has no lifetime: it stays until a save or delete() of that very name comes; "
+    "expiring it safely needs its lifetime renewed with its lease (or the delete counter "
+    "bumped when it is taken), not a local change",
+)
+def test_the_tombstone_of_a_failed_untracked_delete_does_not_stay_forever(
+    make_fs_dedup: Make, redis_url: str
+) -> None:
+    from tests.helpers import FailingInner
+
+    storage = make_fs_dedup(index=redis_url, claim_ttl=SHORT_TTL)
+    FailingInner(storage.inner, "delete", PermissionError("inner storage refused"))
+    with pytest.raises(PermissionError):
+        storage.delete("never-saved.txt")
+    time.sleep(SHORT_TTL * 3)  # the lease lapsed long ago; nobody touches the name again
+    client = storage.index.client  # type: ignore[attr-defined]
+    key = f"{storage.namespace}:t:never-saved.txt"
+    assert client.exists(key)  # it is there, as it must be for a while ...
+    assert client.pttl(key) > 0, "... but with no lifetime, and nothing else removes it"
