@@ -69,10 +69,10 @@ class SaveDecision:
 class CommitDecision:
     """What ``commit_save`` decided."""
 
-    #: ``committed``: recorded; ``wait``: an untracked delete of the name is under way,
-    #: ask again after ``retry_after`` seconds; ``rewrite``: an untracked delete of the name
-    #: overlapped the inner write and may have deleted the object: write the content
-    #: again, then commit with ``since``.
+    #: ``committed``: recorded; ``wait``: a delete (tracked or untracked) or a replace of
+    #: the name is under way, ask again after ``retry_after`` seconds; ``rewrite``: an
+    #: untracked delete of the name overlapped the inner write and may have deleted the
+    #: object: write the content again, then commit with ``since``.
     action: Literal["committed", "wait", "rewrite"]
     since: int = 0
     retry_after: float = 0.0
@@ -159,8 +159,9 @@ class Index(abc.ABC):
         ``ClaimLost`` and change nothing unless ``token`` still holds the record: another
         process that took over an apparently dead replacer's record owns the name now.
 
-        Otherwise record nothing while a delete of ``name`` is under way (an untracked
-        one's tombstone, or a ``deleting`` record, whose lease is held: ``wait``), or if one
+        Otherwise record nothing while a delete or replace of ``name`` is under way (an
+        untracked delete's tombstone, or a ``deleting`` or ``replacing`` record, whose lease
+        is held: ``wait``; a dead replacer's record keeps its reference), or if one
         finished after ``begin_save`` returned ``since`` (``rewrite``; also when
         ``elapsed``, the seconds since then, outlasts the tombstones and any delete
         finished in the namespace meanwhile): the object may be gone. A ``deleting`` record
