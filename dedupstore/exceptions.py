@@ -93,8 +93,9 @@ class ClaimTimeout(DedupStoreError):
 class ClaimLost(DedupStoreError):
     """This process lost its claim on a name it was replacing; the index was not changed.
 
-    A claim lapses when its holder stalls for longer than ``claim_ttl`` (its renewals
-    stopped), and another process may then take the name over. Recording this save
+    A claim lapses when its renewals stop for ``claim_ttl``: they come every
+    ``claim_ttl / 3``, so a holder that stalls for longer than about two thirds of
+    ``claim_ttl`` can lose it, and another process may then take the name over. Recording this save
     anyway would overwrite that process's record. ``taken_by`` says who did: ``"save"``
     (the name is that save's now), ``"delete"`` (a ``delete()`` is removing the name) or
     ``"none"`` (a ``delete()`` removed it: the index records nothing under the name).
@@ -116,9 +117,9 @@ class ClaimLost(DedupStoreError):
         self.taken_by = taken_by
         who = self._WHO.get(taken_by, self._WHO["save"])
         super().__init__(
-            f"Lost the claim on {subject} while writing (this process stalled for longer "
-            f"than claim_ttl): {who}. Retry the save, or raise claim_ttl if writes to your "
-            "inner storage stall."
+            f"Lost the claim on {subject} while writing (this process stalled for about "
+            f"two thirds of claim_ttl or more, so its renewal came too late): {who}. Retry "
+            "the save, or raise claim_ttl if writes to your inner storage stall."
         )
 
 

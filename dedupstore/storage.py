@@ -487,16 +487,18 @@ class DedupStorage(Storage):
         keeper.keep(hashed.digest, token)
         since = decision.since
         try:
+            write = True
             while True:
-                stored, replaced = self._write_inner(name, hashed, max_length, token)
-                committing = time.monotonic()
+                if write:
+                    stored, replaced = self._write_inner(name, hashed, max_length, token)
+                sent: list[float] = []
                 try:
                     # If this raises, the inner object is orphaned (never returned, never
                     # counted); the claim expires and the next save of this content writes
                     # again. A replace commits only while we still hold the record: if we
                     # stalled past claim_ttl and another save took the name over, this
                     # raises ClaimLost instead of overwriting that save's record.
-                    outcome = self._commit(hashed, token, stored, replaced, since, asked)
+                    outcome = self._commit(hashed, token, stored, replaced, since, asked, sent)
                 except IndexUnavailable as exc:
                     self._forget_replaced(replaced, token)
                     raise exc.with_outcome(
@@ -509,12 +511,25 @@ class DedupStorage(Storage):
                     raise
                 if outcome.action == "committed":
                     break
+                # The count of finished deletes in outcome.since was read after the commit
+                # that answered was sent: the next commit's elapsed time counts from then.
+                since, asked = outcome.since, sent[-1]
+                if outcome.action == "verify":
+                    # The write took so long that the tombstone of a delete of `stored` may
+                    # have expired. Our object still exists now (for IPFS: the CID is
+                    # pinned), so no delete that finished before the commit that answered
+                    # removed it; one that finishes after it is numbered above `since`, and
+                    # the next commit sees its tombstone (or waits for it). One exists()
+                    # call, and only after a write longer than TOMBSTONE_TTL / 2.
+                    write = not self.inner.exists(stored)
+                    if not write:
+                        continue
                 # A delete of `stored` that the index did not track (stored before the
                 # wrapper, deleted twice, or the index was lost) ran while we wrote: it may
                 # have deleted (unpinned) our very object. Write it again: a
                 # content-addressed inner storage pins the same CID again, a named one
                 # picks a free name again (our first object, if it survived, is orphaned).
-                since, asked = outcome.since, committing
+                write = True
                 hashed = dataclasses.replace(hashed, content=_rewritable(hashed.content))
         except BaseException:
             self._quietly(lambda: self.index.release_claim(digest=hashed.digest, token=token))
@@ -541,18 +556,27 @@ class DedupStorage(Storage):
         replaced: str | None,
         since: int,
         asked: float,
+        sent: list[float],
     ) -> CommitDecision:
-        """Record ``stored``, waiting while an untracked delete of the name is under way."""
-        return self._until_decided(
-            lambda: self.index.commit_save(
+        """Record ``stored``, waiting while an untracked delete of the name is under way.
+
+        Appends to ``sent`` the time each ask was sent.
+        """
+
+        def ask() -> CommitDecision:
+            sent.append(time.monotonic())
+            return self.index.commit_save(
                 digest=hashed.digest,
                 token=token,
                 name=stored,
                 size=hashed.size,
                 replacing=replaced == stored,
                 since=since,
-                elapsed=time.monotonic() - asked,
-            ),
+                elapsed=sent[-1] - asked,
+            )
+
+        return self._until_decided(
+            ask,
             f"{stored!r} (a delete or replace of it under way)",
             outcome=_ORPHANED[0].lower() + _ORPHANED[1:],
         )

@@ -32,6 +32,7 @@ from typing import Literal
 
 __all__ = [
     "TOMBSTONE_TTL",
+    "UNTRACKED_DELETE_LEASE",
     "ClaimKeeper",
     "CommitDecision",
     "DeleteDecision",
@@ -39,16 +40,30 @@ __all__ = [
     "ObjectRecord",
     "ReplaceDecision",
     "SaveDecision",
+    "untracked_delete_name",
 ]
 
 Reuse = Literal["content", "name", "never"]
 
 logger = logging.getLogger("dedupstore")
 
-#: How long (seconds) the tombstone of a finished untracked delete stays. A save whose
-#: write took longer than half of it cannot rely on the tombstone still being there, so
-#: its commit writes again if any untracked delete finished in the namespace meanwhile.
+#: How long (seconds) the tombstone of a finished delete stays (a ``deleting`` one: as
+#: long as its lease, plus this). A save whose write took longer than half of it cannot
+#: rely on the tombstone still being there, so its commit answers ``verify``: the saver
+#: checks that its object still exists and commits again.
 TOMBSTONE_TTL = 600.0
+
+#: How the lease (claim) of an untracked delete is named: ``<prefix><token>:<name>``.
+UNTRACKED_DELETE_LEASE = "untracked-delete:"
+
+
+def untracked_delete_name(lease: str, token: str) -> str | None:
+    """Return the name whose tombstone ``lease`` keeps for ``token``, or None.
+
+    The claim keeper renews that tombstone's lifetime with the lease.
+    """
+    prefix = f"{UNTRACKED_DELETE_LEASE}{token}:"
+    return lease[len(prefix) :] if lease.startswith(prefix) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +87,11 @@ class CommitDecision:
     #: ``committed``: recorded; ``wait``: a delete (tracked or untracked) or a replace of
     #: the name is under way, ask again after ``retry_after`` seconds; ``rewrite``: an
     #: untracked delete of the name overlapped the inner write and may have deleted the
-    #: object: write the content again, then commit with ``since``.
-    action: Literal["committed", "wait", "rewrite"]
+    #: object: write the content again, then commit with ``since``; ``verify``: the write
+    #: took so long that a tombstone telling of such a delete may have expired: check
+    #: that the stored object still exists (write it again if not), then commit again
+    #: with ``since`` and ``elapsed`` counted from the commit that answered ``verify``.
+    action: Literal["committed", "wait", "rewrite", "verify"]
     since: int = 0
     retry_after: float = 0.0
 
@@ -162,10 +180,12 @@ class Index(abc.ABC):
         Otherwise record nothing while a delete or replace of ``name`` is under way (an
         untracked delete's tombstone, or a ``deleting`` or ``replacing`` record, whose lease
         is held: ``wait``; a dead replacer's record keeps its reference), or if one
-        finished after ``begin_save`` returned ``since`` (``rewrite``; also when
-        ``elapsed``, the seconds since then, outlasts the tombstones and any delete
-        finished in the namespace meanwhile): the object may be gone. A ``deleting`` record
-        or tombstone whose lease lapsed is finished, and the save told to ``rewrite``.
+        finished after ``begin_save`` returned ``since`` (``rewrite``): the object may be
+        gone. When ``elapsed``, the seconds since ``since`` was read, reaches half of
+        ``TOMBSTONE_TTL``, the tombstone that would tell may have expired: ``verify``
+        (record nothing; the caller checks its object and commits again with the returned
+        ``since``). A ``deleting`` record or tombstone whose lease lapsed is finished, and
+        the save told to ``rewrite``.
         """
 
     @abc.abstractmethod
@@ -174,7 +194,12 @@ class Index(abc.ABC):
 
     @abc.abstractmethod
     def refresh_claim(self, *, digest: str, token: str, claim_ttl: float) -> bool:
-        """Extend the claim on ``digest``; return False if ``token`` lost it."""
+        """Extend the claim on ``digest``; return False if ``token`` lost it.
+
+        The lease of an untracked delete extends its ``deleting`` tombstone too, to
+        ``claim_ttl + TOMBSTONE_TTL``: a dead deleter's tombstone then goes by itself, but
+        only ``TOMBSTONE_TTL`` after the last moment the deleter could still delete.
+        """
 
     @abc.abstractmethod
     def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
@@ -192,7 +217,9 @@ class Index(abc.ABC):
     def begin_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
         """Drop one reference to ``name``; on the last one, claim its content for deletion.
 
-        A name without a record gets a tombstone leased by a claim of its own.
+        A name without a record gets a tombstone leased by a claim of its own (named
+        ``untracked-delete:<token>:<name>``), which lives ``claim_ttl + TOMBSTONE_TTL``,
+        renewed with the lease.
         """
 
     @abc.abstractmethod
@@ -221,8 +248,9 @@ class ClaimKeeper:
 
     One daemon thread per index refreshes every registered claim each ``claim_ttl / 3``
     seconds, so a slow writer keeps its claim while a crashed one's claim expires. A claim
-    the index reports lost (this process stalled past ``claim_ttl`` and another process
-    claimed the digest) is no longer refreshed and is reported by ``lost``; the index
+    the index reports lost (this process stalled for about two thirds of ``claim_ttl`` or
+    more, so a renewal came too late, and another process claimed the digest) is no longer
+    refreshed and is reported by ``lost``; the index
     itself refuses the commits that would overwrite the new holder's state.
     """
 
@@ -282,7 +310,8 @@ class ClaimKeeper:
                     self._lost.add(token)
                 logger.warning(
                     "dedupstore lost its claim on content %s... (the process stalled for "
-                    "longer than claim_ttl=%ss); another process may take it over",
+                    "about two thirds of claim_ttl=%ss or more); another process may take "
+                    "it over",
                     digest[:16],
                     self._claim_ttl,
                 )

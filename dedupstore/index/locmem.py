@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from dedupstore.exceptions import ClaimLost
 from dedupstore.index.base import (
     TOMBSTONE_TTL,
+    UNTRACKED_DELETE_LEASE,
     CommitDecision,
     DeleteDecision,
     Index,
@@ -21,6 +22,7 @@ from dedupstore.index.base import (
     ReplaceDecision,
     Reuse,
     SaveDecision,
+    untracked_delete_name,
 )
 
 __all__ = ["LocMemIndex", "get_locmem_index"]
@@ -244,9 +246,12 @@ class LocMemIndex(Index):
                 finished = self._store.untracked_deletes.get(self._prefix, 0)
                 if tombstone is not None and tombstone.seq > since:
                     return CommitDecision("rewrite", since=finished)
-                if finished > since and 2 * elapsed >= TOMBSTONE_TTL:
-                    # A write this long may have outlived the tombstone that would tell.
-                    return CommitDecision("rewrite", since=finished)
+                if 2 * elapsed >= TOMBSTONE_TTL:
+                    # A write this long may have outlived the tombstone that would tell (a
+                    # 'deleted' one, or a dead deleter's 'deleting' one): record nothing
+                    # yet. The saver checks that its object still exists, then commits
+                    # again with since = the count now.
+                    return CommitDecision("verify", since=finished)
             # A dead replacer's record still counts the reference of the name it was
             # replacing (its holder still names it): keep it, so nothing is deleted early.
             kept = ("live",) if replacing else ("live", "replacing")
@@ -280,6 +285,12 @@ class LocMemIndex(Index):
             if holder is None or holder.token != token:
                 return False
             self._set_claim(digest, token, claim_ttl)
+            name = untracked_delete_name(digest, token)
+            if name is not None:
+                # The lease of an untracked delete: its tombstone lives as long as it does.
+                tombstone = self._tombstone(name)
+                if tombstone and tombstone.state == "deleting" and tombstone.token == token:
+                    tombstone.expires = time.monotonic() + claim_ttl + TOMBSTONE_TTL
             return True
 
     def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
@@ -331,10 +342,15 @@ class LocMemIndex(Index):
                         return DeleteDecision(
                             "wait", retry_after=max(holder.expires - time.monotonic(), 0.001)
                         )
-                lease = "untracked-delete:" + token
+                # Renewed with its lease (see refresh_claim), the tombstone outlasts a dead
+                # deleter's last possible inner delete by TOMBSTONE_TTL.
+                lease = f"{UNTRACKED_DELETE_LEASE}{token}:{name}"
                 self._set_claim(lease, token, claim_ttl)
                 self._store.tombstones[self._prefix + name] = _Tombstone(
-                    "deleting", token=token, lease=lease
+                    "deleting",
+                    token=token,
+                    lease=lease,
+                    expires=time.monotonic() + claim_ttl + TOMBSTONE_TTL,
                 )
                 return DeleteDecision("unknown", digest=lease)
             if record.state == "replacing" and record.token != token:

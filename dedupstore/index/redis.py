@@ -23,6 +23,7 @@ from dedupstore.index.base import (
     ReplaceDecision,
     Reuse,
     SaveDecision,
+    untracked_delete_name,
 )
 
 __all__ = ["RedisIndex"]
@@ -169,13 +170,16 @@ else
     -- (the name is free again) and write again.
     return {'rewrite', tostring(close_tombstone(KEYS[4], KEYS[5], tonumber(ARGV[11])))}
   end
-  local finished = tonumber(redis.call('GET', KEYS[5]) or '0')
+  local finished = redis.call('GET', KEYS[5]) or '0'
   if t[1] == 'deleted' and tonumber(t[4]) > since then
-    return {'rewrite', tostring(finished)}
+    return {'rewrite', finished}
   end
-  if finished > since and 2 * tonumber(ARGV[10]) >= tonumber(ARGV[11]) then
-    -- A write this long may have outlived the tombstone that would tell: assume the worst.
-    return {'rewrite', tostring(finished)}
+  if 2 * tonumber(ARGV[10]) >= tonumber(ARGV[11]) then
+    -- A write this long may have outlived the tombstone that would tell (a 'deleted' one,
+    -- or the 'deleting' one of a deleter that died): record nothing yet. The saver checks
+    -- that its object still exists, then commits again with since = the count now: a
+    -- delete of the name that finishes after this reply is numbered above it.
+    return {'verify', finished}
   end
 end
 local refs = 1
@@ -212,9 +216,20 @@ end
 return 0
 """
 
-# KEYS: claim. ARGV: token, ttl (ms).
+# KEYS: claim [, tombstone of the name an untracked delete holds with that claim].
+# ARGV: token, ttl (ms) [, tombstone lifetime (ms)].
+#
+# The 'deleting' tombstone of an untracked delete lives as long as its lease plus the
+# lifetime of a 'deleted' one: renewed with the lease, it outlasts a dead deleter's last
+# possible inner delete by TOMBSTONE_TTL, like the tombstone of a finished delete.
 _REFRESH_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if KEYS[2] then
+    local t = redis.call('HMGET', KEYS[2], 'state', 'token')
+    if t[1] == 'deleting' and t[2] == ARGV[1] then
+      redis.call('PEXPIRE', KEYS[2], ARGV[3])
+    end
+  end
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
@@ -277,7 +292,7 @@ return 1
 """
 
 # KEYS: record, tombstone, receipt. ARGV: token, ttl (ms), map key prefix, claim key
-# prefix, name, receipt lifetime (ms).
+# prefix, name, receipt lifetime (ms), tombstone lifetime (ms).
 #
 # A decision that changed something leaves a receipt under the call's token, so running
 # the script again with the same token (its reply was lost) returns that decision instead
@@ -299,6 +314,9 @@ if receipt then
       return {'done', reply[2], '0', '0'}
     end
     redis.call('SET', ARGV[4] .. reply[2], ARGV[1], 'PX', tonumber(ARGV[2]))
+    if reply[1] == 'unknown' then
+      redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[7]))
+    end
   end
   return reply
 end
@@ -312,15 +330,18 @@ if not state then
   -- Untracked: stored before the wrapper, deleted already, or the index was lost. A save
   -- of this very name may have written its object and not committed yet: hold a tombstone
   -- on the name while the inner object is deleted, so that save learns of it (see
-  -- _COMMIT_SAVE). Its lease is a claim of its own; a dead deleter's is taken over.
+  -- _COMMIT_SAVE). Its lease is a claim of its own, named after the token and the name
+  -- (a renewal of the lease renews the tombstone too: see _REFRESH_CLAIM); a dead
+  -- deleter's is taken over.
   local t = redis.call('HMGET', KEYS[2], 'state', 'token', 'lease')
   if t[1] == 'deleting' and t[2] ~= ARGV[1] and lease_held(ARGV[4], t[2], t[3]) then
     return {'wait', '', '0', tostring(redis.call('PTTL', ARGV[4] .. t[3]))}
   end
-  local lease = 'untracked-delete:' .. ARGV[1]
+  local lease = 'untracked-delete:' .. ARGV[1] .. ':' .. ARGV[5]
   redis.call('SET', ARGV[4] .. lease, ARGV[1], 'PX', tonumber(ARGV[2]))
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[2], 'state', 'deleting', 'token', ARGV[1], 'lease', lease)
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[7]))
   return decided({'unknown', lease, '0', '0'})
 end
 if state == 'replacing' and f[4] ~= ARGV[1] then
@@ -638,21 +659,21 @@ class RedisIndex(Index):
             raise ClaimLost(repr(name), value.decode())
         if action == "wait":
             return CommitDecision("wait", retry_after=max(int(value), 1) / 1000)
-        if action == "rewrite":
-            return CommitDecision("rewrite", since=int(value))
+        if action in ("rewrite", "verify"):
+            return CommitDecision(action, since=int(value))
         return CommitDecision("committed")
 
     def release_claim(self, *, digest: str, token: str) -> None:
         self._run(self._release_claim, [self._claim_prefix + digest], [token])
 
     def refresh_claim(self, *, digest: str, token: str, claim_ttl: float) -> bool:
-        return bool(
-            self._run(
-                self._refresh_claim,
-                [self._claim_prefix + digest],
-                [token, _milliseconds(claim_ttl)],
-            )
-        )
+        keys, args = [self._claim_prefix + digest], [token, _milliseconds(claim_ttl)]
+        name = untracked_delete_name(digest, token)
+        if name is not None:
+            # The lease of an untracked delete: its tombstone lives as long as it does.
+            keys.append(self._tombstone_prefix + name)
+            args.append(_milliseconds(claim_ttl) + _milliseconds(TOMBSTONE_TTL))
+        return bool(self._run(self._refresh_claim, keys, args))
 
     def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
         result = self._run(
@@ -687,6 +708,7 @@ class RedisIndex(Index):
                 self._claim_prefix,
                 name,
                 _milliseconds(self._receipt_ttl),
+                _milliseconds(TOMBSTONE_TTL),
             ],
             lambda lost: DeleteOutcomeUnknown(self.display_url, lost, name),
             lambda cause: IndexUnavailable(self.display_url, cause, "Nothing was deleted."),
