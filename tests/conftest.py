@@ -45,3 +45,29 @@ def make_fs_dedup(redis_url: str, tmp_path: Path) -> Callable[..., DedupStorage]
         return DedupStorage(inner=inner, **options)
 
     return make
+
+
+@pytest.fixture
+def busy_redis(redis_url: str) -> Iterator[Callable[[int], None]]:
+    """Return a function that keeps the test's Redis busy for some milliseconds, at once."""
+    import threading
+    import time
+
+    import redis
+
+    from tests.helpers import BUSY_SCRIPT
+
+    admin = redis.Redis.from_url(redis_url)
+    admin.ping()
+    threads: list[threading.Thread] = []
+
+    def busy(milliseconds: int) -> None:
+        thread = threading.Thread(target=admin.eval, args=(BUSY_SCRIPT, 0, milliseconds))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.05)  # the script runs now
+
+    yield busy
+    for thread in threads:
+        thread.join(10.0)
+    admin.close()

@@ -69,3 +69,18 @@ class FailingInner:
 
         setattr(storage, method, failing)
         self.original = original
+
+
+#: A Lua script that keeps a Redis server busy for ARGV[1] milliseconds. Run from another
+#: connection, commands sent meanwhile wait in their sockets and run afterwards, even if
+#: their client gave up on the reply and closed the connection: a lost reply, for real.
+BUSY_SCRIPT = """
+local start = redis.call('TIME')
+local t0 = start[1] * 1000000 + start[2]
+while true do
+  local now = redis.call('TIME')
+  if now[1] * 1000000 + now[2] - t0 > tonumber(ARGV[1]) * 1000 then
+    return 1
+  end
+end
+"""

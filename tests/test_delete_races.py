@@ -250,42 +250,6 @@ def test_an_untracked_unpin_during_a_save_does_not_lose_the_pin(
     assert read_all(storage, cid) == payload
 
 
-#: A Lua script that keeps the server busy for ARGV[1] milliseconds (from another
-#: connection): commands sent meanwhile wait in their sockets and run afterwards, even if
-#: their client gave up on the reply and closed the connection: a lost reply, for real.
-_BUSY = """
-local start = redis.call('TIME')
-local t0 = start[1] * 1000000 + start[2]
-while true do
-  local now = redis.call('TIME')
-  if now[1] * 1000000 + now[2] - t0 > tonumber(ARGV[1]) * 1000 then
-    return 1
-  end
-end
-"""
-
-
-@pytest.fixture
-def busy_redis(redis_url: str) -> Iterator[Callable[[int], None]]:
-    """Return a function that keeps the test's Redis busy for some milliseconds, at once."""
-    import redis
-
-    admin = redis.Redis.from_url(redis_url)
-    admin.ping()
-    threads: list[threading.Thread] = []
-
-    def busy(milliseconds: int) -> None:
-        thread = threading.Thread(target=admin.eval, args=(_BUSY, 0, milliseconds))
-        thread.start()
-        threads.append(thread)
-        time.sleep(0.05)  # the script runs now
-
-    yield busy
-    for thread in threads:
-        thread.join(PATIENCE)
-    admin.close()
-
-
 def test_a_delete_whose_reply_was_lost_drops_exactly_one_reference(
     make_fs_dedup: Make, redis_url: str, busy_redis: Callable[[int], None]
 ) -> None:

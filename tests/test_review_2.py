@@ -26,6 +26,7 @@ from dedupstore import ClaimLost, DedupStorage, IndexUnavailable
 from dedupstore.index import redis as redis_index
 from dedupstore.testing.redis import RedisServer, find_free_port
 from tests.contract import read_all
+from tests.helpers import BUSY_SCRIPT
 
 Make = Callable[..., DedupStorage]
 
@@ -309,38 +310,6 @@ def test_a_temporary_upload_that_must_be_written_again_is_written_again(
 
 # -- 3. messages that claim something false ------------------------------------------------
 
-#: A Lua script that keeps the server busy for ARGV[1] milliseconds (from another
-#: connection): commands sent meanwhile run afterwards, although their client gave up.
-_BUSY = """
-local start = redis.call('TIME')
-local t0 = start[1] * 1000000 + start[2]
-while true do
-  local now = redis.call('TIME')
-  if now[1] * 1000000 + now[2] - t0 > tonumber(ARGV[1]) * 1000 then
-    return 1
-  end
-end
-"""
-
-
-@pytest.fixture
-def busy_redis(redis_url: str) -> Iterator[Callable[[int], None]]:
-    """Return a function that keeps the test's Redis busy for some milliseconds, at once."""
-    admin = redis.Redis.from_url(redis_url)
-    admin.ping()
-    threads: list[threading.Thread] = []
-
-    def busy(milliseconds: int) -> None:
-        thread = threading.Thread(target=admin.eval, args=(_BUSY, 0, milliseconds))
-        thread.start()
-        threads.append(thread)
-        time.sleep(0.05)  # the script runs now
-
-    yield busy
-    for thread in threads:
-        thread.join(PATIENCE)
-    admin.close()
-
 
 def test_a_commit_whose_reply_was_lost_asks_again_and_counts_once(
     make_fs_dedup: Make, redis_url: str, busy_redis: Callable[[int], None]
@@ -384,7 +353,7 @@ def slow_redis() -> Iterator[tuple[RedisServer, Callable[[int], None]]]:
         threads: list[threading.Thread] = []
 
         def busy(milliseconds: int) -> None:
-            thread = threading.Thread(target=admin.eval, args=(_BUSY, 0, milliseconds))
+            thread = threading.Thread(target=admin.eval, args=(BUSY_SCRIPT, 0, milliseconds))
             thread.start()
             threads.append(thread)
             time.sleep(0.3)  # past the threshold: other clients now get BUSY
