@@ -812,7 +812,10 @@ class DedupStorage(Storage):
     def references(self, name: str) -> int:
         """Return how many references the index counts for ``name`` (0 if unknown)."""
         record = self.index.lookup(name)
-        return record.refs if record and record.state == "live" else 0
+        # A 'replacing' record counts the one reference of the name being replaced (a dead
+        # replacer's still does: a delete() drops it, a save of the name adds to it); a
+        # 'deleting' one has none left.
+        return record.refs if record else 0
 
     def digest(self, content: File | IO[bytes]) -> str:
         """Return the digest this storage computes for ``content``."""

@@ -250,3 +250,25 @@ def test_a_live_untracked_deletes_tombstone_is_renewed_with_its_lease(
     delete.release.set()
     deleter.result()
     assert _tombstone_state(storage, "slow.txt") == "deleted"
+
+
+# -- 4. found by the torture test (tests/test_torture.py) -----------------------------------
+
+
+def test_references_count_the_reference_a_dead_replacers_record_keeps(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url)
+    assert storage.save("a.txt", ContentFile(b"old")) == "a.txt"  # A's one reference
+    _start_replace(storage, "a.txt", b"new", SHORT_TTL)
+    time.sleep(SHORT_TTL * 3)  # the replacer died: its record stays 'replacing'
+    # The index still counts A's reference (README: a dead replacer's record still counts
+    # the one reference of the name it was replacing): references() must say so ...
+    record = storage.index.lookup("a.txt")
+    assert record is not None and (record.state, record.refs) == ("replacing", 1)
+    assert storage.references("a.txt") == 1
+    # ... as a save of the name adds to it, and A's delete() drops it.
+    assert storage.save("a.txt", ContentFile(b"other")) == "a.txt"
+    assert storage.references("a.txt") == 2
+    storage.delete("a.txt")
+    assert storage.references("a.txt") == 1
