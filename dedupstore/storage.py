@@ -148,6 +148,20 @@ def _rewritable(content: File) -> File:
     return File(descriptor, name=content.name)
 
 
+def _failed_inner_delete_note(name: str, *, tracked: bool) -> str:
+    """Say what a failed inner delete left behind, and when calling delete() again is safe."""
+    held = (
+        f"the last reference to {name!r} was already dropped and the inner object is kept, "
+        "marked as being deleted"
+        if tracked
+        else f"{name!r} had no counted reference; the inner object is kept"
+    )
+    return (
+        f"dedupstore: {held}. Calling delete({name!r}) again retries the inner delete, but "
+        "not if the name may have been saved again since: it would drop that save's reference."
+    )
+
+
 @deconstructible(path="dedupstore.DedupStorage")
 class DedupStorage(Storage):
     """Wrap another storage so identical content is stored once and reference-counted.
@@ -718,8 +732,15 @@ class DedupStorage(Storage):
         keeper = self._claim_keeper
         keeper.keep(decision.digest, token)
         try:
-            with contextlib.suppress(FileNotFoundError):
-                self.inner.delete(name)
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    self.inner.delete(name)
+            except Exception as exc:
+                # The inner error keeps its type (callers catch PermissionError, OSError,
+                # ...); the note tells them what the index did, since a blind retry is not
+                # always safe.
+                exc.add_note(_failed_inner_delete_note(name, tracked=decision.action == "delete"))
+                raise
             try:
                 self.index.commit_delete(name=name, digest=decision.digest, token=token)
             except IndexUnavailable as exc:

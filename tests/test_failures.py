@@ -60,8 +60,12 @@ def test_inner_delete_failure_keeps_the_object_and_retries(make_fs_dedup: Make) 
     storage = make_fs_dedup(wait_timeout=2)
     name = storage.save("a.txt", ContentFile(b"C"))
     FailingInner(storage.inner, "delete", Boom("permission denied"))
-    with pytest.raises(Boom):
+    with pytest.raises(Boom) as caught:
         storage.delete(name)
+    # The inner error keeps its type and says what the index did, and when to retry.
+    (note,) = caught.value.__notes__
+    assert "last reference to 'a.txt' was already dropped" in note
+    assert "not if the name may have been saved again since" in note
     assert storage.exists(name)
     # No save may reuse an object whose deletion is under way or failed.
     again = storage.save("b.txt", ContentFile(b"C"))
@@ -69,6 +73,21 @@ def test_inner_delete_failure_keeps_the_object_and_retries(make_fs_dedup: Make) 
     storage.delete(name)  # the retry completes the deletion
     assert not storage.exists(name)
     assert read_all(storage, again) == b"C"
+
+
+def test_a_failed_inner_delete_of_an_untracked_name_says_nothing_was_counted(
+    make_fs_dedup: Make,
+) -> None:
+    storage = make_fs_dedup(wait_timeout=2)
+    storage.inner.save("legacy.txt", ContentFile(b"stored before the wrapper"))
+    FailingInner(storage.inner, "delete", Boom("permission denied"))
+    with pytest.raises(Boom) as caught:
+        storage.delete("legacy.txt")
+    (note,) = caught.value.__notes__
+    assert "'legacy.txt' had no counted reference" in note
+    assert storage.exists("legacy.txt")
+    storage.delete("legacy.txt")  # nothing saved it since: the retry deletes it
+    assert not storage.exists("legacy.txt")
 
 
 def test_overwrite_write_failure_forgets_the_replaced_object(make_fs_dedup: Make) -> None:
