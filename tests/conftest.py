@@ -31,6 +31,12 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.close()
 
 
+@pytest.fixture(params=["redis", "locmem"])
+def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """Return the URL of an empty index of each kind: a real Redis, and its locmem twin."""
+    return redis_url if request.param == "redis" else f"locmem://{uuid.uuid4().hex}"
+
+
 @pytest.fixture
 def make_fs_dedup(redis_url: str, tmp_path: Path) -> Callable[..., DedupStorage]:
     """Return a factory of DedupStorage over a FileSystemStorage in ``tmp_path``."""

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
+from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
+
+from dedupstore import DedupStorage
 
 COUNTED_METHODS = (
     "save",
@@ -84,3 +89,62 @@ while true do
   end
 end
 """
+
+
+#: How long a test waits for a thread to reach a point it must reach (never hit when right).
+PATIENCE = 10.0
+
+
+class Paused:
+    """Run a storage method for real, then block until released (forces an interleaving)."""
+
+    def __init__(self, storage: Any, method: str) -> None:
+        self.storage = storage
+        self.method = method
+        self.original = getattr(storage, method)
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+        def paused(*args: Any, **kwargs: Any) -> Any:
+            # Only the first call pauses: a second one (a re-write) goes straight through.
+            storage.__dict__.pop(method, None)
+            result = self.original(*args, **kwargs)
+            self.reached.set()
+            assert self.release.wait(PATIENCE), f"{method} was never released"
+            return result
+
+        setattr(storage, method, paused)
+
+    def wait(self) -> None:
+        assert self.reached.wait(PATIENCE), f"{self.method} was never reached"
+
+
+class Background(threading.Thread):
+    """Run ``call`` in a thread; ``result()`` returns its value or raises its error."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self._call = call
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._call()
+        except BaseException as exc:  # handed to the test thread by result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self.join(PATIENCE)
+        assert not self.is_alive(), "the call never finished"
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def make_untracked(storage: DedupStorage, name: str) -> None:
+    """Save then delete ``name``: the index no longer knows it and the name is free."""
+    assert storage.save(name, ContentFile(b"old")) == name
+    storage.delete(name)
+    assert storage.index.lookup(name) is None and not storage.exists(name)

@@ -7,7 +7,6 @@ locmem twin; the IPFS case runs on a real isolated embedded node.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,82 +19,19 @@ from django.core.files.base import ContentFile
 from dedupstore import DedupStorage
 from dedupstore.index.base import TOMBSTONE_TTL
 from tests.contract import read_all
+from tests.helpers import Background, Paused, make_untracked
 
 Make = Callable[..., DedupStorage]
 
 #: Claim lifetime of the crash tests: a dead holder's lease is gone after it.
 SHORT_TTL = 0.05
 
-#: How long a test waits for a thread to reach a point it must reach (never hit when right).
-PATIENCE = 10.0
-
-
-@pytest.fixture(params=["redis", "locmem"])
-def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
-    """Return the URL of an empty index of each kind: a real Redis, and its locmem twin."""
-    return redis_url if request.param == "redis" else f"locmem://{uuid.uuid4().hex}"
-
-
-class Paused:
-    """Run a storage method for real, then block until released (forces an interleaving)."""
-
-    def __init__(self, storage: Any, method: str) -> None:
-        self.storage = storage
-        self.method = method
-        self.original = getattr(storage, method)
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-        def paused(*args: Any, **kwargs: Any) -> Any:
-            # Only the first call pauses: a second one (a re-write) goes straight through.
-            storage.__dict__.pop(method, None)
-            result = self.original(*args, **kwargs)
-            self.reached.set()
-            assert self.release.wait(PATIENCE), f"{method} was never released"
-            return result
-
-        setattr(storage, method, paused)
-
-    def wait(self) -> None:
-        assert self.reached.wait(PATIENCE), f"{self.method} was never reached"
-
-
-class Background(threading.Thread):
-    """Run ``call`` in a thread; ``result()`` returns its value or raises its error."""
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self._call = call
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self._value = self._call()
-        except BaseException as exc:  # handed to the test thread by result()
-            self._error = exc
-
-    def result(self) -> Any:
-        self.join(PATIENCE)
-        assert not self.is_alive(), "the call never finished"
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-def _untracked(storage: DedupStorage, name: str) -> None:
-    """Save then delete ``name``: the index no longer knows it and the name is free."""
-    assert storage.save(name, ContentFile(b"old")) == name
-    storage.delete(name)
-    assert storage.index.lookup(name) is None and not storage.exists(name)
-
 
 def test_an_untracked_delete_during_a_save_does_not_lose_its_object(
     make_fs_dedup: Make, index_url: str
 ) -> None:
     storage = make_fs_dedup(index=index_url)
-    _untracked(storage, "a.txt")
+    make_untracked(storage, "a.txt")
     write = Paused(storage.inner, "_save")
     saver = Background(lambda: storage.save("a.txt", ContentFile(b"new")))
     write.wait()  # the saver wrote "a.txt" and has not committed yet
@@ -109,7 +45,7 @@ def test_a_save_commits_only_after_an_untracked_delete_under_way(
     make_fs_dedup: Make, index_url: str
 ) -> None:
     storage = make_fs_dedup(index=index_url)
-    _untracked(storage, "a.txt")
+    make_untracked(storage, "a.txt")
     write = Paused(storage.inner, "_save")
     saver = Background(lambda: storage.save("a.txt", ContentFile(b"new")))
     write.wait()

@@ -26,67 +26,12 @@ from dedupstore import ClaimLost, DedupStorage, IndexUnavailable
 from dedupstore.index import redis as redis_index
 from dedupstore.testing.redis import RedisServer, find_free_port
 from tests.contract import read_all
-from tests.helpers import BUSY_SCRIPT
+from tests.helpers import BUSY_SCRIPT, PATIENCE, Background, Paused, make_untracked
 
 Make = Callable[..., DedupStorage]
 
 #: Claim lifetime of the crash / stall tests.
 SHORT_TTL = 0.05
-
-#: How long a test waits for a thread to reach a point it must reach (never hit when right).
-PATIENCE = 10.0
-
-
-@pytest.fixture(params=["redis", "locmem"])
-def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
-    """Return the URL of an empty index of each kind: a real Redis, and its locmem twin."""
-    return redis_url if request.param == "redis" else f"locmem://{uuid.uuid4().hex}"
-
-
-class Paused:
-    """Run a storage method for real, then block until released (forces an interleaving)."""
-
-    def __init__(self, storage: Any, method: str) -> None:
-        self.original = getattr(storage, method)
-        self.method = method
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-        def paused(*args: Any, **kwargs: Any) -> Any:
-            storage.__dict__.pop(method, None)  # only the first call pauses
-            result = self.original(*args, **kwargs)
-            self.reached.set()
-            assert self.release.wait(PATIENCE), f"{method} was never released"
-            return result
-
-        setattr(storage, method, paused)
-
-    def wait(self) -> None:
-        assert self.reached.wait(PATIENCE), f"{self.method} was never reached"
-
-
-class Background(threading.Thread):
-    """Run ``call`` in a thread; ``result()`` returns its value or raises its error."""
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self._call = call
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self._value = self._call()
-        except BaseException as exc:  # handed to the test thread by result()
-            self._error = exc
-
-    def result(self) -> Any:
-        self.join(PATIENCE)
-        assert not self.is_alive(), "the call never finished"
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 class ContentAddressedStorage(FileSystemStorage):
@@ -274,13 +219,6 @@ def test_a_delete_answered_from_its_receipt_after_its_lease_lapsed_untouched_com
 # -- 2. a save that must write again cannot ------------------------------------------------
 
 
-def _untracked(storage: DedupStorage, name: str) -> None:
-    """Save then delete ``name``: the index no longer knows it and the name is free."""
-    assert storage.save(name, ContentFile(b"old")) == name
-    storage.delete(name)
-    assert storage.index.lookup(name) is None and not storage.exists(name)
-
-
 def _upload(data: bytes) -> TemporaryUploadedFile:
     upload = TemporaryUploadedFile("a.txt", "text/plain", len(data), "utf-8")
     upload.write(data)
@@ -293,7 +231,7 @@ def test_a_temporary_upload_that_must_be_written_again_is_written_again(
     make_fs_dedup: Make, index_url: str
 ) -> None:
     storage = make_fs_dedup(index=index_url)
-    _untracked(storage, "a.txt")
+    make_untracked(storage, "a.txt")
     write = Paused(storage.inner, "_save")
     upload = _upload(b"uploaded")
     saver = Background(lambda: storage.save("a.txt", upload))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import time
-import uuid
 from collections.abc import Callable
 
 import pytest
@@ -18,18 +17,12 @@ from django.core.files.base import ContentFile
 
 from dedupstore import DedupStorage
 from tests.contract import read_all
-from tests.test_review_2 import PATIENCE, Background, Paused
+from tests.helpers import PATIENCE, Background, Paused
 
 Make = Callable[..., DedupStorage]
 
 #: Claim lifetime of the crash tests.
 SHORT_TTL = 0.05
-
-
-@pytest.fixture(params=["redis", "locmem"])
-def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
-    """Return the URL of an empty index of each kind: a real Redis, and its locmem twin."""
-    return redis_url if request.param == "redis" else f"locmem://{uuid.uuid4().hex}"
 
 
 def _start_replace(storage: DedupStorage, name: str, data: bytes, claim_ttl: float) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,6 @@ Make = Callable[..., DedupStorage]
 
 #: Claim lifetime of the crash tests: a dead holder's lease is gone after it.
 SHORT_TTL = 0.05
-
-
-@pytest.fixture(params=["redis", "locmem"])
-def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
-    """Return the URL of an empty index of each kind: a real Redis, and its locmem twin."""
-    return redis_url if request.param == "redis" else f"locmem://{uuid.uuid4().hex}"
 
 
 class Boom(RuntimeError):
