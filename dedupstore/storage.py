@@ -238,7 +238,8 @@ class DedupStorage(Storage):
         self.claim_ttl = float(options["claim_ttl"])
         self.wait_timeout = float(options["wait_timeout"])
         self.index_timeout = float(options["index_timeout"])
-        self._setup_lock = threading.Lock()
+        self._inner_lock = threading.Lock()
+        self._index_lock = threading.Lock()
         self._inner: Storage | None = None
         self._index: Index | None = None
         self._hasher: ContentHasher | None = None
@@ -349,7 +350,7 @@ class DedupStorage(Storage):
     def inner(self) -> Storage:
         """Return the wrapped storage, building it on first use."""
         if self._inner is None:
-            with self._setup_lock:
+            with self._inner_lock:
                 if self._inner is None:
                     self._inner = self._build_inner()
         return self._inner
@@ -407,11 +408,14 @@ class DedupStorage(Storage):
     def index(self) -> Index:
         """Return the index client, opening it on first use."""
         if self._index is None:
-            with self._setup_lock:
+            # The namespace may build the inner storage (under its own lock): resolve it
+            # before taking the index lock, so the two never nest.
+            namespace = self.namespace
+            with self._index_lock:
                 if self._index is None:
                     self._index = open_index(
                         self.index_url,
-                        namespace=self.namespace,
+                        namespace=namespace,
                         socket_timeout=self.index_timeout,
                         wait_timeout=self.wait_timeout,
                     )
@@ -438,13 +442,14 @@ class DedupStorage(Storage):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for client in ("_setup_lock", "_inner", "_index", "_hasher", "_keeper"):
+        for client in ("_inner_lock", "_index_lock", "_inner", "_index", "_hasher", "_keeper"):
             state.pop(client, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._setup_lock = threading.Lock()
+        self._inner_lock = threading.Lock()
+        self._index_lock = threading.Lock()
         self._inner = self._index = self._hasher = self._keeper = None
 
     # -- saving --------------------------------------------------------------------
