@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed
 PYENV_BINS := $(shell d=$$(pyenv root 2>/dev/null) && for v in "$$d"/versions/3.12* "$$d"/versions/3.13*; do [ -x "$$v/bin/python" ] && printf '%s:' "$$v/bin"; done)
 TOX_ENVS := py311-django42,py312-django6,py313-django6
 
-.PHONY: test demo bench lint tox venv redis-server clean
+.PHONY: test demo bench lint docs tox venv redis-server clean
 
-test: venv redis-server lint
+test: venv redis-server lint docs
 	scripts/loopback-only $(BIN)/python -m pytest
 	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run -e $(TOX_ENVS) --skip-missing-interpreters=false
 
@@ -19,6 +19,10 @@ tox: venv redis-server
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Sphinx, warnings as errors.
+docs: venv
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 demo: venv redis-server
 	scripts/loopback-only $(BIN)/python examples/demo/run_demo.py
@@ -42,7 +46,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 # Debian's redis-server: the suite, the demo and the benchmarks start private instances.
