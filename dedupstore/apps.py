@@ -11,6 +11,7 @@ class DedupStoreConfig(AppConfig):
     verbose_name = "dedupstore"
 
     def ready(self) -> None:
-        from dedupstore.checks import check_storages
+        from dedupstore.checks import check_old_settings, check_storages
 
         checks.register(check_storages)
+        checks.register(check_old_settings, checks.Tags.compatibility)

@@ -30,6 +30,7 @@ from dedupstore.files import prepare_save
 from dedupstore.hashing import DEFAULT_CHUNK_SIZE, ContentHasher, HashedContent, resolve_hash_key
 from dedupstore.index import CommitDecision, Index, mask_url, open_index, validate_index_url
 from dedupstore.index.base import ClaimKeeper
+from dedupstore.scopes import content_key, inner_reuse_scope, own_reuse_scope, validate_reuse_scope
 
 __all__ = ["DedupStorage"]
 
@@ -177,6 +178,7 @@ class DedupStorage(Storage):
         "index": "redis://localhost:6379/0",
         "namespace": None,
         "reuse": "content",
+        "reuse_scope": "extension",
         "overwrite": False,
         "hash_key": None,
         "chunk_size": DEFAULT_CHUNK_SIZE,
@@ -193,6 +195,7 @@ class DedupStorage(Storage):
         index: str = _UNSET,
         namespace: str | None = _UNSET,
         reuse: Reuse = _UNSET,
+        reuse_scope: str = _UNSET,
         overwrite: bool = _UNSET,
         hash_key: str | bytes | bool | None = _UNSET,
         chunk_size: int = _UNSET,
@@ -212,6 +215,7 @@ class DedupStorage(Storage):
             "index": index,
             "namespace": namespace,
             "reuse": reuse,
+            "reuse_scope": reuse_scope,
             "overwrite": overwrite,
             "hash_key": hash_key,
             "chunk_size": chunk_size,
@@ -231,6 +235,8 @@ class DedupStorage(Storage):
         self.index_url: str = options["index"]
         self._namespace: str | None = options["namespace"]
         self.reuse: Reuse = options["reuse"]
+        #: "extension", "directory", "any" or the dotted path of a callable name -> str.
+        self.reuse_scope: str = options["reuse_scope"]
         self.overwrite: bool = options["overwrite"]
         self._hash_key_option: str | bytes | bool | None = options["hash_key"]
         self.chunk_size: int = options["chunk_size"]
@@ -293,6 +299,7 @@ class DedupStorage(Storage):
                 f"{cls}: 'reuse' must be one of {', '.join(REUSE_CHOICES)}, "
                 f"not {options['reuse']!r}"
             )
+        validate_reuse_scope(options["reuse_scope"], cls)
         if not isinstance(options["overwrite"], bool):
             raise ImproperlyConfigured(f"{cls}: 'overwrite' must be True or False")
         hash_key = options["hash_key"]
@@ -477,6 +484,9 @@ class DedupStorage(Storage):
                 hashed.content.close()
 
     def _save_hashed(self, name: str, hashed: HashedContent, max_length: int | None) -> str:
+        # From here on the index sees the content key, not the bare digest: claims, the
+        # record and the content-map entry of this save all belong to the name's scope.
+        hashed = dataclasses.replace(hashed, digest=self._content_key(name, hashed.digest))
         token = secrets.token_hex(16)
         asked = time.monotonic()
         try:
@@ -848,3 +858,17 @@ class DedupStorage(Storage):
         if not hasattr(content, "chunks"):
             content = File(content)
         return self.hasher.hash(cast(File, content)).digest
+
+    def content_key(self, name: str, content: File | IO[bytes]) -> str:
+        """Return the key the index files ``content`` under when it is saved as ``name``.
+
+        It is the digest qualified by the reuse scope of ``name`` (``reuse_scope`` and the
+        inner storage's own boundary), and the digest itself when both are empty. Claims,
+        the content map and ``ObjectRecord.digest`` hold this key.
+        """
+        return self._content_key(name, self.digest(content))
+
+    def _content_key(self, name: str, digest: str) -> str:
+        cls = type(self).__name__
+        scope = own_reuse_scope(self.reuse_scope, name, cls)
+        return content_key(digest, scope, inner_reuse_scope(self.inner, name))
