@@ -12,6 +12,7 @@ import posixpath
 import secrets
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import IO, Any, Literal, TypeVar, cast
@@ -26,7 +27,7 @@ from django.utils.deconstruct import deconstructible
 from django.utils.module_loading import import_string
 
 from dedupstore.exceptions import ClaimTimeout, EmptyContentError, IndexUnavailable
-from dedupstore.files import prepare_save
+from dedupstore.files import prepare_save, refuse_write_mode
 from dedupstore.hashing import DEFAULT_CHUNK_SIZE, ContentHasher, HashedContent, resolve_hash_key
 from dedupstore.index import CommitDecision, Index, mask_url, open_index, validate_index_url
 from dedupstore.index.base import ClaimKeeper
@@ -461,7 +462,7 @@ class DedupStorage(Storage):
         ``reuse`` policy) without any call to the inner storage.
         """
         name, content = prepare_save(name, content)
-        self._validate_name(name)
+        name = self._validate_name(name)
         stored = self._save(name, content, max_length)
         validate_file_name(stored, allow_relative_path=True)
         return stored
@@ -719,7 +720,9 @@ class DedupStorage(Storage):
 
     def delete(self, name: str) -> None:
         """Drop one reference to ``name``; delete the inner object with the last one."""
-        self._validate_name(name)
+        if not name:
+            raise ValueError("The name must be given to delete().")
+        name = self._validate_name(name)
         token = secrets.token_hex(16)
         decision = self._until_decided(
             lambda: self.index.begin_delete(name=name, token=token, claim_ttl=self.claim_ttl),
@@ -773,9 +776,24 @@ class DedupStorage(Storage):
     # -- reading: delegated, and independent of the index ------------------------
 
     @staticmethod
-    def _validate_name(name: str) -> None:
+    def _validate_name(name: Any) -> str:
+        """Return ``name`` in the one form every method uses, or raise ``SuspiciousFileOperation``.
+
+        A ``pathlib.Path`` is accepted as Django does; backslashes become slashes (as in
+        Django's ``get_available_name``) and the name is put in Unicode NFC, in every
+        method alike, so no spelling of a name reaches another object than ``save()``
+        recorded.
+        """
+        if isinstance(name, os.PathLike):
+            name = os.fspath(name)
         if not isinstance(name, str) or not name:
             raise SuspiciousFileOperation(f"Invalid file name: {name!r}")
+        if "\x00" in name:
+            raise SuspiciousFileOperation(f"File name {name!r} contains a NUL byte")
+        if "\\" in name:
+            name = name.replace("\\", "/")
+        if not name.isascii():
+            name = unicodedata.normalize("NFC", name)
         validate_file_name(name, allow_relative_path=True)
         # The index is keyed by name: an alias such as "a//b.txt" or "a/./b.txt" that the
         # inner storage resolves to "a/b.txt" would reach a counted object untracked.
@@ -783,49 +801,54 @@ class DedupStorage(Storage):
             raise SuspiciousFileOperation(
                 f"File name {name!r} is not in normal form; use {posixpath.normpath(name)!r}"
             )
+        return name
+
+    def open(self, name: str, mode: str = "rb") -> File:
+        """Open ``name`` for reading; write modes are refused (stored objects are shared)."""
+        name = self._validate_name(name)
+        refuse_write_mode(name, mode, type(self).__name__)
+        return self._open(name, mode)
 
     def _open(self, name: str, mode: str = "rb") -> File:
-        self._validate_name(name)
+        name = self._validate_name(name)
+        refuse_write_mode(name, mode, type(self).__name__)
         return self.inner.open(name, mode)
 
     def exists(self, name: str) -> bool:
-        self._validate_name(name)
-        return self.inner.exists(name)
+        return self.inner.exists(self._validate_name(name))
 
     def size(self, name: str) -> int:
-        self._validate_name(name)
-        return self.inner.size(name)
+        return self.inner.size(self._validate_name(name))
 
     def url(self, name: str | None) -> str:
         if name is not None:
-            self._validate_name(name)
+            name = self._validate_name(name)
         return self.inner.url(name)
 
     def path(self, name: str) -> str:
-        self._validate_name(name)
-        return self.inner.path(name)
+        return self.inner.path(self._validate_name(name))
 
     def listdir(self, path: str) -> tuple[list[str], list[str]]:
-        if path:
+        if isinstance(path, os.PathLike):
+            path = os.fspath(path)
+        if path and path != ".":
             # "dir/" names the directory "dir"; only "/" itself (absolute) strips to nothing.
             stripped = path.rstrip("/")
             if not stripped:
                 raise SuspiciousFileOperation(f"Detected path traversal attempt in {path!r}")
-            validate_file_name(stripped, allow_relative_path=True)
-            path = stripped
+            path = self._validate_name(stripped)
+        else:
+            path = ""
         return self.inner.listdir(path)
 
     def get_accessed_time(self, name: str) -> datetime:
-        self._validate_name(name)
-        return self.inner.get_accessed_time(name)
+        return self.inner.get_accessed_time(self._validate_name(name))
 
     def get_created_time(self, name: str) -> datetime:
-        self._validate_name(name)
-        return self.inner.get_created_time(name)
+        return self.inner.get_created_time(self._validate_name(name))
 
     def get_modified_time(self, name: str) -> datetime:
-        self._validate_name(name)
-        return self.inner.get_modified_time(name)
+        return self.inner.get_modified_time(self._validate_name(name))
 
     def get_valid_name(self, name: str) -> str:
         return self.inner.get_valid_name(name)
@@ -837,7 +860,14 @@ class DedupStorage(Storage):
 
     def references(self, name: str) -> int:
         """Return how many references the index counts for ``name`` (0 if unknown)."""
-        record = self.index.lookup(name)
+        name = self._validate_name(name)
+        try:
+            record = self.index.lookup(name)
+        except IndexUnavailable as exc:
+            raise exc.with_outcome(
+                f"Could not read the reference count of {name!r} from the index; nothing "
+                "was changed."
+            ) from exc
         # A 'replacing' record counts the one reference of the name being replaced (a dead
         # replacer's still does: a delete() drops it, a save of the name adds to it); a
         # 'deleting' one has none left.
