@@ -11,6 +11,7 @@ class DedupStoreConfig(AppConfig):
     verbose_name = "dedupstore"
 
     def ready(self) -> None:
-        from dedupstore.checks import check_storages
+        from dedupstore.checks import check_index_eviction_policy, check_storages
 
         checks.register(check_storages)
+        checks.register(check_index_eviction_policy)

@@ -9,6 +9,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from dedupstore.index import mask_url
 from dedupstore.storage import DedupStorage
 
 #: Attributes by which common inner storages overwrite taken names themselves.
@@ -69,6 +70,55 @@ def _check_one(
                     "overwrite option, which never modifies a shared object",
                     obj=where,
                     id="dedupstore.W002",
+                )
+            )
+    return messages
+
+
+def check_index_eviction_policy(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Refuse (``dedupstore.E101``) a Redis index whose server may evict keys.
+
+    Each Redis index configured in ``settings.STORAGES`` is asked once, with a short
+    timeout; one that cannot be reached now is left to the same check at first use.
+    """
+    import redis
+
+    from dedupstore.index.redis import eviction_policy_problem, read_eviction_policy
+
+    messages: list[checks.CheckMessage] = []
+    for alias, definition in getattr(settings, "STORAGES", {}).items():
+        try:
+            backend = import_string(definition.get("BACKEND", ""))
+        except ImportError:
+            continue
+        if not (isinstance(backend, type) and issubclass(backend, DedupStorage)):
+            continue
+        try:
+            storage = backend(**definition.get("OPTIONS", {}))
+        except Exception:
+            continue  # check_storages reports it
+        if storage.index_url.startswith("locmem://"):
+            continue
+        display_url = mask_url(storage.index_url)
+        client = redis.Redis.from_url(
+            storage.index_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        try:
+            problem = eviction_policy_problem(read_eviction_policy(client), display_url)
+        except redis.RedisError:
+            continue  # unreachable now: the index checks again when it is first used
+        finally:
+            client.close()
+        if problem:
+            messages.append(
+                checks.Error(
+                    problem,
+                    hint="redis-cli CONFIG SET maxmemory-policy noeviction, and "
+                    "maxmemory-policy noeviction in redis.conf (see the Operations page)",
+                    obj=f"STORAGES[{alias!r}]",
+                    id="dedupstore.E101",
                 )
             )
     return messages
