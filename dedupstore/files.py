@@ -21,7 +21,9 @@ _ACCEPTED = (
 _WRITE_MODE_CHARACTERS = frozenset("wax+")
 
 
-def prepare_save(name: Any, content: Any, *, default_name: str | None = None) -> tuple[str, File]:
+def prepare_save(
+    name: Any, content: Any, *, default_name: str | None = None, validate_name: bool = True
+) -> tuple[str, File]:
     """Return the name and the ``File`` to save, or raise a clear, typed error.
 
     The name falls back to the content's own name (then to ``default_name``), may be a
@@ -47,7 +49,8 @@ def prepare_save(name: Any, content: Any, *, default_name: str | None = None) ->
     if not hasattr(content, "chunks"):
         content = File(content, name)
     check_readable(content, name)
-    validate_file_name(name, allow_relative_path=True)
+    if validate_name:  # False: the caller validates (and normalises) the name itself
+        validate_file_name(name, allow_relative_path=True)
     return name, content
 
 

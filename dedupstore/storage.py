@@ -149,6 +149,25 @@ def _rewritable(content: File) -> File:
     return File(descriptor, name=content.name)
 
 
+def _check_relative_name(name: str) -> None:
+    """Raise ``SuspiciousFileOperation`` unless ``name`` is a relative name in normal form.
+
+    What Django's ``validate_file_name(name, allow_relative_path=True)`` accepts, less the
+    aliases ``posixpath.normpath`` would resolve; without building a ``PurePosixPath`` on
+    the hit path.
+    """
+    if posixpath.normpath(name) == name and not (
+        name.startswith(("/", "../")) or name in (".", "..")
+    ):
+        return
+    validate_file_name(name, allow_relative_path=True)  # Django's own message first
+    # The index is keyed by name: an alias such as "a//b.txt" or "a/./b.txt" that the
+    # inner storage resolves to "a/b.txt" would reach a counted object untracked.
+    raise SuspiciousFileOperation(
+        f"File name {name!r} is not in normal form; use {posixpath.normpath(name)!r}"
+    )
+
+
 def _failed_inner_delete_note(name: str, *, tracked: bool) -> str:
     """Say what a failed inner delete left behind, and when calling delete() again is safe."""
     held = (
@@ -185,6 +204,7 @@ class DedupStorage(Storage):
         "claim_ttl": 30.0,
         "wait_timeout": 60.0,
         "index_timeout": 5.0,
+        "verify_hits": True,
     }
 
     def __init__(
@@ -201,6 +221,7 @@ class DedupStorage(Storage):
         claim_ttl: float = _UNSET,
         wait_timeout: float = _UNSET,
         index_timeout: float = _UNSET,
+        verify_hits: bool = _UNSET,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -220,6 +241,7 @@ class DedupStorage(Storage):
             "claim_ttl": claim_ttl,
             "wait_timeout": wait_timeout,
             "index_timeout": index_timeout,
+            "verify_hits": verify_hits,
         }
         defaults = self.get_default_settings()
         options = {
@@ -239,6 +261,7 @@ class DedupStorage(Storage):
         self.claim_ttl = float(options["claim_ttl"])
         self.wait_timeout = float(options["wait_timeout"])
         self.index_timeout = float(options["index_timeout"])
+        self.verify_hits: bool = options["verify_hits"]
         self._inner_lock = threading.Lock()
         self._index_lock = threading.Lock()
         self._inner: Storage | None = None
@@ -296,6 +319,8 @@ class DedupStorage(Storage):
             )
         if not isinstance(options["overwrite"], bool):
             raise ImproperlyConfigured(f"{cls}: 'overwrite' must be True or False")
+        if not isinstance(options["verify_hits"], bool):
+            raise ImproperlyConfigured(f"{cls}: 'verify_hits' must be True or False")
         hash_key = options["hash_key"]
         if hash_key is True or not isinstance(hash_key, str | bytes | bool | type(None)):
             raise ImproperlyConfigured(
@@ -461,10 +486,10 @@ class DedupStorage(Storage):
         Identical content returns the name of the object already stored (by the
         ``reuse`` policy) without any call to the inner storage.
         """
-        name, content = prepare_save(name, content)
+        name, content = prepare_save(name, content, validate_name=False)
         name = self._validate_name(name)
         stored = self._save(name, content, max_length)
-        validate_file_name(stored, allow_relative_path=True)
+        _check_relative_name(stored)
         return stored
 
     def _save(self, name: str, content: File, max_length: int | None = None) -> str:  # type: ignore[override]
@@ -477,14 +502,16 @@ class DedupStorage(Storage):
             if hashed.spooled:
                 hashed.content.close()
 
-    def _save_hashed(self, name: str, hashed: HashedContent, max_length: int | None) -> str:
+    def _save_hashed(
+        self, name: str, hashed: HashedContent, max_length: int | None, reuse: Reuse | None = None
+    ) -> str:
         token = secrets.token_hex(16)
         asked = time.monotonic()
         try:
             decision = self._until_decided(
                 lambda: self.index.begin_save(
                     digest=hashed.digest,
-                    reuse=self.reuse,
+                    reuse=reuse or self.reuse,
                     name=name,
                     max_length=max_length,
                     token=token,
@@ -498,7 +525,7 @@ class DedupStorage(Storage):
                 return self._save_bypassing_index(name, hashed, max_length)
             raise
         if decision.action == "hit":
-            return decision.name
+            return self._confirmed_hit(decision.name, name, hashed, max_length)
 
         # We hold the claim on this digest: concurrent saves of the same content wait for
         # commit_save() and then reuse our object. The keeper extends the claim while a
@@ -557,6 +584,32 @@ class DedupStorage(Storage):
         finally:
             keeper.release(token)
         return stored
+
+    def _confirmed_hit(
+        self, stored: str, name: str, hashed: HashedContent, max_length: int | None
+    ) -> str:
+        """Return ``stored``, a hit, once the inner storage confirms its object exists.
+
+        With ``verify_hits`` one ``exists()`` (a stat, a pin check, a HEAD request) guards
+        against objects removed behind the index's back (an ``rmtree``, an operator, a
+        bucket lifecycle rule). A missing object is never handed out: content reuse
+        forgets it, the reference the hit counted is dropped again (a ``delete()``, which
+        deletes nothing its holders still count), and the upload is stored anew.
+        """
+        if not self.verify_hits or self.inner.exists(stored):
+            return stored
+        logger.warning(
+            "dedupstore: the object %r of content %s... is missing from the inner storage "
+            "(deleted outside the storage?); storing the upload of %r anew",
+            stored,
+            hashed.digest[:16],
+            name,
+        )
+        self.index.forget_content(digest=hashed.digest, name=stored)
+        self.delete(stored)
+        # Never a hit again on this attempt: the requested name's own record may be the
+        # stale one (reuse="name").
+        return self._save_hashed(name, hashed, max_length, reuse="never")
 
     def _forget_replaced(self, replaced: str | None, token: str) -> None:
         """After a failed commit: the replaced object is deleted, so forget its name.
@@ -794,13 +847,7 @@ class DedupStorage(Storage):
             name = name.replace("\\", "/")
         if not name.isascii():
             name = unicodedata.normalize("NFC", name)
-        validate_file_name(name, allow_relative_path=True)
-        # The index is keyed by name: an alias such as "a//b.txt" or "a/./b.txt" that the
-        # inner storage resolves to "a/b.txt" would reach a counted object untracked.
-        if posixpath.normpath(name) != name:
-            raise SuspiciousFileOperation(
-                f"File name {name!r} is not in normal form; use {posixpath.normpath(name)!r}"
-            )
+        _check_relative_name(name)
         return name
 
     def open(self, name: str, mode: str = "rb") -> File:

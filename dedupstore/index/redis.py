@@ -452,6 +452,15 @@ def eviction_policy_problem(policy: str | None, display_url: str) -> str | None:
     )
 
 
+# KEYS: content map of the digest. ARGV: name whose object is gone.
+_FORGET_CONTENT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
 class _NotRun(Exception):
     """The script certainly did not run: no connection, or the server refused its write."""
 
@@ -531,6 +540,7 @@ class RedisIndex(Index):
         self._abort_replace = register(_ABORT_REPLACE)
         self._begin_delete = register(_BEGIN_DELETE)
         self._commit_delete = register(_COMMIT_DELETE)
+        self._forget_content = register(_FORGET_CONTENT)
 
     @property
     def client(self) -> redis.Redis:
@@ -834,6 +844,9 @@ class RedisIndex(Index):
             state=decoded["state"],
             size=int(decoded.get("size", 0)),
         )
+
+    def forget_content(self, *, digest: str, name: str) -> None:
+        self._run(self._forget_content, [self._map_prefix + digest], [name])
 
     def ping(self) -> None:
         self._guard(self._client.ping)
