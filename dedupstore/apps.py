@@ -11,7 +11,12 @@ class DedupStoreConfig(AppConfig):
     verbose_name = "dedupstore"
 
     def ready(self) -> None:
-        from dedupstore.checks import check_index_eviction_policy, check_storages
+        from dedupstore.checks import (
+            check_index_eviction_policy,
+            check_namespaces,
+            check_storages,
+        )
 
         checks.register(check_storages)
         checks.register(check_index_eviction_policy)
+        checks.register(check_namespaces)

@@ -122,3 +122,36 @@ def check_index_eviction_policy(
                 )
             )
     return messages
+
+
+def check_namespaces(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Report (``dedupstore.E102``) a DedupStorage whose default namespace cannot be derived.
+
+    That happens over an inner storage dedupstore cannot place; the hint gives the
+    ``namespace`` option to write.
+    """
+    from dedupstore.namespace import NamespaceUnknown
+
+    messages: list[checks.CheckMessage] = []
+    for alias, definition in getattr(settings, "STORAGES", {}).items():
+        try:
+            backend = import_string(definition.get("BACKEND", ""))
+        except ImportError:
+            continue
+        if not (isinstance(backend, type) and issubclass(backend, DedupStorage)):
+            continue
+        try:
+            backend(**definition.get("OPTIONS", {})).namespace  # noqa: B018
+        except NamespaceUnknown as exc:
+            messages.append(
+                checks.Error(
+                    str(exc),
+                    hint=f'add "namespace": "{alias}" to STORAGES[{alias!r}]["OPTIONS"] (any '
+                    "fixed name, the same in every process and deploy that uses these bytes)",
+                    obj=f"STORAGES[{alias!r}]",
+                    id="dedupstore.E102",
+                )
+            )
+        except Exception:
+            continue  # check_storages reports a storage that cannot be built
+    return messages

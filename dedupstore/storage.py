@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -17,12 +16,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import IO, Any, Literal, TypeVar, cast
 
-from blake3 import blake3
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files.base import File
 from django.core.files.storage import Storage
 from django.core.files.utils import validate_file_name
+from django.core.signals import setting_changed
 from django.utils.deconstruct import deconstructible
 from django.utils.module_loading import import_string
 
@@ -31,6 +30,7 @@ from dedupstore.files import prepare_save, refuse_write_mode
 from dedupstore.hashing import DEFAULT_CHUNK_SIZE, ContentHasher, HashedContent, resolve_hash_key
 from dedupstore.index import CommitDecision, Index, mask_url, open_index, validate_index_url
 from dedupstore.index.base import ClaimKeeper
+from dedupstore.namespace import default_namespace
 
 __all__ = ["DedupStorage"]
 
@@ -60,46 +60,14 @@ _MAYBE_RECORDED = (
     "delays a deletion) or not (the written object is orphaned)"
 )
 _REPLACED_GONE = "; the object it replaced (overwrite=True) was deleted"
+#: Settings that can move where an inner storage keeps its bytes.
+_LOCATION_SETTINGS = frozenset({"MEDIA_ROOT", "STORAGES"})
+_LOCATION_PREFIXES = ("AWS_", "GS_", "AZURE_", "APPWRITE_", "IPFS_")
 
 
 def _is_secret_option(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in _SECRET_OPTION_WORDS)
-
-
-#: Inner OPTIONS that do not change where the bytes live, left out of the default namespace.
-_NON_IDENTITY_OPTIONS = frozenset(
-    {
-        "timeout",
-        "base_url",
-        "public_url",
-        "gateway_url",
-        "gateway_style",
-        "url_filename",
-        "file_permissions",
-        "bucket_permissions",
-        "file_permissions_mode",
-        "directory_permissions_mode",
-        "allow_overwrite",
-        "file_overwrite",
-    }
-)
-
-
-def _storage_identity(definition: Mapping[str, Any]) -> str:
-    """Describe where an inner storage keeps its bytes: its backend and location options.
-
-    Credentials and options such as timeouts or URLs are left out, so rotating an API key
-    or tuning a timeout keeps the namespace, and with it every reference count.
-    """
-    options = {
-        key: value
-        for key, value in dict(definition.get("OPTIONS", {})).items()
-        if not _is_secret_option(str(key)) and key not in _NON_IDENTITY_OPTIONS
-    }
-    return json.dumps(
-        {"BACKEND": definition.get("BACKEND"), "OPTIONS": options}, sort_keys=True, default=repr
-    )
 
 
 def _redact(options: Mapping[str, Any], *, secret: bool = False) -> dict[str, Any]:
@@ -147,6 +115,30 @@ def _rewritable(content: File) -> File:
         )
     descriptor.seek(0)
     return File(descriptor, name=content.name)
+
+
+#: Attributes a pickle leaves out: clients, and what the options resolve to.
+_UNPICKLED_ATTRIBUTES = (
+    "_inner_lock",
+    "_index_lock",
+    "_inner",
+    "_index",
+    "_hasher",
+    "_keeper",
+    "inner_config",
+    "index_url",
+    "_hash_key_option",
+    "_namespace",
+    "_namespace_option",
+    "_derived_namespace",
+)
+
+
+def _configured_storage(alias: str) -> Storage:
+    """Return the storage ``settings.STORAGES[alias]`` configures (unpickling)."""
+    from django.core.files.storage import storages
+
+    return storages[alias]
 
 
 def _check_relative_name(name: str) -> None:
@@ -243,6 +235,8 @@ class DedupStorage(Storage):
             "index_timeout": index_timeout,
             "verify_hits": verify_hits,
         }
+        #: The options passed explicitly: a pickle keeps these, the rest is read again.
+        self._given_options = {name: value for name, value in given.items() if value is not _UNSET}
         defaults = self.get_default_settings()
         options = {
             name: defaults[name] if value is _UNSET else value for name, value in given.items()
@@ -252,7 +246,10 @@ class DedupStorage(Storage):
             options["inner"] if isinstance(options["inner"], str) else dict(options["inner"])
         )
         self.index_url: str = options["index"]
+        #: The explicit namespace (a subclass may set one too), else None: derived.
         self._namespace: str | None = options["namespace"]
+        self._namespace_option: str | None = options["namespace"]
+        self._derived_namespace: str | None = None
         self.reuse: Reuse = options["reuse"]
         self.overwrite: bool = options["overwrite"]
         self._hash_key_option: str | bytes | bool | None = options["hash_key"]
@@ -269,6 +266,9 @@ class DedupStorage(Storage):
         self._hasher: ContentHasher | None = None
         self._keeper: ClaimKeeper | None = None
         self._redact_constructor_args()
+        # A derived namespace follows the settings the inner location depends on
+        # (override_settings(MEDIA_ROOT=...) in tests); the receiver is held weakly.
+        setting_changed.connect(self._location_setting_changed)
 
     # -- configuration -------------------------------------------------------------
 
@@ -419,16 +419,38 @@ class DedupStorage(Storage):
     def namespace(self) -> str:
         """Return the prefix of this storage's index keys.
 
-        The default is derived from where the inner storage keeps its bytes (its backend
-        and location options, without credentials, timeouts or URLs), so two storages over
-        the same inner storage share reference counts (they must, or one would delete
-        objects the other still uses) and storages over different inner storages never
-        share objects. Set ``namespace`` explicitly to keep it fixed whatever changes.
+        The default is derived from where the inner storage keeps its bytes, resolved and
+        normalised (``dedupstore.namespace``: a real path, an endpoint, bucket and key
+        prefix, or the storage's ``dedupstore_location()``), never from credentials, URLs,
+        timeouts or object reprs: two storages over the same bytes share reference counts
+        (they must, or one would delete objects the other still uses) and storages over
+        different bytes never share objects. An inner storage whose location cannot be
+        told needs an explicit ``namespace``; set one to keep it fixed whatever changes.
         """
+        if self._namespace is not None:
+            return self._namespace
+        derived = self._derived_namespace
+        if derived is None:
+            derived = default_namespace(self.inner, owner=type(self).__name__)
+            self._derived_namespace = derived
+        return derived
+
+    def _location_setting_changed(self, *, setting: str, **kwargs: Any) -> None:
+        """Derive the namespace (and open the index) again after a location setting changed.
+
+        Django's storages re-read such settings themselves (``FileSystemStorage`` its
+        ``location``), so the index must not keep counting under the old location.
+        """
+        if setting not in _LOCATION_SETTINGS and not setting.startswith(_LOCATION_PREFIXES):
+            return
+        if setting == "STORAGES" and isinstance(self.inner_config, str):
+            with self._inner_lock:
+                self._inner = None
         if self._namespace is None:
-            identity = _storage_identity(self._inner_definition())
-            self._namespace = "dedupstore:" + blake3(identity.encode()).hexdigest()[:16]
-        return self._namespace
+            with self._index_lock:
+                self._derived_namespace = None
+                self._index = None
+                self._keeper = None
 
     @property
     def index(self) -> Index:
@@ -466,17 +488,34 @@ class DedupStorage(Storage):
 
     # -- pickling and migrations ---------------------------------------------------
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickle a storage of ``settings.STORAGES`` as its alias, so it holds no option.
+
+        Unpickled, it is that alias's storage in the unpickling process. Any other storage
+        pickles its explicitly passed options (``__getstate__``).
+        """
+        from django.core.files.storage import storages
+
+        for alias, storage in list(getattr(storages, "_storages", {}).items()):
+            if storage is self:
+                return (_configured_storage, (alias,))
+        return super().__reduce_ex__(protocol)
+
     def __getstate__(self) -> dict[str, Any]:
+        """Keep only the options passed explicitly: those from settings are read again.
+
+        The clients, the inner storage and every value resolved from ``DEDUPSTORE_*``
+        settings (the index URL with its password, ``hash_key``) stay out of the pickle.
+        """
         state = self.__dict__.copy()
-        for client in ("_inner_lock", "_index_lock", "_inner", "_index", "_hasher", "_keeper"):
-            state.pop(client, None)
+        for derived in _UNPICKLED_ATTRIBUTES:
+            state.pop(derived, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._inner_lock = threading.Lock()
-        self._index_lock = threading.Lock()
-        self._inner = self._index = self._hasher = self._keeper = None
+        # Resolve the options again, from the explicit ones and this process's settings.
+        DedupStorage.__init__(self, **state.get("_given_options", {}))
 
     # -- saving --------------------------------------------------------------------
 
