@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import posixpath
+import re
 import secrets
 import threading
 import time
@@ -45,7 +46,28 @@ REUSE_CHOICES = ("content", "name", "never")
 MIN_CLAIM_TTL = 0.01
 ON_INDEX_ERROR_CHOICES = ("raise", "bypass")
 #: Option names whose values never belong in a migration file or a log line.
-_SECRET_OPTION_WORDS = ("key", "secret", "password", "token", "auth", "credential")
+_SECRET_OPTION_WORDS = (
+    "key",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "token",
+    "auth",
+    "credential",
+    "dsn",
+    "connection_string",
+    "sas",
+)
+#: ``name=value`` pairs inside a value (connection strings) whose value is a credential.
+_SECRET_PAIR = re.compile(
+    r"(?i)\b(account_?key|shared_?access_?key|shared_?access_?signature|sig|password|"
+    r"passwd|pwd|secret|token|api_?key|access_?key)(\s*=\s*)([^;&\s]+)"
+)
+#: A URL with user info: its password (or token) is masked.
+_URL_WITH_USERINFO = re.compile(
+    r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@|^[A-Za-z][A-Za-z0-9+.-]*://.*:.*@"
+)
 _UNSET: Any = object()
 #: What a save that fails after its inner write leaves behind.
 _ORPHANED = (
@@ -92,6 +114,17 @@ def _redact_value(value: Any, *, secret: bool) -> Any:
         return type(value)(items)
     if secret and isinstance(value, str | bytes):
         return "***"
+    if isinstance(value, str):
+        return _redact_text(value)
+    return value
+
+
+def _redact_text(value: str) -> str:
+    """Mask credentials inside a value: a URL's password, ``AccountKey=...`` pairs."""
+    if "://" in value and "@" in value and _URL_WITH_USERINFO.search(value):
+        value = mask_url(value)
+    if "=" in value:
+        value = _SECRET_PAIR.sub(lambda match: f"{match[1]}{match[2]}***", value)
     return value
 
 
