@@ -5,6 +5,7 @@ from __future__ import annotations
 from dedupstore.exceptions import (
     ClaimLost,
     ClaimTimeout,
+    ContentChangedError,
     DedupStoreError,
     DeleteOutcomeUnknown,
     EmptyContentError,
@@ -15,6 +16,7 @@ from dedupstore.storage import DedupStorage
 __all__ = [
     "ClaimLost",
     "ClaimTimeout",
+    "ContentChangedError",
     "DedupStorage",
     "DedupStoreError",
     "DeleteOutcomeUnknown",

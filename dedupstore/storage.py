@@ -32,6 +32,7 @@ from dedupstore.hashing import DEFAULT_CHUNK_SIZE, ContentHasher, HashedContent,
 from dedupstore.index import CommitDecision, Index, mask_url, open_index, validate_index_url
 from dedupstore.index.base import ClaimKeeper
 from dedupstore.namespace import default_namespace
+from dedupstore.written import WrittenContent, file_identity
 
 __all__ = ["DedupStorage"]
 
@@ -565,11 +566,14 @@ class DedupStorage(Storage):
         return stored
 
     def _save(self, name: str, content: File, max_length: int | None = None) -> str:  # type: ignore[override]
+        before = file_identity(content)  # size and mtime, to check a file moved unread
         hashed = self.hasher.hash(content)
         try:
             if hashed.size == 0:
                 raise EmptyContentError(name)
-            return self._save_hashed(name, hashed, max_length)
+            # What the inner write reads is hashed again and checked (see _checked_write).
+            written = WrittenContent(hashed, self.hasher, before)
+            return self._save_hashed(name, dataclasses.replace(hashed, content=written), max_length)
         finally:
             if hashed.spooled:
                 hashed.content.close()
@@ -734,7 +738,8 @@ class DedupStorage(Storage):
         if getattr(inner, "content_addressed", False):
             # The inner storage names objects by their content (an IPFS CID): there is no
             # name to choose, keep free or overwrite.
-            return inner.save(name, hashed.content, max_length=max_length), None
+            stored = inner.save(name, hashed.content, max_length=max_length)
+            return self._checked_write(hashed.content, stored, remove=None), None
         replaced, inner_deleted = False, False
         fits = not max_length or len(name) <= max_length
         if self.overwrite and fits and inner.exists(name):
@@ -814,8 +819,21 @@ class DedupStorage(Storage):
         """
         inner = self.inner
         if type(inner).save is Storage.save or getattr(inner, "dedupstore_direct_save", False):
-            return inner._save(name, content)
-        return inner.save(name, content, max_length=max_length)
+            stored = inner._save(name, content)
+        else:
+            stored = inner.save(name, content, max_length=max_length)
+        return self._checked_write(content, stored, remove=inner.delete)
+
+    @staticmethod
+    def _checked_write(content: File, stored: str, remove: Callable[[str], None] | None) -> str:
+        """Return ``stored`` if the inner storage wrote exactly what was hashed.
+
+        Otherwise remove the object (``remove``; None for a content-addressed object,
+        which another record may share) and raise ``ContentChangedError``.
+        """
+        if isinstance(content, WrittenContent):
+            content.check(stored, remove)
+        return stored
 
     def _until_decided(self, ask: Callable[[], T], subject: str, outcome: str | None = None) -> T:
         """Repeat ``ask`` while it answers "wait", up to ``wait_timeout`` seconds."""
