@@ -10,6 +10,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from dedupstore.index import mask_url
 from dedupstore.storage import DedupStorage, _redact
 
 #: Attributes by which common inner storages overwrite taken names themselves.
@@ -152,4 +153,83 @@ def check_old_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
                 id="dedupstore.W011",
             )
         )
+def check_index_eviction_policy(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Refuse (``dedupstore.E101``) a Redis index whose server may evict keys.
+
+    Each Redis index configured in ``settings.STORAGES`` is asked once, with a short
+    timeout; one that cannot be reached now is left to the same check at first use.
+    """
+    import redis
+
+    from dedupstore.index.redis import eviction_policy_problem, read_eviction_policy
+
+    messages: list[checks.CheckMessage] = []
+    for alias, definition in getattr(settings, "STORAGES", {}).items():
+        try:
+            backend = import_string(definition.get("BACKEND", ""))
+        except ImportError:
+            continue
+        if not (isinstance(backend, type) and issubclass(backend, DedupStorage)):
+            continue
+        try:
+            storage = backend(**definition.get("OPTIONS", {}))
+        except Exception:
+            continue  # check_storages reports it
+        if storage.index_url.startswith("locmem://"):
+            continue
+        display_url = mask_url(storage.index_url)
+        client = redis.Redis.from_url(
+            storage.index_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        try:
+            problem = eviction_policy_problem(read_eviction_policy(client), display_url)
+        except redis.RedisError:
+            continue  # unreachable now: the index checks again when it is first used
+        finally:
+            client.close()
+        if problem:
+            messages.append(
+                checks.Error(
+                    problem,
+                    hint="redis-cli CONFIG SET maxmemory-policy noeviction, and "
+                    "maxmemory-policy noeviction in redis.conf (see the Operations page)",
+                    obj=f"STORAGES[{alias!r}]",
+                    id="dedupstore.E101",
+                )
+            )
+    return messages
+
+
+def check_namespaces(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Report (``dedupstore.E102``) a DedupStorage whose default namespace cannot be derived.
+
+    That happens over an inner storage dedupstore cannot place; the hint gives the
+    ``namespace`` option to write.
+    """
+    from dedupstore.namespace import NamespaceUnknown
+
+    messages: list[checks.CheckMessage] = []
+    for alias, definition in getattr(settings, "STORAGES", {}).items():
+        try:
+            backend = import_string(definition.get("BACKEND", ""))
+        except ImportError:
+            continue
+        if not (isinstance(backend, type) and issubclass(backend, DedupStorage)):
+            continue
+        try:
+            backend(**definition.get("OPTIONS", {})).namespace  # noqa: B018
+        except NamespaceUnknown as exc:
+            messages.append(
+                checks.Error(
+                    str(exc),
+                    hint=f'add "namespace": "{alias}" to STORAGES[{alias!r}]["OPTIONS"] (any '
+                    "fixed name, the same in every process and deploy that uses these bytes)",
+                    obj=f"STORAGES[{alias!r}]",
+                    id="dedupstore.E102",
+                )
+            )
+        except Exception:
+            continue  # check_storages reports a storage that cannot be built
     return messages

@@ -306,6 +306,10 @@ class AppwriteFile(File):
 # -- the storage ---------------------------------------------------------------------------
 
 
+#: Stands in a pickle for an API key read from the APPWRITE_API_KEY setting.
+_KEY_FROM_SETTINGS = "<APPWRITE_API_KEY>"
+
+
 @deconstructible(path="dedupstore.backends.appwrite.AppwriteStorage")
 class AppwriteStorage(Storage):
     """Store files in Appwrite Storage buckets.
@@ -491,9 +495,15 @@ class AppwriteStorage(Storage):
         state = self.__dict__.copy()
         for transient in ("_lock", "_client", "_session", "_id_locks"):
             state.pop(transient, None)
+        # An API key that APPWRITE_API_KEY holds is read again on unpickling, not pickled.
+        from_settings = getattr(settings, "APPWRITE_API_KEY", None)
+        if isinstance(from_settings, str) and self.api_key == from_settings.strip():
+            state["api_key"] = _KEY_FROM_SETTINGS
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("api_key") == _KEY_FROM_SETTINGS:
+            state = dict(state, api_key=str(getattr(settings, "APPWRITE_API_KEY", "")).strip())
         self.__dict__.update(state)
         self._lock = threading.Lock()
         self._client = None
