@@ -153,6 +153,8 @@ def check_old_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
                 id="dedupstore.W011",
             )
         )
+
+
 def check_index_eviction_policy(
     app_configs: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
