@@ -66,22 +66,23 @@ def _is_filesystem_storage(value: object) -> bool:
 def _wrap_instance(storage: FileSystemStorage) -> DedupStorage:
     """Return a ``DedupStorage`` over a storage built as ``storage`` was."""
     _path, args, kwargs = storage.deconstruct()
-    return dedup_over(type(storage))(*args, **kwargs)
+    return dedup_over(type(storage))(*args, **kwargs)  # type: ignore[arg-type]
 
 
 def substitute_storages() -> None:
     """Put a ``DedupStorage`` in place of every storage the test modules build."""
     for module_name in SUBSTITUTED_MODULES:
-        module = sys.modules.get(module_name)
+        # Django's test modules, which exist only at run time: typed loosely.
+        module: Any = sys.modules.get(module_name)
         if module is None:
             continue
-        module.FileSystemStorage = dedup_over(FileSystemStorage)
+        module.FileSystemStorage = dedup_over(FileSystemStorage)  # type: ignore[arg-type]
         for value in list(vars(module).values()):
             if isinstance(value, type) and issubclass(value, unittest.TestCase):
                 storage_class = value.__dict__.get("storage_class")
                 if _is_filesystem_storage(storage_class):
-                    value.storage_class = dedup_over(storage_class)
-    models = sys.modules.get("file_storage.models")
+                    setattr(value, "storage_class", dedup_over(storage_class))  # noqa: B010
+    models: Any = sys.modules.get("file_storage.models")
     if models is None:
         return
     replacements: dict[int, DedupStorage] = {}
@@ -93,7 +94,8 @@ def substitute_storages() -> None:
             field.storage = replacements[id(original)]
     temp_storage = replacements.get(id(models.temp_storage)) or _wrap_instance(models.temp_storage)
     models.temp_storage = temp_storage  # what callable_storage() returns
-    sys.modules["file_storage.tests"].temp_storage = temp_storage
+    tests: Any = sys.modules["file_storage.tests"]
+    tests.temp_storage = temp_storage
 
 
 def empty_index() -> None:
