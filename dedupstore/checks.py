@@ -221,6 +221,8 @@ def check_namespaces(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
         except Exception:
             continue  # check_storages reports a storage that cannot be built
     return messages
+
+
 def _overwrite_hazards(inner: Any, where: str) -> list[checks.CheckMessage]:
     """W002: say when two saves can write one name, and what the inner's switch changes.
 
