@@ -28,6 +28,9 @@ from django.http.response import HttpResponseBase
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
 
+from dedupstore.exceptions import IndexUnavailable
+from dedupstore.storage import DedupStorage
+
 __all__ = ["StorageArgument", "serve"]
 
 #: What ``serve`` accepts as its storage: an instance, a ``STORAGES`` alias, or a callable
@@ -113,7 +116,10 @@ def _respond(
     request: HttpRequest, backend: Storage, path: str, file: Any, download_name: str | None
 ) -> HttpResponseBase:
     """Build the response for the open ``file``; close it unless a body streams it."""
-    size = int(file.size)
+    try:
+        size = int(file.size)
+    except (AttributeError, OSError, TypeError):
+        size = backend.size(path)  # a stream that cannot tell its own size
     content_addressed = _is_content_addressed(backend)
     modified = _modified_time(backend, path)
     etag = _etag(backend, path, content_addressed, size, modified)
@@ -226,8 +232,8 @@ def _is_content_addressed(storage: Storage) -> bool:
     """Whether names are derived from the content (IPFS), directly or under a wrapper."""
     if getattr(type(storage), "content_addressed", False):
         return True
-    if "inner" in dir(type(storage)):  # a DedupStorage: its inner storage decides
-        return bool(getattr(type(storage.inner), "content_addressed", False))  # type: ignore[attr-defined]
+    if isinstance(storage, DedupStorage):
+        return bool(getattr(type(storage.inner), "content_addressed", False))
     return False
 
 
@@ -249,12 +255,11 @@ def _etag(
 
 
 def _recorded_digest(storage: Storage, name: str) -> str | None:
-    lookup = getattr(getattr(storage, "index", None), "lookup", None)
-    if lookup is None:
+    if not isinstance(storage, DedupStorage):
         return None
     try:
-        record = lookup(name)
-    except Exception:
+        record = storage.index.lookup(name)
+    except IndexUnavailable:
         # Reads work while the index is down: fall back to a weak ETag.
         return None
     if record is None or record.state != "live":

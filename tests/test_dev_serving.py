@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
-from django.core.files.storage import Storage
+from django.core.files.storage import FileSystemStorage, Storage
 from django.test import Client
 from django.utils.http import http_date
 
@@ -102,6 +102,28 @@ def test_two_names_of_one_content_share_an_etag_and_other_content_does_not(
     assert first != second
     etags = [client.get(f"/media/{name}")["ETag"] for name in (first, second, other)]
     assert etags[0] == etags[1] != etags[2]
+
+
+def test_files_are_served_while_the_index_is_down_with_a_weak_etag(
+    tmp_path: Path, serve_at: Callable[..., Client]
+) -> None:
+    from dedupstore.testing.redis import find_free_port
+
+    inner = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path / "down")},
+    }
+    FileSystemStorage(location=str(tmp_path / "down")).save("kept.txt", ContentFile(b"kept"))
+    # Nothing listens on this port: every index call fails at once.
+    storage = DedupStorage(
+        inner=inner, index=f"redis://127.0.0.1:{find_free_port()}/0", wait_timeout=1
+    )
+    client = serve_at(storage)
+    response = client.get("/media/kept.txt")
+    assert response.status_code == 200
+    assert body(response) == b"kept"
+    assert response["ETag"].startswith('W/"')
+    assert client.get("/media/kept.txt", HTTP_IF_NONE_MATCH=response["ETag"]).status_code == 304
 
 
 def test_a_matching_if_none_match_or_if_modified_since_gives_304_without_a_body(
@@ -423,7 +445,7 @@ def test_a_dedupstorage_over_ipfs_serves_its_cids_immutable(
 ) -> None:
     storage = DedupStorage(
         inner={
-            "BACKEND": "dedupstore.backends.ipfs.storage.IPFSStorage",
+            "BACKEND": "dedupstore.backends.ipfs.IPFSStorage",
             "OPTIONS": {"embedded_repo": str(ipfs_node.repo)},
         },
         index=redis_url,
