@@ -479,12 +479,17 @@ class DedupStorage(Storage):
     def _save_hashed(self, name: str, hashed: HashedContent, max_length: int | None) -> str:
         token = secrets.token_hex(16)
         asked = time.monotonic()
+        # reuse="name" compares the name the inner storage would store `name` under
+        # (Appwrite: "uploads/logo.png" -> "<bucketId>/<fileId>"), which is what the index
+        # records.
+        stored_name = getattr(self.inner, "dedupstore_stored_name", None)
+        reuse_name = stored_name(name) if self.reuse == "name" and stored_name else name
         try:
             decision = self._until_decided(
                 lambda: self.index.begin_save(
                     digest=hashed.digest,
                     reuse=self.reuse,
-                    name=name,
+                    name=reuse_name,
                     max_length=max_length,
                     token=token,
                     claim_ttl=self.claim_ttl,

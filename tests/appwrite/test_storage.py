@@ -75,6 +75,7 @@ def test_options_fall_back_to_settings(server: AppwriteTestServer) -> None:
         APPWRITE_API_ENDPOINT=server.endpoint,
         APPWRITE_TIMEOUT=12,
         APPWRITE_PUBLIC_URL="https://files.example.com/v1/",
+        APPWRITE_URL_TOKENS=False,
     ):
         made = AppwriteStorage()
         assert made.bucket_id == "fromsettings"
@@ -226,9 +227,12 @@ def test_new_buckets_are_private_unless_configured(
     public_storage = AppwriteStorage(**server.storage_options(bucket_permissions=['read("any")']))
     public = public_storage.save("public/p.txt", ContentFile(b"open"))
     assert sdk.get_bucket("public").permissions == ['read("any")']
-    # A browser fetching url() with no key: public works, private does not.
-    assert requests.get(public_storage.url(public), timeout=10).content == b"open"
-    assert requests.get(storage.url(private), timeout=10).status_code == 401
+    # A browser fetching a plain link with no key: public works, private does not...
+    plain = AppwriteStorage(**server.storage_options(url_tokens=False))
+    assert requests.get(plain.url(public), timeout=10).content == b"open"
+    assert requests.get(plain.url(private), timeout=10).status_code == 401
+    # ... and a link with a file token opens the private file.
+    assert requests.get(storage.url(private), timeout=10).content == b"secret"
 
 
 def test_file_permissions(server: AppwriteTestServer, sdk: SDKStorage) -> None:
@@ -396,7 +400,10 @@ def test_url_is_encoded(storage: AppwriteStorage) -> None:
         f"{storage.endpoint}/storage/buckets/media/files/a.txt/view?project={storage.project_id}"
     )
     made = AppwriteStorage(
-        endpoint="http://127.0.0.1:9/v1", project_id="p&q", public_url="https://cdn.example/v1"
+        endpoint="http://127.0.0.1:9/v1",
+        project_id="p&q",
+        public_url="https://cdn.example/v1",
+        url_tokens=False,
     )
     assert made.url("m/b.txt") == (
         "https://cdn.example/v1/storage/buckets/m/files/b.txt/view?project=p%26q"
