@@ -740,20 +740,21 @@ class AppwriteStorage(Storage):
             f"{quote(file_id, safe='')}/view?{urlencode(query)}"
         )
 
+    def _token_cache_key(self, bucket: str, file_id: str) -> str:
+        identity = "\n".join((self.endpoint, self.project_id or "", bucket, file_id))
+        digest = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
+        return f"dedupstore:appwrite-token:{digest}"
+
     def _file_token(self, bucket: str, file_id: str, name: str, lifetime: int) -> str:
         """Return a cached or new file token's secret; "" when the file is missing."""
         from appwrite.services.tokens import Tokens
         from django.core.cache import caches
 
         cache = caches[self.url_cache]
-        identity = "\n".join((self.endpoint, self.project_id or "", bucket, file_id, str(lifetime)))
-        key = (
-            "dedupstore:appwrite-token:"
-            + hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
-        )
-        secret = cache.get(key)
-        if secret:
-            return cast(str, secret)
+        key = self._token_cache_key(bucket, file_id)
+        cached = cache.get(key)
+        if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == lifetime:
+            return cast(str, cached[1])
         expires = datetime.now(UTC) + timedelta(seconds=lifetime)
         try:
             token = self._call(
@@ -766,9 +767,16 @@ class AppwriteStorage(Storage):
         except FileNotFoundError:
             return ""
         # Cached for half the token's life: a link taken from the cache still opens for
-        # at least lifetime / 2 seconds.
-        cache.set(key, token.secret, timeout=lifetime // 2)
+        # at least lifetime / 2 seconds. delete() drops it: a file saved again under the
+        # same ID is another file, which the old token does not open.
+        cache.set(key, (lifetime, token.secret), timeout=lifetime // 2)
         return cast(str, token.secret)
+
+    def _forget_token(self, bucket: str, file_id: str) -> None:
+        from django.core.cache import caches
+
+        with contextlib.suppress(Exception):  # a cache outage must not fail a delete
+            caches[self.url_cache].delete(self._token_cache_key(bucket, file_id))
 
     def _open(self, name: str, mode: str = "rb") -> File:
         if set(mode) - {"r", "b"} or "r" not in mode:
@@ -870,6 +878,8 @@ class AppwriteStorage(Storage):
         bucket, file_id = self.locate(name)
         with contextlib.suppress(FileNotFoundError):
             self._call(lambda sdk: sdk.delete_file(bucket, file_id), name, bucket=bucket)
+        if self.url_tokens:
+            self._forget_token(bucket, file_id)
 
     # -- saving --------------------------------------------------------------------
 
