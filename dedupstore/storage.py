@@ -673,12 +673,18 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         """Save ``hashed``, whose ``digest`` is already the content key of ``name``."""
         token = secrets.token_hex(16)
         asked = time.monotonic()
+        # reuse="name" compares the name the inner storage would store `name` under
+        # (Appwrite: "uploads/logo.png" -> "<bucketId>/<fileId>"), which is what the index
+        # records.
+        reuse = reuse or self.reuse
+        stored_name = getattr(self.inner, "dedupstore_stored_name", None)
+        reuse_name = stored_name(name) if reuse == "name" and stored_name else name
         try:
             decision = self._until_decided(
                 lambda: self.index.begin_save(
                     digest=hashed.digest,
-                    reuse=reuse or self.reuse,
-                    name=name,
+                    reuse=reuse,
+                    name=reuse_name,
                     max_length=max_length,
                     token=token,
                     claim_ttl=self.claim_ttl,
