@@ -76,7 +76,7 @@ def configure(backend: str, index: str, workdir: Path) -> None:
     blobs: dict[str, object] = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
     if backend == "ipfs":
         blobs = {
-            "BACKEND": "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage",
+            "BACKEND": "dedupstore.backends.ipfs.IPFSStorage",
             "OPTIONS": {"embedded_repo": str(workdir / "ipfs-repo")},
         }
     settings.STORAGES["blobs"] = blobs
