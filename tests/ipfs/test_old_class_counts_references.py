@@ -192,3 +192,51 @@ def test_without_redis_saves_and_deletes_fail_fast_and_clearly_and_reads_still_w
     assert storage.open(existing).read() == b"saved before the upgrade"
     assert storage.url(existing).endswith(existing)
     assert isinstance(storage, DedupStorage)
+
+
+def test_as_the_default_storage_it_counts_references_and_passes_the_system_checks(
+    settings: Any, old_readme_node: EmbeddedNode
+) -> None:
+    from django.core import checks
+    from django.core.files.storage import default_storage, storages
+
+    # What DEFAULT_FILE_STORAGE = 'ipfs_storage.InterPlanetaryFileSystemStorage' becomes.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage"},
+    }
+    assert isinstance(storages["default"], InterPlanetaryFileSystemStorage)
+    errors = [m for m in checks.run_checks() if m.level >= checks.ERROR]
+    assert errors == []
+    cid = default_storage.save("docs/a.txt", ContentFile(b"default, counted"))
+    assert default_storage.save("docs/b.txt", ContentFile(b"default, counted")) == cid
+    default_storage.delete(cid)
+    assert cid in old_readme_node.pins()
+    assert default_storage.open(cid).read() == b"default, counted"
+    default_storage.delete(cid)
+    assert cid not in old_readme_node.pins()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_saved_by_the_old_package_are_counted_by_saving_each_row_s_file_once(
+    record_model: type[models.Model], old_readme_node: EmbeddedNode
+) -> None:
+    # Two rows written before the upgrade: pinned, never counted.
+    raw = IPFSStorage()
+    cid = raw.save("old.bin", ContentFile(b"saved by django-ipfs-storage"))
+    record_model.objects.bulk_create(
+        [record_model(file_stored_on_ipfs=cid), record_model(file_stored_on_ipfs=cid)]
+    )
+    storage = record_model._meta.get_field("file_stored_on_ipfs").storage
+    assert storage.references(cid) == 0
+    # The recipe of docs/ipfs.md: save each row's file once through the new class.
+    for record in record_model.objects.all():
+        field_file = record.file_stored_on_ipfs  # type: ignore[attr-defined]
+        with field_file.open("rb") as handle:
+            assert storage.save(field_file.name, handle) == field_file.name
+    assert storage.references(cid) == 2
+    first, second = record_model.objects.all()
+    _delete_row(first)
+    assert cid in old_readme_node.pins()
+    _delete_row(second)
+    assert cid not in old_readme_node.pins()
