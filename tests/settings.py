@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tempfile
 
+from tests.services import postgres_database
+
 SECRET_KEY = "dedupstore-tests-not-a-secret"
 DEBUG = False
 USE_TZ = True
@@ -14,6 +16,9 @@ INSTALLED_APPS = [
     "tests.testapp",
 ]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+POSTGRES = postgres_database()
+if POSTGRES is not None:
+    DATABASES["postgres"] = POSTGRES
 ROOT_URLCONF = "tests.testapp.urls"
 MEDIA_ROOT = tempfile.mkdtemp(prefix="dedupstore-tests-media-")
 STORAGES = {
@@ -23,6 +28,11 @@ STORAGES = {
         "BACKEND": "dedupstore.DedupStorage",
         # The suite points "index" at its private redis-server (see tests/conftest.py).
         "OPTIONS": {"inner": "plain", "index": "locmem://settings"},
+    },
+    # The storage of tests.testapp's live-set models (a fixed namespace: fields keep it).
+    "live": {
+        "BACKEND": "dedupstore.DedupStorage",
+        "OPTIONS": {"inner": "plain", "index": "locmem://live", "namespace": "tests-live"},
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
