@@ -49,3 +49,9 @@ class Track(models.Model):
     """Another model on the same storage."""
 
     audio = models.FileField(upload_to="tracks/", storage=live_storage, blank=True)
+
+
+class Poster(models.Model):
+    """An image uploaded through the admin, on the default storage."""
+
+    image = models.ImageField(upload_to="uploads/")
