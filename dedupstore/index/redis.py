@@ -466,6 +466,7 @@ class RedisIndex(Index):
         self._tombstone_prefix = f"{namespace}:t:"
         self._untracked_deletes = f"{namespace}:u"
         self._receipt_prefix = f"{namespace}:r:"
+        self._initialised_key = f"{namespace}:i"
         self._get_connection_args = _get_connection_args(self._client.connection_pool)
         register = self._client.register_script
         self._begin_save = register(_BEGIN_SAVE)
@@ -748,6 +749,12 @@ class RedisIndex(Index):
             state=decoded["state"],
             size=int(decoded.get("size", 0)),
         )
+
+    def is_initialised(self) -> bool:
+        return bool(self._guard(lambda: self._client.exists(self._initialised_key)))
+
+    def mark_initialised(self) -> None:
+        self._guard(lambda: self._client.set(self._initialised_key, b"1"))
 
     def ping(self) -> None:
         self._guard(self._client.ping)
