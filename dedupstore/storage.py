@@ -43,6 +43,8 @@ REUSE_CHOICES = ("content", "name", "never")
 #: The shortest claim lifetime accepted, in seconds.
 MIN_CLAIM_TTL = 0.01
 ON_INDEX_ERROR_CHOICES = ("raise", "bypass")
+#: How many alternative names a save tries when the ones it finds free are reserved.
+MAX_RESERVE_ATTEMPTS = 100
 #: Option names whose values never belong in a migration file or a log line.
 _SECRET_OPTION_WORDS = ("key", "secret", "password", "token", "auth", "credential")
 _UNSET: Any = object()
@@ -58,7 +60,10 @@ _MAYBE_RECORDED = (
     "commit may have been recorded (one reference counted that nobody holds, which only "
     "delays a deletion) or not (the written object is orphaned)"
 )
-_REPLACED_GONE = "; the object it replaced (overwrite=True) was deleted"
+_REPLACED_GONE = (
+    "; the name it replaced (overwrite=True) holds this content now, and the index records "
+    "nothing under it"
+)
 
 
 def _is_secret_option(name: str) -> bool:
@@ -505,11 +510,15 @@ class DedupStorage(Storage):
         keeper = self._claim_keeper
         keeper.keep(hashed.digest, token)
         since = decision.since
+        # Names reserved for our writes (see _reserve_free_name); the commit ends the
+        # reservation of the name it records, the others are released at the end.
+        reserved: list[str] = []
+        stored = ""
         try:
             write = True
             while True:
                 if write:
-                    stored, replaced = self._write_inner(name, hashed, max_length, token)
+                    stored, replaced = self._write_inner(name, hashed, max_length, token, reserved)
                 sent: list[float] = []
                 try:
                     # If this raises, the inner object is orphaned (never returned, never
@@ -552,10 +561,17 @@ class DedupStorage(Storage):
                 hashed = dataclasses.replace(hashed, content=_rewritable(hashed.content))
         except BaseException:
             self._quietly(lambda: self.index.release_claim(digest=hashed.digest, token=token))
+            self._release_names(reserved, token)
             raise
         finally:
             keeper.release(token)
+        self._release_names([n for n in reserved if n != stored], token)
         return stored
+
+    def _release_names(self, names: list[str], token: str) -> None:
+        """End our reservations of ``names``: our writes to them are over."""
+        for reserved_name in names:
+            self._quietly(lambda n=reserved_name: self.index.release_name(name=n, token=token))
 
     def _forget_replaced(self, replaced: str | None, token: str) -> None:
         """After a failed commit: the replaced object is deleted, so forget its name.
@@ -601,15 +617,24 @@ class DedupStorage(Storage):
         )
 
     def _write_inner(
-        self, name: str, hashed: HashedContent, max_length: int | None, token: str
+        self,
+        name: str,
+        hashed: HashedContent,
+        max_length: int | None,
+        token: str,
+        reserved: list[str],
     ) -> tuple[str, str | None]:
-        """Write a miss; return the stored name and the name replaced (overwrite), if any."""
+        """Write a miss; return the stored name and the name replaced (overwrite), if any.
+
+        A name written without replacing is reserved in the index first (appended to
+        ``reserved``), so no other save writes it at the same time.
+        """
         inner = self.inner
         if getattr(inner, "content_addressed", False):
             # The inner storage names objects by their content (an IPFS CID): there is no
             # name to choose, keep free or overwrite.
             return inner.save(name, hashed.content, max_length=max_length), None
-        replaced, inner_deleted = False, False
+        replaced = False
         fits = not max_length or len(name) <= max_length
         if self.overwrite and fits and inner.exists(name):
             decision = self._until_decided(
@@ -620,32 +645,82 @@ class DedupStorage(Storage):
             # "absent": the index has no record of it, so it may be another save's object,
             # written but not yet committed (or one stored before the wrapper): never
             # replace what the index cannot vouch for. Our claim on hashed.digest, which the
-            # keeper renews, is the lease of the "replacing" state: if we die, the record is
-            # free for the next replace or delete of the name after claim_ttl.
+            # keeper renews, is the lease of the "replacing" state: if we die, the record
+            # keeps the name's one reference, and the name is out of use for others until
+            # our worst case has passed (see docs/internals.md).
             replaced = decision == "replace"
         if not replaced:
-            name = self._free_name(name, max_length)
+            name = self._reserve_free_name(name, max_length, hashed.digest, token, reserved)
+            return self._inner_save(name, hashed.content, max_length), None
+        # Write the new content first and switch last: until the switch the old object
+        # stays readable, and a failed write leaves it, and its count, as they were.
         try:
-            if replaced:
-                # Inner storages keep existing names; remove the old object so the new
-                # content lands under the very same name.
-                inner.delete(name)
-                inner_deleted = True
             stored = self._inner_save(name, hashed.content, max_length)
+            if stored != name:
+                stored = self._switch_into(name, stored)
         except BaseException:
-            if replaced:
-                self._quietly(
-                    lambda: self.index.abort_replace(
-                        name=name, token=token, inner_deleted=inner_deleted
-                    )
-                )
-            raise
-        if replaced and stored != name:
-            # The inner storage wrote elsewhere: the replaced name is simply gone.
             self._quietly(
-                lambda: self.index.abort_replace(name=name, token=token, inner_deleted=True)
+                lambda: self.index.abort_replace(name=name, token=token, inner_deleted=False)
             )
-        return stored, (name if replaced else None)
+            raise
+        if stored != name:
+            # The inner storage keeps existing names and cannot rename: the old object and
+            # its reference stay as they were, and ours is a new name.
+            self._quietly(
+                lambda: self.index.abort_replace(name=name, token=token, inner_deleted=False)
+            )
+            return stored, None
+        return stored, name
+
+    def _switch_into(self, name: str, written: str) -> str:
+        """Move the object ``written`` over ``name``; return ``name``, or ``written`` if impossible.
+
+        An inner storage that writes over an existing name (S3, GCS, Azure,
+        ``InMemoryStorage``) made the switch with its write. One that keeps existing names
+        wrote elsewhere; a local one (``path()``) is switched with an atomic rename, so
+        readers see the old object or the new, never none.
+        """
+        inner = self.inner
+        try:
+            source, target = inner.path(written), inner.path(name)
+        except NotImplementedError:
+            return written
+        try:
+            os.replace(source, target)
+        except BaseException:
+            self._quietly(lambda: inner.delete(written))  # would be an orphan
+            raise
+        return name
+
+    def _reserve_free_name(
+        self,
+        name: str,
+        max_length: int | None,
+        digest: str,
+        token: str,
+        reserved: list[str],
+    ) -> str:
+        """Return a free name for a miss, reserved in the index for our write.
+
+        ``exists()`` alone cannot keep two saves apart: both see the name free, and on an
+        inner storage whose write replaces what the name holds (S3, GCS, Azure,
+        ``InMemoryStorage``) the later write wins under the earlier one's record. A name
+        another save has reserved (or that has a record, or is out of use after a holder
+        stalled) is skipped for an alternative, as ``get_available_name`` skips existing
+        names. The reservation is leased by our claim on ``digest``.
+        """
+        candidate = self._free_name(name, max_length)
+        for _attempt in range(MAX_RESERVE_ATTEMPTS):
+            if self.index.reserve_name(name=candidate, token=token, digest=digest):
+                reserved.append(candidate)
+                return candidate
+            directory, file_name = posixpath.split(name)
+            root, ext = posixpath.splitext(file_name)
+            alternative = posixpath.join(directory, self.inner.get_alternative_name(root, ext))
+            candidate = self._free_name(alternative, max_length)
+        raise SuspiciousFileOperation(
+            f"dedupstore: no free name for {name!r} after {MAX_RESERVE_ATTEMPTS} attempts"
+        )
 
     def _save_bypassing_index(
         self, name: str, hashed: HashedContent, max_length: int | None

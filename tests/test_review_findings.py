@@ -55,7 +55,7 @@ def test_concurrent_overwrite_of_an_uncommitted_name_keeps_content_right(
     assert read_all(a, hit) == b"X" * 10
 
 
-@pytest.mark.parametrize("failing", ["inner.delete", "index.commit_save"])
+@pytest.mark.parametrize("failing", ["inner._save", "index.commit_save"])
 def test_a_failed_overwrite_does_not_lock_the_name(make_fs_dedup: Make, failing: str) -> None:
     storage = make_fs_dedup(overwrite=True, claim_ttl=0.3, wait_timeout=1)
     storage.save("a.txt", ContentFile(b"old"))

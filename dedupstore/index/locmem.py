@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from dedupstore.exceptions import ClaimLost
 from dedupstore.index.base import (
+    QUARANTINE_TTL,
     TOMBSTONE_TTL,
     UNTRACKED_DELETE_LEASE,
     CommitDecision,
@@ -51,6 +52,16 @@ class _Tombstone:
 
 
 @dataclass(slots=True)
+class _Reservation:
+    """A free name one save writes; ``lapsed`` once its lease was seen to lapse."""
+
+    token: str
+    lease: str
+    lapsed: bool = False
+    expires: float = math.inf
+
+
+@dataclass(slots=True)
 class _Claim:
     token: str
     expires: float
@@ -65,6 +76,9 @@ class _Store:
         self.content: dict[str, str] = {}
         self.claims: dict[str, _Claim] = {}
         self.tombstones: dict[str, _Tombstone] = {}
+        self.reservations: dict[str, _Reservation] = {}
+        #: Names out of use until the given time (a holder's lease lapsed).
+        self.quarantine: dict[str, float] = {}
         #: Deletes finished (tracked and untracked), per namespace prefix.
         self.untracked_deletes: dict[str, int] = {}
 
@@ -126,6 +140,20 @@ class LocMemIndex(Index):
             for key in [k for k, t in self._store.tombstones.items() if t.expires <= now]:
                 del self._store.tombstones[key]
         return seq
+
+    def _reservation(self, name: str) -> _Reservation | None:
+        reservation = self._store.reservations.get(self._prefix + name)
+        if reservation is not None and reservation.expires <= time.monotonic():
+            del self._store.reservations[self._prefix + name]
+            return None
+        return reservation
+
+    def _quarantined(self, name: str) -> bool:
+        until = self._store.quarantine.get(self._prefix + name)
+        if until is not None and until <= time.monotonic():
+            del self._store.quarantine[self._prefix + name]
+            return False
+        return until is not None
 
     def _usable(self, name: str, digest: str, max_length: int | None) -> bool:
         record = self._store.records.get(self._prefix + name)
@@ -194,6 +222,11 @@ class LocMemIndex(Index):
         with self._store.lock:
             key = self._prefix + name
             previous = self._store.records.get(key)
+            reservation = self._reservation(name)
+            if reservation is not None and reservation.token != token:
+                # Another save reserved the name: ours lapsed long ago, and our write may
+                # have landed over theirs. Record nothing under their name.
+                raise ClaimLost(repr(name), "save")
             if replacing:
                 if previous is None or previous.state != "replacing" or previous.token != token:
                     # We stalled past our lease and another process took the record over
@@ -268,6 +301,8 @@ class LocMemIndex(Index):
             if canonical_record is None or canonical_record.state != "live":
                 self._store.content[self._prefix + digest] = name
             self._drop_claim(digest, token)
+            if reservation is not None:
+                del self._store.reservations[key]
             return CommitDecision("committed")
 
     def _drop_claim(self, digest: str, token: str) -> None:
@@ -292,6 +327,28 @@ class LocMemIndex(Index):
                 if tombstone and tombstone.state == "deleting" and tombstone.token == token:
                     tombstone.expires = time.monotonic() + claim_ttl + TOMBSTONE_TTL
             return True
+
+    def reserve_name(self, *, name: str, token: str, digest: str) -> bool:
+        with self._store.lock:
+            key = self._prefix + name
+            if key in self._store.records or self._quarantined(name):
+                return False
+            reservation = self._reservation(name)
+            if reservation is not None and reservation.token != token:
+                holder = self._claim_holder(reservation.lease)
+                if not reservation.lapsed and (holder is None or holder.token != reservation.token):
+                    # Its holder may still be writing: keep the name out of use meanwhile.
+                    reservation.lapsed = True
+                    reservation.expires = time.monotonic() + QUARANTINE_TTL
+                return False
+            self._store.reservations[key] = _Reservation(token, digest)
+            return True
+
+    def release_name(self, *, name: str, token: str) -> None:
+        with self._store.lock:
+            reservation = self._reservation(name)
+            if reservation is not None and reservation.token == token:
+                del self._store.reservations[self._prefix + name]
 
     def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
         with self._store.lock:

@@ -15,6 +15,7 @@ from redis.retry import Retry
 
 from dedupstore.exceptions import ClaimLost, DeleteOutcomeUnknown, IndexUnavailable
 from dedupstore.index.base import (
+    QUARANTINE_TTL,
     TOMBSTONE_TTL,
     CommitDecision,
     DeleteDecision,
@@ -103,7 +104,7 @@ return {'wait', tostring(redis.call('PTTL', KEYS[2]))}
 )
 
 # KEYS: record of the stored name, content map, claim, tombstone of the stored name,
-#       delete counter, receipt.
+#       delete counter, receipt, reservation of the stored name.
 # ARGV: digest, token, size, name length, record key prefix, stored name, map key prefix,
 #       replacing ('1': the save replaced the name after BEGIN_REPLACE, else '0'),
 #       untracked deletes finished at BEGIN_SAVE, milliseconds since then, tombstone
@@ -122,6 +123,12 @@ end
 local digest, token = ARGV[1], ARGV[2]
 local f = redis.call('HMGET', KEYS[1], 'state', 'digest', 'refs', 'token', 'lease')
 local state, previous = f[1], f[2]
+local reserver = redis.call('HGET', KEYS[7], 'token')
+if reserver and reserver ~= token then
+  -- Another save reserved the name: ours lapsed long ago, and our write may have landed
+  -- over theirs. Record nothing under their name.
+  return {'lost', 'save'}
+end
 if ARGV[8] == '1' then
   if state ~= 'replacing' or f[4] ~= token then
     -- We stalled past our lease and another process took the record over (and may have
@@ -203,6 +210,9 @@ end
 if redis.call('GET', KEYS[3]) == token then
   redis.call('DEL', KEYS[3])
 end
+if reserver then
+  redis.call('DEL', KEYS[7])
+end
 redis.call('SET', KEYS[6], cjson.encode({'committed', tostring(refs)}), 'PX', tonumber(ARGV[13]))
 return {'committed', tostring(refs)}
 """
@@ -211,6 +221,38 @@ return {'committed', tostring(refs)}
 # KEYS: claim. ARGV: token.
 _RELEASE_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# KEYS: reservation, record, quarantine of the name. ARGV: token, digest of the caller's
+# claim (the reservation's lease), claim key prefix, quarantine lifetime (ms).
+#
+# A reservation keeps a free name for one save's inner write: no other save writes the
+# name meanwhile (an inner storage such as S3 would let the later write replace the
+# earlier). One whose holder's lease lapsed is never taken over (the holder may still be
+# writing): it is marked lapsed and lives QUARANTINE_TTL more, unless its holder commits.
+_RESERVE_NAME = """
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
+  return 0
+end
+local r = redis.call('HMGET', KEYS[1], 'token', 'lease', 'lapsed')
+if r[1] and r[1] ~= ARGV[1] then
+  if not r[3] and redis.call('GET', ARGV[3] .. r[2]) ~= r[1] then
+    redis.call('HSET', KEYS[1], 'lapsed', '1')
+    redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
+  end
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'token', ARGV[1], 'lease', ARGV[2])
+return 1
+"""
+
+# KEYS: reservation. ARGV: token.
+_RELEASE_NAME = """
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -466,12 +508,16 @@ class RedisIndex(Index):
         self._tombstone_prefix = f"{namespace}:t:"
         self._untracked_deletes = f"{namespace}:u"
         self._receipt_prefix = f"{namespace}:r:"
+        self._reservation_prefix = f"{namespace}:n:"
+        self._quarantine_prefix = f"{namespace}:q:"
         self._get_connection_args = _get_connection_args(self._client.connection_pool)
         register = self._client.register_script
         self._begin_save = register(_BEGIN_SAVE)
         self._commit_save = register(_COMMIT_SAVE)
         self._release_claim = register(_RELEASE_CLAIM)
         self._refresh_claim = register(_REFRESH_CLAIM)
+        self._reserve_name = register(_RESERVE_NAME)
+        self._release_name = register(_RELEASE_NAME)
         self._begin_replace = register(_BEGIN_REPLACE)
         self._abort_replace = register(_ABORT_REPLACE)
         self._begin_delete = register(_BEGIN_DELETE)
@@ -633,6 +679,7 @@ class RedisIndex(Index):
                 self._tombstone_prefix + name,
                 self._untracked_deletes,
                 self._receipt_prefix + token,
+                self._reservation_prefix + name,
             ],
             [
                 digest,
@@ -674,6 +721,22 @@ class RedisIndex(Index):
             keys.append(self._tombstone_prefix + name)
             args.append(_milliseconds(claim_ttl) + _milliseconds(TOMBSTONE_TTL))
         return bool(self._run(self._refresh_claim, keys, args))
+
+    def reserve_name(self, *, name: str, token: str, digest: str) -> bool:
+        return bool(
+            self._run(
+                self._reserve_name,
+                [
+                    self._reservation_prefix + name,
+                    self._record_prefix + name,
+                    self._quarantine_prefix + name,
+                ],
+                [token, digest, self._claim_prefix, _milliseconds(QUARANTINE_TTL)],
+            )
+        )
+
+    def release_name(self, *, name: str, token: str) -> None:
+        self._run(self._release_name, [self._reservation_prefix + name], [token])
 
     def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
         result = self._run(
