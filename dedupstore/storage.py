@@ -598,9 +598,11 @@ class DedupStorage(Storage):
         Appends to ``sent`` the time each ask was sent.
         """
 
+        content_addressed = getattr(self.inner, "content_addressed", False)
+
         def ask() -> CommitDecision:
             sent.append(time.monotonic())
-            return self.index.commit_save(
+            decision = self.index.commit_save(
                 digest=hashed.digest,
                 token=token,
                 name=stored,
@@ -609,6 +611,10 @@ class DedupStorage(Storage):
                 since=since,
                 elapsed=sent[-1] - asked,
             )
+            if decision.action == "relocate" and content_addressed:
+                # The name is out of use for a while and a CID cannot move: wait for it.
+                return dataclasses.replace(decision, action="wait")
+            return decision
 
         return self._until_decided(
             ask,
@@ -642,6 +648,7 @@ class DedupStorage(Storage):
                 repr(name),
             )
             # "shared": other references use this object, it must never change under them.
+            # "quarantined": a holder of the name stalled at work on it: write elsewhere.
             # "absent": the index has no record of it, so it may be another save's object,
             # written but not yet committed (or one stored before the wrapper): never
             # replace what the index cannot vouch for. Our claim on hashed.digest, which the
@@ -840,6 +847,8 @@ class DedupStorage(Storage):
             # finishes the deletion instead of reviving the record. (An untracked name's
             # tombstone stays too, with its lease gone: a save of the name writes again
             # rather than trust its object, the next delete() takes it over.)
+            # An inner delete that raised (a timeout, say) may still land: our lease lapses
+            # unseen, so the next takeover of the name fences it (see docs/internals.md).
             self._quietly(lambda: self.index.release_claim(digest=decision.digest, token=token))
             raise
         finally:

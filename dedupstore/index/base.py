@@ -96,8 +96,11 @@ class CommitDecision:
     #: object: write the content again, then commit with ``since``; ``verify``: the write
     #: took so long that a tombstone telling of such a delete may have expired: check
     #: that the stored object still exists (write it again if not), then commit again
-    #: with ``since`` and ``elapsed`` counted from the commit that answered ``verify``.
-    action: Literal["committed", "wait", "rewrite", "verify"]
+    #: with ``since`` and ``elapsed`` counted from the commit that answered ``verify``;
+    #: ``relocate``: the name is out of use (a holder of it stalled or died at work on
+    #: it, and may still delete or write it): write the content under another name (one
+    #: that cannot be chosen, a CID, waits ``retry_after`` and asks again).
+    action: Literal["committed", "wait", "rewrite", "verify", "relocate"]
     since: int = 0
     retry_after: float = 0.0
 
@@ -122,8 +125,10 @@ class DeleteDecision:
 
 #: ``absent``: the index has no record of the name; ``shared``: other references share
 #: the object, so it must not be modified; ``replace``: the caller may replace it;
-#: ``wait``: the object is being deleted or replaced by someone else.
-ReplaceDecision = Literal["absent", "shared", "replace", "wait"]
+#: ``wait``: the object is being deleted or replaced by someone else; ``quarantined``: a
+#: holder of the name stalled or died at work on it (it may still write or delete it), so
+#: the name is out of use until its worst case has passed: write elsewhere.
+ReplaceDecision = Literal["absent", "shared", "replace", "wait", "quarantined"]
 
 
 @dataclass(frozen=True, slots=True)

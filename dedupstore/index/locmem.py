@@ -155,6 +155,15 @@ class LocMemIndex(Index):
             return False
         return until is not None
 
+    def _quarantine(self, name: str) -> None:
+        """Keep ``name`` out of use for QUARANTINE_TTL: a holder's lease lapsed unseen.
+
+        That holder (a writer, replacer or deleter that stalled, or whose renewals could
+        not reach the index) may still be at work on the name. Set once, never extended.
+        """
+        if not self._quarantined(name):
+            self._store.quarantine[self._prefix + name] = time.monotonic() + QUARANTINE_TTL
+
     def _usable(self, name: str, digest: str, max_length: int | None) -> bool:
         record = self._store.records.get(self._prefix + name)
         return (
@@ -202,6 +211,10 @@ class LocMemIndex(Index):
                     tombstone = self._tombstone(name)
                     if tombstone is None or tombstone.state != "deleting":
                         self._close_tombstone(name)
+                    if record.token:
+                        # Its deleter was not seen to finish: it may still delete whatever
+                        # the name holds.
+                        self._quarantine(name)
                 # How many deletes had finished: commit_save compares.
                 return SaveDecision(
                     "claimed", since=self._store.untracked_deletes.get(self._prefix, 0)
@@ -240,6 +253,16 @@ class LocMemIndex(Index):
                 # We held the record since before our write: no untracked delete could
                 # touch the name.
             else:
+                if self._quarantined(name):
+                    # A holder of the name stalled or died at work on it (a delete, say):
+                    # it may still delete what we wrote. Store it under another name (or
+                    # wait, for a name we cannot choose).
+                    until = self._store.quarantine[key]
+                    return CommitDecision(
+                        "relocate",
+                        since=self._store.untracked_deletes.get(self._prefix, 0),
+                        retry_after=max(until - time.monotonic(), 0.001),
+                    )
                 if previous is not None and previous.state == "replacing":
                     # A live replacer holds the name: it deleted the old object, which is why
                     # the name looked free to us, and writes its own now. Wait for it (it
@@ -262,6 +285,8 @@ class LocMemIndex(Index):
                     # Its deleter died (or could not record its delete): whether it deleted
                     # our object is unknown. Finish the deletion and write again.
                     del self._store.records[key]
+                    if previous.token:
+                        self._quarantine(name)
                     return CommitDecision("rewrite", since=self._close_tombstone(name))
                 # Did a delete of this name that the index did not track overlap our inner
                 # write? It may have deleted the very object we wrote: never record a name
@@ -274,7 +299,8 @@ class LocMemIndex(Index):
                             "wait", retry_after=max(holder.expires - time.monotonic(), 0.001)
                         )
                     # Its deleter died: whether it deleted our object is unknown. Close its
-                    # tombstone (the name is free again) and write again.
+                    # tombstone and write again (elsewhere: it may still delete the name).
+                    self._quarantine(name)
                     return CommitDecision("rewrite", since=self._close_tombstone(name))
                 finished = self._store.untracked_deletes.get(self._prefix, 0)
                 if tombstone is not None and tombstone.seq > since:
@@ -355,12 +381,20 @@ class LocMemIndex(Index):
             record = self._store.records.get(self._prefix + name)
             if record is None:
                 return "absent"
+            if self._quarantined(name):
+                return "quarantined"
             if record.state == "live":
                 if record.refs > 1:
                     return "shared"
-            elif record.token != token and self._lease_held(record):
-                return "wait"
-            # A live record with one reference, or one whose replacer or deleter died.
+            elif record.token != token:
+                if self._lease_held(record):
+                    return "wait"
+                if record.token:
+                    # Its replacer or deleter was not seen to finish: it may still write or
+                    # delete the name. Keep the name out of use until its worst case passed.
+                    self._quarantine(name)
+                    return "quarantined"
+            # A live record with one reference, or one whose deleter gave up (seen to finish).
             record.state, record.token, record.lease = "replacing", token, digest
             map_key = self._prefix + record.digest
             if self._store.content.get(map_key) == name:
@@ -399,6 +433,9 @@ class LocMemIndex(Index):
                         return DeleteDecision(
                             "wait", retry_after=max(holder.expires - time.monotonic(), 0.001)
                         )
+                    if tombstone.token != token:
+                        # A dead (or stalled) deleter's: it may still delete the name.
+                        self._quarantine(name)
                 # Renewed with its lease (see refresh_claim), the tombstone outlasts a dead
                 # deleter's last possible inner delete by TOMBSTONE_TTL.
                 lease = f"{UNTRACKED_DELETE_LEASE}{token}:{name}"
@@ -418,7 +455,18 @@ class LocMemIndex(Index):
                         digest=record.digest,
                         retry_after=max(lease.expires - time.monotonic(), 0.001),
                     )
-                # The replacer died: the name still has its one reference, which goes now.
+                # The replacer died (or stalled: it may still write the name): the name
+                # still has its one reference, which goes now.
+                self._quarantine(name)
+            if (
+                record.state == "deleting"
+                and record.token
+                and record.token != token
+                and self._lease_held(record) is None
+            ):
+                # An interrupted deletion whose deleter was not seen to finish: it may still
+                # delete whatever the name holds once it is saved again.
+                self._quarantine(name)
             if record.state == "live" and record.refs > 1:
                 record.refs -= 1
                 return DeleteDecision("kept", digest=record.digest, refs=record.refs)

@@ -56,13 +56,25 @@ local function close_tombstone(tombstone, counter, lifetime)
 end
 """
 
+# Keep a name out of use (KEYS[n]: its quarantine) for QUARANTINE_TTL after a holder's
+# lease was seen to lapse: that holder (a writer, replacer or deleter that stalled, or
+# whose renewals could not reach us) may still be at work on the name. Set once, at the
+# first sight of the lapse, never extended.
+_QUARANTINE = """
+local function quarantine(key, lifetime)
+  redis.call('SET', key, '1', 'PX', lifetime, 'NX')
+end
+"""
+
 # KEYS: content map, claim, record of the requested name, delete counter, tombstone of
-#       the requested name.
+#       the requested name, quarantine of the requested name.
 # ARGV: reuse, digest, token, claim ttl (ms), max length (0: none), record key prefix,
 #       requested name, claim key prefix, tombstone lifetime (ms), overwrite ('1': the
-#       save may replace the requested name, so begin_replace takes a dead deletion over).
+#       save may replace the requested name, so begin_replace takes a dead deletion over),
+#       quarantine lifetime (ms).
 _BEGIN_SAVE = (
     _CLOSE_TOMBSTONE
+    + _QUARANTINE
     + """
 local reuse, digest, token = ARGV[1], ARGV[2], ARGV[3]
 local ttl, maxlen, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
@@ -95,6 +107,10 @@ if not holder or holder == token then
     if redis.call('HGET', KEYS[5], 'state') ~= 'deleting' then
       close_tombstone(KEYS[5], KEYS[4], tonumber(ARGV[9]))
     end
+    if r[2] then
+      -- Its deleter was not seen to finish: it may still delete whatever the name holds.
+      quarantine(KEYS[6], tonumber(ARGV[11]))
+    end
   end
   -- How many deletes had finished: commit_save compares the name's tombstone.
   return {'claimed', redis.call('GET', KEYS[4]) or '0'}
@@ -104,17 +120,19 @@ return {'wait', tostring(redis.call('PTTL', KEYS[2]))}
 )
 
 # KEYS: record of the stored name, content map, claim, tombstone of the stored name,
-#       delete counter, receipt, reservation of the stored name.
+#       delete counter, receipt, reservation of the stored name, quarantine of the
+#       stored name.
 # ARGV: digest, token, size, name length, record key prefix, stored name, map key prefix,
 #       replacing ('1': the save replaced the name after BEGIN_REPLACE, else '0'),
 #       untracked deletes finished at BEGIN_SAVE, milliseconds since then, tombstone
-#       lifetime (ms), claim key prefix, receipt lifetime (ms).
+#       lifetime (ms), claim key prefix, receipt lifetime (ms), quarantine lifetime (ms).
 #
 # A commit leaves a receipt under the save's token, so running the script again with the
 # same token (its reply was lost) answers as the first run did instead of counting a
 # second reference.
 _COMMIT_SAVE = (
     _CLOSE_TOMBSTONE
+    + _QUARANTINE
     + """
 local receipt = redis.call('GET', KEYS[6])
 if receipt then
@@ -141,6 +159,12 @@ if ARGV[8] == '1' then
   end
   -- We held the record since before our write: no untracked delete could touch the name.
 else
+  if redis.call('EXISTS', KEYS[8]) == 1 then
+    -- A holder of the name stalled or died at work on it (a delete, say): it may still
+    -- delete what we wrote. Store it under another name (or wait, for a name we cannot
+    -- choose).
+    return {'relocate', redis.call('GET', KEYS[5]) or '0', tostring(redis.call('PTTL', KEYS[8]))}
+  end
   -- Did a delete of this name that the index did not track overlap our inner write? It
   -- may have deleted (unpinned) the very object we wrote: never record a name whose
   -- object may be gone.
@@ -165,6 +189,9 @@ else
     -- Its deleter died (or could not record its delete): whether it deleted our object is
     -- unknown. Finish the deletion (no references are left) and write again.
     redis.call('DEL', KEYS[1])
+    if f[4] then
+      quarantine(KEYS[8], tonumber(ARGV[14]))
+    end
     return {'rewrite', tostring(close_tombstone(KEYS[4], KEYS[5], tonumber(ARGV[11])))}
   end
   local t = redis.call('HMGET', KEYS[4], 'state', 'token', 'lease', 'seq')
@@ -174,7 +201,8 @@ else
       return {'wait', tostring(redis.call('PTTL', lease))}
     end
     -- Its deleter died: whether it deleted our object is unknown. Close its tombstone
-    -- (the name is free again) and write again.
+    -- and write again (elsewhere: it may still delete what the name holds).
+    quarantine(KEYS[8], tonumber(ARGV[14]))
     return {'rewrite', tostring(close_tombstone(KEYS[4], KEYS[5], tonumber(ARGV[11])))}
   end
   local finished = redis.call('GET', KEYS[5]) or '0'
@@ -287,23 +315,35 @@ local function lease_held(claim_prefix, holder, lease)
 end
 """
 
-# KEYS: record. ARGV: token, map key prefix, name, claim key prefix, digest of the
-# caller's claim (its lease).
+# KEYS: record, quarantine. ARGV: token, map key prefix, name, claim key prefix, digest
+# of the caller's claim (its lease), quarantine lifetime (ms).
 _BEGIN_REPLACE = (
     _LEASE_HELD
+    + _QUARANTINE
     + """
 local f = redis.call('HMGET', KEYS[1], 'state', 'refs', 'digest', 'token', 'lease')
 if not f[1] then
   return 'absent'
 end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 'quarantined'
+end
 if f[1] == 'live' then
   if tonumber(f[2]) > 1 then
     return 'shared'
   end
-elseif f[4] ~= ARGV[1] and lease_held(ARGV[4], f[4], f[5] or f[3]) then
-  return 'wait'
+elseif f[4] ~= ARGV[1] then
+  if lease_held(ARGV[4], f[4], f[5] or f[3]) then
+    return 'wait'
+  end
+  if f[4] then
+    -- Its replacer or deleter was not seen to finish: it may still write or delete the
+    -- name. Keep the name out of use until its worst case has passed.
+    quarantine(KEYS[2], tonumber(ARGV[6]))
+    return 'quarantined'
+  end
 end
--- A live record with one reference, or one whose replacer or deleter died: ours now.
+-- A live record with one reference, or one whose deleter gave up (seen to finish): ours.
 redis.call('HSET', KEYS[1], 'state', 'replacing', 'token', ARGV[1], 'lease', ARGV[5])
 if redis.call('GET', ARGV[2] .. f[3]) == ARGV[3] then
   redis.call('DEL', ARGV[2] .. f[3])
@@ -333,14 +373,16 @@ end
 return 1
 """
 
-# KEYS: record, tombstone, receipt. ARGV: token, ttl (ms), map key prefix, claim key
-# prefix, name, receipt lifetime (ms), tombstone lifetime (ms).
+# KEYS: record, tombstone, receipt, quarantine. ARGV: token, ttl (ms), map key prefix,
+# claim key prefix, name, receipt lifetime (ms), tombstone lifetime (ms), quarantine
+# lifetime (ms).
 #
 # A decision that changed something leaves a receipt under the call's token, so running
 # the script again with the same token (its reply was lost) returns that decision instead
 # of dropping a second reference.
 _BEGIN_DELETE = (
     _LEASE_HELD
+    + _QUARANTINE
     + """
 local receipt = redis.call('GET', KEYS[3])
 if receipt then
@@ -376,8 +418,12 @@ if not state then
   -- (a renewal of the lease renews the tombstone too: see _REFRESH_CLAIM); a dead
   -- deleter's is taken over.
   local t = redis.call('HMGET', KEYS[2], 'state', 'token', 'lease')
-  if t[1] == 'deleting' and t[2] ~= ARGV[1] and lease_held(ARGV[4], t[2], t[3]) then
-    return {'wait', '', '0', tostring(redis.call('PTTL', ARGV[4] .. t[3]))}
+  if t[1] == 'deleting' and t[2] ~= ARGV[1] then
+    if lease_held(ARGV[4], t[2], t[3]) then
+      return {'wait', '', '0', tostring(redis.call('PTTL', ARGV[4] .. t[3]))}
+    end
+    -- A dead (or stalled) deleter's: it may still delete whatever the name holds.
+    quarantine(KEYS[4], tonumber(ARGV[8]))
   end
   local lease = 'untracked-delete:' .. ARGV[1] .. ':' .. ARGV[5]
   redis.call('SET', ARGV[4] .. lease, ARGV[1], 'PX', tonumber(ARGV[2]))
@@ -391,7 +437,15 @@ if state == 'replacing' and f[4] ~= ARGV[1] then
   if lease_held(ARGV[4], f[4], lease) then
     return {'wait', digest, '0', tostring(redis.call('PTTL', ARGV[4] .. lease))}
   end
-  -- The replacer died: the name still has its one reference, which this delete drops.
+  -- The replacer died (or stalled: it may still write the name): the name still has its
+  -- one reference, which this delete drops.
+  quarantine(KEYS[4], tonumber(ARGV[8]))
+end
+if state == 'deleting' and f[4] and f[4] ~= ARGV[1]
+    and not lease_held(ARGV[4], f[4], f[5] or digest) then
+  -- An interrupted deletion whose deleter was not seen to finish: it may still delete
+  -- whatever the name holds once it is saved again.
+  quarantine(KEYS[4], tonumber(ARGV[8]))
 end
 if state == 'live' and tonumber(f[2]) > 1 then
   return decided({'kept', digest, tostring(redis.call('HINCRBY', KEYS[1], 'refs', -1)), '0'})
@@ -638,6 +692,7 @@ class RedisIndex(Index):
                 self._record_prefix + name,
                 self._untracked_deletes,
                 self._tombstone_prefix + name,
+                self._quarantine_prefix + name,
             ],
             [
                 reuse,
@@ -650,6 +705,7 @@ class RedisIndex(Index):
                 self._claim_prefix,
                 _milliseconds(TOMBSTONE_TTL),
                 "1" if overwrite else "0",
+                _milliseconds(QUARANTINE_TTL),
             ],
         )
         action = action.decode()
@@ -670,7 +726,7 @@ class RedisIndex(Index):
         since: int = 0,
         elapsed: float = 0.0,
     ) -> CommitDecision:
-        action, value = self._run_retrying(
+        action, value, *rest = self._run_retrying(
             self._commit_save,
             [
                 self._record_prefix + name,
@@ -680,6 +736,7 @@ class RedisIndex(Index):
                 self._untracked_deletes,
                 self._receipt_prefix + token,
                 self._reservation_prefix + name,
+                self._quarantine_prefix + name,
             ],
             [
                 digest,
@@ -695,6 +752,7 @@ class RedisIndex(Index):
                 _milliseconds(TOMBSTONE_TTL),
                 self._claim_prefix,
                 _milliseconds(self._receipt_ttl),
+                _milliseconds(QUARANTINE_TTL),
             ],
             # After a lost reply the commit runs again with the same token: its receipt
             # (or, before it committed, the same checks) answers as the first run did.
@@ -708,6 +766,10 @@ class RedisIndex(Index):
             return CommitDecision("wait", retry_after=max(int(value), 1) / 1000)
         if action in ("rewrite", "verify"):
             return CommitDecision(action, since=int(value))
+        if action == "relocate":
+            return CommitDecision(
+                "relocate", since=int(value), retry_after=max(int(rest[0]), 1) / 1000
+            )
         return CommitDecision("committed")
 
     def release_claim(self, *, digest: str, token: str) -> None:
@@ -741,8 +803,15 @@ class RedisIndex(Index):
     def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
         result = self._run(
             self._begin_replace,
-            [self._record_prefix + name],
-            [token, self._map_prefix, name, self._claim_prefix, digest],
+            [self._record_prefix + name, self._quarantine_prefix + name],
+            [
+                token,
+                self._map_prefix,
+                name,
+                self._claim_prefix,
+                digest,
+                _milliseconds(QUARANTINE_TTL),
+            ],
         )
         return result.decode()  # type: ignore[no-any-return]
 
@@ -763,6 +832,7 @@ class RedisIndex(Index):
                 self._record_prefix + name,
                 self._tombstone_prefix + name,
                 self._receipt_prefix + token,
+                self._quarantine_prefix + name,
             ],
             [
                 token,
@@ -772,6 +842,7 @@ class RedisIndex(Index):
                 name,
                 _milliseconds(self._receipt_ttl),
                 _milliseconds(TOMBSTONE_TTL),
+                _milliseconds(QUARANTINE_TTL),
             ],
             lambda lost: DeleteOutcomeUnknown(self.display_url, lost, name),
             lambda cause: IndexUnavailable(self.display_url, cause, "Nothing was deleted."),
