@@ -101,7 +101,8 @@ class LocMemIndex(Index):
         super().__init__(namespace)
         self.display_url = display_url
         self._store = store
-        self._prefix = namespace + "\x00"
+        # Length first: no namespace and name can spell another namespace's key.
+        self._prefix = f"{len(namespace)}:{namespace}:"
 
     def _claim_holder(self, digest: str) -> _Claim | None:
         claim = self._store.claims.get(self._prefix + digest)

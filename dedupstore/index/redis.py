@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -27,7 +28,7 @@ from dedupstore.index.base import (
     untracked_delete_name,
 )
 
-__all__ = ["RedisIndex"]
+__all__ = ["ESCAPED_NAMESPACE_PREFIX", "RedisIndex", "key_prefix"]
 
 T = TypeVar("T")
 
@@ -523,6 +524,28 @@ def _get_connection_args(pool: redis.ConnectionPool) -> tuple[str, ...]:
     return ("EVALSHA",) if required else ()
 
 
+#: Namespaces that could be confused with another are keyed under this prefix (and hex).
+ESCAPED_NAMESPACE_PREFIX = "dedupstore-hex-"
+#: A key is ``<namespace>:<kind letter>:<rest>``: a namespace containing ``:<letter>:`` or
+#: ending in ``:<letter>`` could be read as a shorter namespace's key of some kind.
+_CONFUSABLE = re.compile(r":[a-z](?::|$)")
+
+
+def key_prefix(namespace: str) -> str:
+    """Return the prefix of ``namespace``'s keys; no two namespaces share one.
+
+    Every key reads ``<prefix>:<kind letter>:<name or digest>``, so the first
+    ``:<letter>:`` of a key ends its prefix as long as no prefix contains ``:<letter>:``
+    or ends in ``:<letter>``. Such a namespace (``media:o:avatars`` would otherwise reach
+    ``media``'s record of ``avatars:o:pic.png``), or one that starts like an escaped
+    prefix, is keyed under ``dedupstore-hex-`` and its UTF-8 in hex instead. Every
+    other namespace, the default ones included, keeps its keys as they always were.
+    """
+    if _CONFUSABLE.search(namespace) or namespace.startswith(ESCAPED_NAMESPACE_PREFIX):
+        return ESCAPED_NAMESPACE_PREFIX + namespace.encode("utf-8", "surrogatepass").hex()
+    return namespace
+
+
 def _milliseconds(seconds: float) -> int:
     """Return a claim lifetime in whole milliseconds, at least 1: Redis refuses ``PX 0``."""
     return max(1, math.ceil(seconds * 1000))
@@ -556,14 +579,15 @@ class RedisIndex(Index):
             # counts a second reference, a resent delete drops one.
             retry=Retry(NoBackoff(), 0),
         )
-        self._record_prefix = f"{namespace}:o:"
-        self._map_prefix = f"{namespace}:d:"
-        self._claim_prefix = f"{namespace}:c:"
-        self._tombstone_prefix = f"{namespace}:t:"
-        self._untracked_deletes = f"{namespace}:u"
-        self._receipt_prefix = f"{namespace}:r:"
-        self._reservation_prefix = f"{namespace}:n:"
-        self._quarantine_prefix = f"{namespace}:q:"
+        prefix = key_prefix(namespace)
+        self._record_prefix = f"{prefix}:o:"
+        self._map_prefix = f"{prefix}:d:"
+        self._claim_prefix = f"{prefix}:c:"
+        self._tombstone_prefix = f"{prefix}:t:"
+        self._untracked_deletes = f"{prefix}:u"
+        self._receipt_prefix = f"{prefix}:r:"
+        self._reservation_prefix = f"{prefix}:n:"
+        self._quarantine_prefix = f"{prefix}:q:"
         self._get_connection_args = _get_connection_args(self._client.connection_pool)
         register = self._client.register_script
         self._begin_save = register(_BEGIN_SAVE)
