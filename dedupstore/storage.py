@@ -571,7 +571,11 @@ class DedupStorage(Storage):
     def _release_names(self, names: list[str], token: str) -> None:
         """End our reservations of ``names``: our writes to them are over."""
         for reserved_name in names:
-            self._quietly(lambda n=reserved_name: self.index.release_name(name=n, token=token))
+
+            def release(name: str = reserved_name) -> None:
+                self.index.release_name(name=name, token=token)
+
+            self._quietly(release)
 
     def _forget_replaced(self, replaced: str | None, token: str) -> None:
         """After a failed commit: the replaced object is deleted, so forget its name.
