@@ -665,43 +665,64 @@ class DedupStorage(Storage):
             return self._inner_save(name, hashed.content, max_length), None
         # Write the new content first and switch last: until the switch the old object
         # stays readable, and a failed write leaves it, and its count, as they were.
+        old_deleted: list[bool] = []
         try:
             stored = self._inner_save(name, hashed.content, max_length)
             if stored != name:
-                stored = self._switch_into(name, stored)
+                stored = self._switch_into(name, stored, hashed, max_length, old_deleted)
         except BaseException:
             self._quietly(
-                lambda: self.index.abort_replace(name=name, token=token, inner_deleted=False)
+                lambda: self.index.abort_replace(
+                    name=name, token=token, inner_deleted=bool(old_deleted)
+                )
             )
             raise
         if stored != name:
-            # The inner storage keeps existing names and cannot rename: the old object and
-            # its reference stay as they were, and ours is a new name.
+            # The content landed elsewhere after all: the replaced name is simply gone.
             self._quietly(
-                lambda: self.index.abort_replace(name=name, token=token, inner_deleted=False)
+                lambda: self.index.abort_replace(name=name, token=token, inner_deleted=True)
             )
             return stored, None
         return stored, name
 
-    def _switch_into(self, name: str, written: str) -> str:
-        """Move the object ``written`` over ``name``; return ``name``, or ``written`` if impossible.
+    def _switch_into(
+        self,
+        name: str,
+        written: str,
+        hashed: HashedContent,
+        max_length: int | None,
+        old_deleted: list[bool],
+    ) -> str:
+        """Put the object ``written`` in place of ``name``; return the name it ends under.
 
-        An inner storage that writes over an existing name (S3, GCS, Azure,
-        ``InMemoryStorage``) made the switch with its write. One that keeps existing names
-        wrote elsewhere; a local one (``path()``) is switched with an atomic rename, so
-        readers see the old object or the new, never none.
+        An inner storage that writes over an existing name (S3, GCS, Azure) made the switch
+        with its write and never gets here. One that keeps existing names wrote elsewhere:
+        a local one (``path()``) is switched with an atomic rename, so readers see the old
+        object or the new, never none. One that can do neither (Appwrite) has the old
+        object deleted and the content written again under ``name`` (``old_deleted`` says
+        when the old one went): readers find no object meanwhile, and a failure of that
+        second write loses the old content, as Django's own replace would.
         """
         inner = self.inner
         try:
             source, target = inner.path(written), inner.path(name)
         except NotImplementedError:
-            return written
+            source = target = ""
         try:
-            os.replace(source, target)
+            if source:
+                os.replace(source, target)
+                return name
+            inner.delete(name)
+            old_deleted.append(True)
+            content = _rewritable(hashed.content)
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                content.seek(0)
+            stored = self._inner_save(name, content, max_length)
         except BaseException:
             self._quietly(lambda: inner.delete(written))  # would be an orphan
             raise
-        return name
+        self._quietly(lambda: inner.delete(written))  # the first copy, an orphan now
+        return stored
 
     def _reserve_free_name(
         self,
