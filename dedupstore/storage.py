@@ -557,6 +557,7 @@ class DedupStorage(Storage):
                 # have deleted (unpinned) our very object. Write it again: a
                 # content-addressed inner storage pins the same CID again, a named one
                 # picks a free name again (our first object, if it survived, is orphaned).
+                # "relocate": the name is out of use, so the reservation skips it.
                 write = True
                 hashed = dataclasses.replace(hashed, content=_rewritable(hashed.content))
         except BaseException:
