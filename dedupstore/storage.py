@@ -49,6 +49,8 @@ REUSE_CHOICES = ("content", "name", "never")
 #: The shortest claim lifetime accepted, in seconds.
 MIN_CLAIM_TTL = 0.01
 ON_INDEX_ERROR_CHOICES = ("raise", "bypass")
+#: How many alternative names a save tries when the ones it finds free are reserved.
+MAX_RESERVE_ATTEMPTS = 100
 #: Option names whose values never belong in a migration file or a log line.
 _SECRET_OPTION_WORDS = (
     "key",
@@ -85,7 +87,10 @@ _MAYBE_RECORDED = (
     "commit may have been recorded (one reference counted that nobody holds, which only "
     "delays a deletion) or not (the written object is orphaned)"
 )
-_REPLACED_GONE = "; the object it replaced (overwrite=True) was deleted"
+_REPLACED_GONE = (
+    "; the name it replaced (overwrite=True) holds this content now, and the index records "
+    "nothing under it"
+)
 #: Settings that can move where an inner storage keeps its bytes.
 _LOCATION_SETTINGS = frozenset({"MEDIA_ROOT", "STORAGES"})
 _LOCATION_PREFIXES = ("AWS_", "GS_", "AZURE_", "APPWRITE_", "IPFS_")
@@ -705,11 +710,15 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         keeper = self._claim_keeper
         keeper.keep(hashed.digest, token)
         since = decision.since
+        # Names reserved for our writes (see _reserve_free_name); the commit ends the
+        # reservation of the name it records, the others are released at the end.
+        reserved: list[str] = []
+        stored = ""
         try:
             write = True
             while True:
                 if write:
-                    stored, replaced = self._write_inner(name, hashed, max_length, token)
+                    stored, replaced = self._write_inner(name, hashed, max_length, token, reserved)
                 sent: list[float] = []
                 try:
                     # If this raises, the inner object is orphaned (never returned, never
@@ -748,13 +757,16 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
                 # have deleted (unpinned) our very object. Write it again: a
                 # content-addressed inner storage pins the same CID again, a named one
                 # picks a free name again (our first object, if it survived, is orphaned).
+                # "relocate": the name is out of use, so the reservation skips it.
                 write = True
                 hashed = dataclasses.replace(hashed, content=_rewritable(hashed.content))
         except BaseException:
             self._quietly(lambda: self.index.release_claim(digest=hashed.digest, token=token))
+            self._release_names(reserved, token)
             raise
         finally:
             keeper.release(token)
+        self._release_names([n for n in reserved if n != stored], token)
         return stored
 
     def _confirmed_hit(
@@ -783,6 +795,15 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         # stale one (reuse="name").
         return self._save_hashed(name, hashed, max_length, reuse="never")
 
+    def _release_names(self, names: list[str], token: str) -> None:
+        """End our reservations of ``names``: our writes to them are over."""
+        for reserved_name in names:
+
+            def release(name: str = reserved_name) -> None:
+                self.index.release_name(name=name, token=token)
+
+            self._quietly(release)
+
     def _forget_replaced(self, replaced: str | None, token: str) -> None:
         """After a failed commit: the replaced object is deleted, so forget its name.
 
@@ -808,9 +829,11 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         Appends to ``sent`` the time each ask was sent.
         """
 
+        content_addressed = getattr(self.inner, "content_addressed", False)
+
         def ask() -> CommitDecision:
             sent.append(time.monotonic())
-            return self.index.commit_save(
+            decision = self.index.commit_save(
                 digest=hashed.digest,
                 token=token,
                 name=stored,
@@ -819,6 +842,10 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
                 since=since,
                 elapsed=sent[-1] - asked,
             )
+            if decision.action == "relocate" and content_addressed:
+                # The name is out of use for a while and a CID cannot move: wait for it.
+                return dataclasses.replace(decision, action="wait")
+            return decision
 
         return self._until_decided(
             ask,
@@ -827,16 +854,25 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         )
 
     def _write_inner(
-        self, name: str, hashed: HashedContent, max_length: int | None, token: str
+        self,
+        name: str,
+        hashed: HashedContent,
+        max_length: int | None,
+        token: str,
+        reserved: list[str],
     ) -> tuple[str, str | None]:
-        """Write a miss; return the stored name and the name replaced (overwrite), if any."""
+        """Write a miss; return the stored name and the name replaced (overwrite), if any.
+
+        A name written without replacing is reserved in the index first (appended to
+        ``reserved``), so no other save writes it at the same time.
+        """
         inner = self.inner
         if getattr(inner, "content_addressed", False):
             # The inner storage names objects by their content (an IPFS CID): there is no
             # name to choose, keep free or overwrite.
             stored = inner.save(name, hashed.content, max_length=max_length)
             return self._checked_write(hashed.content, stored, remove=None), None
-        replaced, inner_deleted = False, False
+        replaced = False
         fits = not max_length or len(name) <= max_length
         if self.overwrite and fits and inner.exists(name):
             decision = self._until_decided(
@@ -844,35 +880,107 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
                 repr(name),
             )
             # "shared": other references use this object, it must never change under them.
+            # "quarantined": a holder of the name stalled at work on it: write elsewhere.
             # "absent": the index has no record of it, so it may be another save's object,
             # written but not yet committed (or one stored before the wrapper): never
             # replace what the index cannot vouch for. Our claim on hashed.digest, which the
-            # keeper renews, is the lease of the "replacing" state: if we die, the record is
-            # free for the next replace or delete of the name after claim_ttl.
+            # keeper renews, is the lease of the "replacing" state: if we die, the record
+            # keeps the name's one reference, and the name is out of use for others until
+            # our worst case has passed (see docs/internals.md).
             replaced = decision == "replace"
         if not replaced:
-            name = self._free_name(name, max_length)
+            name = self._reserve_free_name(name, max_length, hashed.digest, token, reserved)
+            return self._inner_save(name, hashed.content, max_length), None
+        # Write the new content first and switch last: until the switch the old object
+        # stays readable, and a failed write leaves it, and its count, as they were.
+        old_deleted: list[bool] = []
         try:
-            if replaced:
-                # Inner storages keep existing names; remove the old object so the new
-                # content lands under the very same name.
-                inner.delete(name)
-                inner_deleted = True
             stored = self._inner_save(name, hashed.content, max_length)
+            if stored != name:
+                stored = self._switch_into(name, stored, hashed, max_length, old_deleted)
         except BaseException:
-            if replaced:
-                self._quietly(
-                    lambda: self.index.abort_replace(
-                        name=name, token=token, inner_deleted=inner_deleted
-                    )
+            self._quietly(
+                lambda: self.index.abort_replace(
+                    name=name, token=token, inner_deleted=bool(old_deleted)
                 )
+            )
             raise
-        if replaced and stored != name:
-            # The inner storage wrote elsewhere: the replaced name is simply gone.
+        if stored != name:
+            # The content landed elsewhere after all: the replaced name is simply gone.
             self._quietly(
                 lambda: self.index.abort_replace(name=name, token=token, inner_deleted=True)
             )
-        return stored, (name if replaced else None)
+            return stored, None
+        return stored, name
+
+    def _switch_into(
+        self,
+        name: str,
+        written: str,
+        hashed: HashedContent,
+        max_length: int | None,
+        old_deleted: list[bool],
+    ) -> str:
+        """Put the object ``written`` in place of ``name``; return the name it ends under.
+
+        An inner storage that writes over an existing name (S3, GCS, Azure) made the switch
+        with its write and never gets here. One that keeps existing names wrote elsewhere:
+        a local one (``path()``) is switched with an atomic rename, so readers see the old
+        object or the new, never none. One that can do neither (Appwrite) has the old
+        object deleted and the content written again under ``name`` (``old_deleted`` says
+        when the old one went): readers find no object meanwhile, and a failure of that
+        second write loses the old content, as Django's own replace would.
+        """
+        inner = self.inner
+        try:
+            source, target = inner.path(written), inner.path(name)
+        except NotImplementedError:
+            source = target = ""
+        try:
+            if source:
+                os.replace(source, target)
+                return name
+            inner.delete(name)
+            old_deleted.append(True)
+            content = _rewritable(hashed.content)
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                content.seek(0)
+            stored = self._inner_save(name, content, max_length)
+        except BaseException:
+            self._quietly(lambda: inner.delete(written))  # would be an orphan
+            raise
+        self._quietly(lambda: inner.delete(written))  # the first copy, an orphan now
+        return stored
+
+    def _reserve_free_name(
+        self,
+        name: str,
+        max_length: int | None,
+        digest: str,
+        token: str,
+        reserved: list[str],
+    ) -> str:
+        """Return a free name for a miss, reserved in the index for our write.
+
+        ``exists()`` alone cannot keep two saves apart: both see the name free, and on an
+        inner storage whose write replaces what the name holds (S3, GCS, Azure,
+        ``InMemoryStorage``) the later write wins under the earlier one's record. A name
+        another save has reserved (or that has a record, or is out of use after a holder
+        stalled) is skipped for an alternative, as ``get_available_name`` skips existing
+        names. The reservation is leased by our claim on ``digest``.
+        """
+        candidate = self._free_name(name, max_length)
+        for _attempt in range(MAX_RESERVE_ATTEMPTS):
+            if self.index.reserve_name(name=candidate, token=token, digest=digest):
+                reserved.append(candidate)
+                return candidate
+            directory, file_name = posixpath.split(name)
+            root, ext = posixpath.splitext(file_name)
+            alternative = posixpath.join(directory, self.inner.get_alternative_name(root, ext))
+            candidate = self._free_name(alternative, max_length)
+        raise SuspiciousFileOperation(
+            f"dedupstore: no free name for {name!r} after {MAX_RESERVE_ATTEMPTS} attempts"
+        )
 
     def _save_bypassing_index(
         self, name: str, hashed: HashedContent, max_length: int | None
@@ -1049,6 +1157,8 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
             # finishes the deletion instead of reviving the record. (An untracked name's
             # tombstone stays too, with its lease gone: a save of the name writes again
             # rather than trust its object, the next delete() takes it over.)
+            # An inner delete that raised (a timeout, say) may still land: our lease lapses
+            # unseen, so the next takeover of the name fences it (see docs/internals.md).
             self._quietly(lambda: self.index.release_claim(digest=decision.digest, token=token))
             raise
         finally:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import functools
+import io
 import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from django.core.files.base import ContentFile
-from django.core.files.storage import Storage
+from django.core.files.storage import InMemoryStorage, Storage
+from django.core.files.storage.memory import InMemoryFileNode
+from django.utils.timezone import now
 
 from dedupstore import DedupStorage
 
@@ -148,3 +151,45 @@ def make_untracked(storage: DedupStorage, name: str) -> None:
     assert storage.save(name, ContentFile(b"old")) == name
     storage.delete(name)
     assert storage.index.lookup(name) is None and not storage.exists(name)
+
+
+class PausedBefore:
+    """Block a storage method until released, then run it for real (an operation in flight).
+
+    Unlike ``Paused`` (which pauses after the call ran), the call has not taken effect
+    while paused: a slow upload, or a stalled process, about to write or delete.
+    """
+
+    def __init__(self, storage: Any, method: str) -> None:
+        self.storage = storage
+        self.method = method
+        self.original = getattr(storage, method)
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+        def paused(*args: Any, **kwargs: Any) -> Any:
+            # Only the first call pauses: a second one goes straight through.
+            storage.__dict__.pop(method, None)
+            self.reached.set()
+            assert self.release.wait(PATIENCE), f"{method} was never released"
+            return self.original(*args, **kwargs)
+
+        setattr(storage, method, paused)
+
+    def wait(self) -> None:
+        assert self.reached.wait(PATIENCE), f"{self.method} was never reached"
+
+
+class ReplacingMemoryStorage(InMemoryStorage):
+    """``InMemoryStorage`` whose write replaces what the name holds, whole, as an S3 PUT does.
+
+    Django's own writes into an existing node without truncating it (its ``save`` never
+    writes an existing name), so a shorter new content would keep the old one's tail.
+    """
+
+    def _save(self, name: str, content: Any) -> str:
+        data = b"".join(content.chunks())  # the upload, then one switch of the content
+        node = self._resolve(name, create_if_missing=True, leaf_cls=InMemoryFileNode)
+        node.file, node._content_type = io.BytesIO(data), bytes
+        node.modified_time = now()
+        return str(self._relative_path(name)).replace("\\", "/")

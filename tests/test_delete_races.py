@@ -19,7 +19,7 @@ from django.core.files.base import ContentFile
 from dedupstore import DedupStorage
 from dedupstore.index.base import TOMBSTONE_TTL
 from tests.contract import read_all
-from tests.helpers import Background, Paused, make_untracked
+from tests.helpers import Background, Paused, PausedBefore, make_untracked
 
 Make = Callable[..., DedupStorage]
 
@@ -85,10 +85,15 @@ def test_a_dead_untracked_deleter_is_taken_over(make_fs_dedup: Make, index_url: 
     # Whether the dead deleter deleted the saver's object is unknown: write again.
     commit = index.commit_save(digest=digest, token="saver", name="a.txt", size=3, since=since)
     assert commit.action == "rewrite" and commit.since > since
+    # The dead deleter may yet delete whatever a.txt holds: the name is out of use, and
+    # the saver writes under another one.
+    again = index.commit_save(digest=digest, token="saver", name="a.txt", size=3, since=since)
+    assert again.action == "relocate"
     commit = index.commit_save(
-        digest=digest, token="saver", name="a.txt", size=3, since=commit.since
+        digest=digest, token="saver", name="b.txt", size=3, since=commit.since
     )
-    assert commit.action == "committed" and storage.references("a.txt") == 1
+    assert commit.action == "committed" and storage.references("b.txt") == 1
+    assert storage.references("a.txt") == 0
 
 
 def test_a_dead_untracked_deleter_does_not_lock_the_name_for_deletes(
@@ -100,7 +105,9 @@ def test_a_dead_untracked_deleter_does_not_lock_the_name_for_deletes(
     time.sleep(SHORT_TTL * 2)
     storage.delete("a.txt")  # takes the tombstone over
     assert not storage.exists("a.txt")
-    assert storage.save("a.txt", ContentFile(b"new")) == "a.txt"
+    # The dead deleter may yet delete whatever a.txt holds: a save goes elsewhere.
+    name = storage.save("a.txt", ContentFile(b"new"))
+    assert name != "a.txt" and read_all(storage, name) == b"new"
 
 
 def test_a_save_longer_than_the_tombstones_is_verified_after_any_untracked_delete(
@@ -250,3 +257,79 @@ def test_a_delete_on_a_stopped_index_says_nothing_was_deleted(tmp_path: Path) ->
     assert type(caught.value) is IndexUnavailable
     assert time.monotonic() - started < 5, "the script never reached the server: no waiting"
     assert storage.exists(name)
+
+
+# -- deleters that stall, or whose lease renewals cannot reach the index ------------------
+
+
+def _stalled_deleter(make: Make, namespace: str, index_url: str, renewals: str) -> DedupStorage:
+    """Return a storage whose deletes keep no lease: ``stopped`` (the process is stopped,
+    nothing renews) or ``unreachable`` (the renewals run and fail: a network fault)."""
+    storage = make(index=index_url, namespace=namespace, claim_ttl=SHORT_TTL)
+    if renewals == "stopped":
+        storage._claim_keeper.keep = lambda digest, token: None  # type: ignore[method-assign]
+    else:
+        from dedupstore import IndexUnavailable
+
+        def unreachable(**kwargs: Any) -> bool:
+            raise IndexUnavailable(storage.index.display_url, ConnectionError("dropped"))
+
+        storage.index.refresh_claim = unreachable  # type: ignore[method-assign]
+    return storage
+
+
+@pytest.mark.parametrize("renewals", ["stopped", "unreachable"])
+def test_a_deleter_past_its_lease_never_deletes_an_overwrite_committed_since(
+    make_fs_dedup: Make, index_url: str, renewals: str
+) -> None:
+    storage = make_fs_dedup(index=index_url, claim_ttl=SHORT_TTL)
+    deleter = _stalled_deleter(make_fs_dedup, storage.namespace, index_url, renewals)
+    assert storage.save("a.txt", ContentFile(b"old")) == "a.txt"
+    remove = PausedBefore(deleter.inner, "delete")
+    deleting = Background(lambda: deleter.delete("a.txt"))
+    remove.wait()  # begin_delete decided; the inner delete is stalled (or slow)
+    time.sleep(SHORT_TTL * 3)  # nothing renewed its lease: it lapsed
+    replacer = make_fs_dedup(index=index_url, namespace=storage.namespace, overwrite=True)
+    new = replacer.save("a.txt", ContentFile(b"new"))
+    remove.release.set()  # the deleter wakes and deletes what a.txt holds
+    deleting.result()
+    assert storage.exists(new), "the stalled deleter deleted an object committed after it"
+    assert read_all(storage, new) == b"new" and storage.references(new) == 1
+
+
+@pytest.mark.parametrize("renewals", ["stopped", "unreachable"])
+def test_a_deleter_past_its_lease_never_deletes_a_save_committed_after_a_takeover(
+    make_fs_dedup: Make, index_url: str, renewals: str
+) -> None:
+    storage = make_fs_dedup(index=index_url, claim_ttl=SHORT_TTL)
+    deleter = _stalled_deleter(make_fs_dedup, storage.namespace, index_url, renewals)
+    assert storage.save("a.txt", ContentFile(b"old")) == "a.txt"
+    remove = PausedBefore(deleter.inner, "delete")
+    deleting = Background(lambda: deleter.delete("a.txt"))
+    remove.wait()
+    time.sleep(SHORT_TTL * 3)
+    storage.delete("a.txt")  # takes the interrupted deletion over and finishes it
+    assert storage.index.lookup("a.txt") is None
+    new = storage.save("a.txt", ContentFile(b"new"))
+    remove.release.set()
+    deleting.result()
+    assert storage.exists(new), "the stalled deleter deleted an object committed after it"
+    assert read_all(storage, new) == b"new" and storage.references(new) == 1
+
+
+def test_an_untracked_deleter_past_its_lease_never_deletes_a_save_committed_since(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url, claim_ttl=SHORT_TTL)
+    deleter = _stalled_deleter(make_fs_dedup, storage.namespace, index_url, "stopped")
+    storage.inner.save("a.txt", ContentFile(b"stored before the wrapper"))
+    remove = PausedBefore(deleter.inner, "delete")
+    deleting = Background(lambda: deleter.delete("a.txt"))
+    remove.wait()
+    time.sleep(SHORT_TTL * 3)
+    storage.delete("a.txt")  # takes the dead deleter's tombstone over
+    new = storage.save("a.txt", ContentFile(b"new"))
+    remove.release.set()
+    deleting.result()
+    assert storage.exists(new) and read_all(storage, new) == b"new"
+    assert storage.references(new) == 1

@@ -90,15 +90,16 @@ def test_a_failed_inner_delete_of_an_untracked_name_says_nothing_was_counted(
     assert not storage.exists("legacy.txt")
 
 
-def test_overwrite_write_failure_forgets_the_replaced_object(make_fs_dedup: Make) -> None:
+def test_overwrite_write_failure_keeps_the_replaced_object(make_fs_dedup: Make) -> None:
     storage = make_fs_dedup(overwrite=True)
     storage.save("a.txt", ContentFile(b"old"))
     FailingInner(storage.inner, "_save", Boom("disk full"))
     with pytest.raises(Boom):
         storage.save("a.txt", ContentFile(b"new"))
-    # overwrite=True deleted the old object first; the index must not claim it exists.
-    assert storage.index.lookup("a.txt") is None
-    assert storage.save("c.txt", ContentFile(b"old")) == "c.txt"
+    # overwrite=True writes first: the old object and its count are as they were.
+    record = storage.index.lookup("a.txt")
+    assert record is not None and (record.state, record.refs) == ("live", 1)
+    assert storage.save("c.txt", ContentFile(b"old")) == "a.txt"
 
 
 def test_a_crashed_claimant_blocks_only_until_its_claim_expires(

@@ -115,13 +115,15 @@ def test_a_delete_whose_commit_failed_is_not_revived_nor_invited_to_be_retried(
     time.sleep(0.2)  # the deleter could not release its claim: it lapses after claim_ttl
     record = storage.index.lookup("a.txt")
     assert record is not None and record.state == "deleting" and record.refs == 0
-    # Another user saves new content under the (free) name: the interrupted deletion is
-    # finished, not revived; the name is recorded afresh with 1 reference.
-    assert storage.save("a.txt", ContentFile(b"new")) == "a.txt"
-    record = storage.index.lookup("a.txt")
+    # Another user saves new content under the name: the interrupted deletion is finished,
+    # not revived. Its deleter was not seen to finish, so the name is out of use for now
+    # and the save is recorded afresh, with 1 reference, under another name.
+    name = storage.save("a.txt", ContentFile(b"new"))
+    assert name != "a.txt" and storage.index.lookup("a.txt") is None
+    record = storage.index.lookup(name)
     assert record is not None and record.state == "live" and record.refs == 1
-    assert record.digest == storage.content_key("a.txt", ContentFile(b"new"))
-    assert read_all(storage, "a.txt") == b"new"
+    assert record.digest == storage.content_key(name, ContentFile(b"new"))
+    assert read_all(storage, name) == b"new"
 
 
 def test_a_short_failover_during_a_deletes_commit_is_absorbed(
@@ -180,14 +182,15 @@ def test_a_delete_answered_from_its_receipt_after_its_lease_lapsed_deletes_a_liv
     deleter = Background(lambda: storage.delete("a.txt"))
     assert first_ran.wait(PATIENCE)  # the last reference went: the record is "deleting"
     time.sleep(SHORT_TTL * 3)  # the delete's lease (nobody renews it yet) lapses
-    # An overwrite=True save takes the record of the apparently dead deleter over and
-    # replaces the name: the index now counts its one reference.
-    assert overwriting.save("a.txt", ContentFile(b"new")) == "a.txt"
-    assert overwriting.references("a.txt") == 1
+    # An overwrite=True save finds the apparently dead deleter's record: the deleter may
+    # still delete the name, so the save goes elsewhere.
+    new = overwriting.save("a.txt", ContentFile(b"new"))
+    assert new != "a.txt" and overwriting.references(new) == 1
     network_back.set()  # the retry is answered from the receipt: "delete"
     deleter.result()
-    assert storage.references("a.txt") == 1
-    assert storage.exists("a.txt"), "the index counts a reference to a deleted object"
+    assert storage.references(new) == 1
+    assert storage.exists(new), "the index counts a reference to a deleted object"
+    assert read_all(storage, new) == b"new"
 
 
 def test_a_delete_answered_from_its_receipt_after_its_lease_lapsed_untouched_completes(

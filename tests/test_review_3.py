@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
@@ -26,10 +27,11 @@ SHORT_TTL = 0.05
 
 
 def _start_replace(storage: DedupStorage, name: str, data: bytes, claim_ttl: float) -> str:
-    """Play an overwrite=True save of ``name`` up to its inner delete; return its token.
+    """Play an overwrite=True save of ``name`` up to its upload; return its token.
 
-    Exactly what ``DedupStorage`` does: claim the digest, take the record, delete the old
-    object. The caller then lets the replacer die (its claim lapses) or finish.
+    Exactly what ``DedupStorage`` does: claim the digest, take the record. The old object
+    stays until the new one is switched in (the write comes first). The caller then lets
+    the replacer die (its claim lapses) or finish.
     """
     token = secrets.token_hex(16)
     digest = storage.digest(ContentFile(data))
@@ -45,7 +47,6 @@ def _start_replace(storage: DedupStorage, name: str, data: bytes, claim_ttl: flo
     )
     assert decision.action == "claimed"
     assert index.begin_replace(name=name, token=token, digest=digest) == "replace"
-    storage.inner.delete(name)
     return token
 
 
@@ -57,44 +58,38 @@ def test_a_save_over_a_dead_replacers_name_keeps_the_replaced_reference(
 ) -> None:
     storage = make_fs_dedup(index=index_url)
     assert storage.save("a.txt", ContentFile(b"old")) == "a.txt"  # user A's one reference
-    # A's own overwrite=True save of the name dies after deleting the old object and
-    # before writing its own: the record stays "replacing", with A's one reference.
+    # A's own overwrite=True save of the name dies during its upload: the record stays
+    # "replacing", with A's one reference.
     _start_replace(storage, "a.txt", b"new", SHORT_TTL)
     time.sleep(SHORT_TTL * 3)  # its claim (the lease) lapses
-    # User S saves other content under the (now free) name.
-    assert storage.save("a.txt", ContentFile(b"other")) == "a.txt"
-    # A's row still names a.txt: its reference is counted, so A's delete cannot take S's.
-    storage.delete("a.txt")
-    assert storage.exists("a.txt"), "the index counts a reference to a deleted object"
+    # User S saves other content under the name: it is A's, S gets another.
+    other = storage.save("a.txt", ContentFile(b"other"))
+    assert other != "a.txt" and read_all(storage, other) == b"other"
+    # A's row still names a.txt: its reference is counted, and A's delete takes only it.
     assert storage.references("a.txt") == 1
-    assert read_all(storage, "a.txt") == b"other"
+    storage.delete("a.txt")
+    assert storage.references(other) == 1 and read_all(storage, other) == b"other"
 
 
-def test_a_save_over_a_name_being_replaced_waits_for_the_live_replacer(
+def test_a_save_over_a_name_being_replaced_writes_elsewhere_at_once(
     make_fs_dedup: Make, index_url: str
 ) -> None:
     storage = make_fs_dedup(index=index_url, wait_timeout=PATIENCE)
     assert storage.save("a.txt", ContentFile(b"old")) == "a.txt"
-    # A live replacer (its claim held for long) has deleted the old object ...
+    # A live replacer (its claim held for long) is uploading ...
     token = _start_replace(storage, "a.txt", b"new", claim_ttl=PATIENCE)
-    # ... and S, finding the name free, writes it.
-    write = Paused(storage.inner, "_save")
+    # ... and S saves the name meanwhile: it neither waits nor touches the name.
     saver = Background(lambda: storage.save("a.txt", ContentFile(b"other")))
-    write.wait()
-    write.release.set()
-    time.sleep(0.1)  # S's commit finds the name "replacing"
-    # The replacer goes on: FileSystemStorage never overwrites, so its write lands under
-    # another name; the replaced name is gone (abort_replace) and it commits its own.
+    other = saver.result()
+    assert other != "a.txt" and read_all(storage, other) == b"other"
+    # The replacer switches its upload in and commits.
     index = storage.index
     digest = storage.digest(ContentFile(b"new"))
-    stored = storage.inner._save("a.txt", ContentFile(b"new"))
-    assert stored != "a.txt"
-    index.abort_replace(name="a.txt", token=token, inner_deleted=True)
-    decision = index.commit_save(digest=digest, token=token, name=stored, size=3)
+    Path(storage.inner.path("a.txt")).write_bytes(b"new")
+    decision = index.commit_save(digest=digest, token=token, name="a.txt", size=3, replacing=True)
     assert decision.action == "committed"
-    assert saver.result() == "a.txt"
-    assert storage.references("a.txt") == 1 and storage.references(stored) == 1
-    assert read_all(storage, "a.txt") == b"other" and read_all(storage, stored) == b"new"
+    assert storage.references("a.txt") == 1 and storage.references(other) == 1
+    assert read_all(storage, "a.txt") == b"new" and read_all(storage, other) == b"other"
 
 
 # -- 2. a long write in a namespace where deletes go on ----------------------------------
@@ -260,8 +255,8 @@ def test_references_count_the_reference_a_dead_replacers_record_keeps(
     record = storage.index.lookup("a.txt")
     assert record is not None and (record.state, record.refs) == ("replacing", 1)
     assert storage.references("a.txt") == 1
-    # ... as a save of the name adds to it, and A's delete() drops it.
-    assert storage.save("a.txt", ContentFile(b"other")) == "a.txt"
-    assert storage.references("a.txt") == 2
+    # ... as a save of the name leaves it (it writes elsewhere), and A's delete() drops it.
+    other = storage.save("a.txt", ContentFile(b"other"))
+    assert other != "a.txt" and storage.references("a.txt") == 1
     storage.delete("a.txt")
-    assert storage.references("a.txt") == 1
+    assert storage.references("a.txt") == 0 and storage.references(other) == 1

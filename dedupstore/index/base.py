@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "QUARANTINE_TTL",
     "TOMBSTONE_TTL",
     "UNTRACKED_DELETE_LEASE",
     "ClaimKeeper",
@@ -52,6 +53,11 @@ logger = logging.getLogger("dedupstore")
 #: rely on the tombstone still being there, so its commit answers ``verify``: the saver
 #: checks that its object still exists and commits again.
 TOMBSTONE_TTL = 600.0
+
+#: How long (seconds) a name stays out of use after its holder's lease was seen to lapse
+#: (a writer, replacer or deleter that stalled or died without being seen to finish): that
+#: holder may still be at work, so nobody else writes the name meanwhile.
+QUARANTINE_TTL = TOMBSTONE_TTL
 
 #: How the lease (claim) of an untracked delete is named: ``<prefix><token>:<name>``.
 UNTRACKED_DELETE_LEASE = "untracked-delete:"
@@ -90,8 +96,11 @@ class CommitDecision:
     #: object: write the content again, then commit with ``since``; ``verify``: the write
     #: took so long that a tombstone telling of such a delete may have expired: check
     #: that the stored object still exists (write it again if not), then commit again
-    #: with ``since`` and ``elapsed`` counted from the commit that answered ``verify``.
-    action: Literal["committed", "wait", "rewrite", "verify"]
+    #: with ``since`` and ``elapsed`` counted from the commit that answered ``verify``;
+    #: ``relocate``: the name is out of use (a holder of it stalled or died at work on
+    #: it, and may still delete or write it): write the content under another name (one
+    #: that cannot be chosen, a CID, waits ``retry_after`` and asks again).
+    action: Literal["committed", "wait", "rewrite", "verify", "relocate"]
     since: int = 0
     retry_after: float = 0.0
 
@@ -116,8 +125,10 @@ class DeleteDecision:
 
 #: ``absent``: the index has no record of the name; ``shared``: other references share
 #: the object, so it must not be modified; ``replace``: the caller may replace it;
-#: ``wait``: the object is being deleted or replaced by someone else.
-ReplaceDecision = Literal["absent", "shared", "replace", "wait"]
+#: ``wait``: the object is being deleted or replaced by someone else; ``quarantined``: a
+#: holder of the name stalled or died at work on it (it may still write or delete it), so
+#: the name is out of use until its worst case has passed: write elsewhere.
+ReplaceDecision = Literal["absent", "shared", "replace", "wait", "quarantined"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +211,22 @@ class Index(abc.ABC):
         ``claim_ttl + TOMBSTONE_TTL``: a dead deleter's tombstone then goes by itself, but
         only ``TOMBSTONE_TTL`` after the last moment the deleter could still delete.
         """
+
+    @abc.abstractmethod
+    def reserve_name(self, *, name: str, token: str, digest: str) -> bool:
+        """Reserve the free name ``name`` for one inner write; return False if it is taken.
+
+        A name is taken while it has a record, or while another save's reservation holds
+        it. A reservation is leased by the claim of ``token`` on ``digest`` (the caller
+        keeps it alive while it writes) and ends with ``commit_save`` or ``release_name``:
+        two saves through one index never write the same inner name at once, even on
+        inner storages whose write replaces whatever the name holds. A reservation whose
+        holder's lease lapsed is never taken over: that holder may still be writing.
+        """
+
+    @abc.abstractmethod
+    def release_name(self, *, name: str, token: str) -> None:
+        """End the reservation of ``name`` if ``token`` holds it (the write is over)."""
 
     @abc.abstractmethod
     def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from dedupstore.exceptions import ClaimLost
 from dedupstore.index.base import (
+    QUARANTINE_TTL,
     TOMBSTONE_TTL,
     UNTRACKED_DELETE_LEASE,
     CommitDecision,
@@ -51,6 +52,16 @@ class _Tombstone:
 
 
 @dataclass(slots=True)
+class _Reservation:
+    """A free name one save writes; ``lapsed`` once its lease was seen to lapse."""
+
+    token: str
+    lease: str
+    lapsed: bool = False
+    expires: float = math.inf
+
+
+@dataclass(slots=True)
 class _Claim:
     token: str
     expires: float
@@ -65,6 +76,9 @@ class _Store:
         self.content: dict[str, str] = {}
         self.claims: dict[str, _Claim] = {}
         self.tombstones: dict[str, _Tombstone] = {}
+        self.reservations: dict[str, _Reservation] = {}
+        #: Names out of use until the given time (a holder's lease lapsed).
+        self.quarantine: dict[str, float] = {}
         #: Deletes finished (tracked and untracked), per namespace prefix.
         self.untracked_deletes: dict[str, int] = {}
         #: Namespace prefixes whose index carries its initialisation mark.
@@ -89,7 +103,8 @@ class LocMemIndex(Index):
         super().__init__(namespace)
         self.display_url = display_url
         self._store = store
-        self._prefix = namespace + "\x00"
+        # Length first: no namespace and name can spell another namespace's key.
+        self._prefix = f"{len(namespace)}:{namespace}:"
 
     def _claim_holder(self, digest: str) -> _Claim | None:
         claim = self._store.claims.get(self._prefix + digest)
@@ -128,6 +143,29 @@ class LocMemIndex(Index):
             for key in [k for k, t in self._store.tombstones.items() if t.expires <= now]:
                 del self._store.tombstones[key]
         return seq
+
+    def _reservation(self, name: str) -> _Reservation | None:
+        reservation = self._store.reservations.get(self._prefix + name)
+        if reservation is not None and reservation.expires <= time.monotonic():
+            del self._store.reservations[self._prefix + name]
+            return None
+        return reservation
+
+    def _quarantined(self, name: str) -> bool:
+        until = self._store.quarantine.get(self._prefix + name)
+        if until is not None and until <= time.monotonic():
+            del self._store.quarantine[self._prefix + name]
+            return False
+        return until is not None
+
+    def _quarantine(self, name: str) -> None:
+        """Keep ``name`` out of use for QUARANTINE_TTL: a holder's lease lapsed unseen.
+
+        That holder (a writer, replacer or deleter that stalled, or whose renewals could
+        not reach the index) may still be at work on the name. Set once, never extended.
+        """
+        if not self._quarantined(name):
+            self._store.quarantine[self._prefix + name] = time.monotonic() + QUARANTINE_TTL
 
     def _usable(self, name: str, digest: str, max_length: int | None) -> bool:
         record = self._store.records.get(self._prefix + name)
@@ -176,6 +214,10 @@ class LocMemIndex(Index):
                     tombstone = self._tombstone(name)
                     if tombstone is None or tombstone.state != "deleting":
                         self._close_tombstone(name)
+                    if record.token:
+                        # Its deleter was not seen to finish: it may still delete whatever
+                        # the name holds.
+                        self._quarantine(name)
                 # How many deletes had finished: commit_save compares.
                 return SaveDecision(
                     "claimed", since=self._store.untracked_deletes.get(self._prefix, 0)
@@ -196,6 +238,11 @@ class LocMemIndex(Index):
         with self._store.lock:
             key = self._prefix + name
             previous = self._store.records.get(key)
+            reservation = self._reservation(name)
+            if reservation is not None and reservation.token != token:
+                # Another save reserved the name: ours lapsed long ago, and our write may
+                # have landed over theirs. Record nothing under their name.
+                raise ClaimLost(repr(name), "save")
             if replacing:
                 if previous is None or previous.state != "replacing" or previous.token != token:
                     # We stalled past our lease and another process took the record over
@@ -209,6 +256,16 @@ class LocMemIndex(Index):
                 # We held the record since before our write: no untracked delete could
                 # touch the name.
             else:
+                if self._quarantined(name):
+                    # A holder of the name stalled or died at work on it (a delete, say):
+                    # it may still delete what we wrote. Store it under another name (or
+                    # wait, for a name we cannot choose).
+                    until = self._store.quarantine[key]
+                    return CommitDecision(
+                        "relocate",
+                        since=self._store.untracked_deletes.get(self._prefix, 0),
+                        retry_after=max(until - time.monotonic(), 0.001),
+                    )
                 if previous is not None and previous.state == "replacing":
                     # A live replacer holds the name: it deleted the old object, which is why
                     # the name looked free to us, and writes its own now. Wait for it (it
@@ -231,6 +288,8 @@ class LocMemIndex(Index):
                     # Its deleter died (or could not record its delete): whether it deleted
                     # our object is unknown. Finish the deletion and write again.
                     del self._store.records[key]
+                    if previous.token:
+                        self._quarantine(name)
                     return CommitDecision("rewrite", since=self._close_tombstone(name))
                 # Did a delete of this name that the index did not track overlap our inner
                 # write? It may have deleted the very object we wrote: never record a name
@@ -243,7 +302,8 @@ class LocMemIndex(Index):
                             "wait", retry_after=max(holder.expires - time.monotonic(), 0.001)
                         )
                     # Its deleter died: whether it deleted our object is unknown. Close its
-                    # tombstone (the name is free again) and write again.
+                    # tombstone and write again (elsewhere: it may still delete the name).
+                    self._quarantine(name)
                     return CommitDecision("rewrite", since=self._close_tombstone(name))
                 finished = self._store.untracked_deletes.get(self._prefix, 0)
                 if tombstone is not None and tombstone.seq > since:
@@ -270,6 +330,8 @@ class LocMemIndex(Index):
             if canonical_record is None or canonical_record.state != "live":
                 self._store.content[self._prefix + digest] = name
             self._drop_claim(digest, token)
+            if reservation is not None:
+                del self._store.reservations[key]
             return CommitDecision("committed")
 
     def _drop_claim(self, digest: str, token: str) -> None:
@@ -295,17 +357,47 @@ class LocMemIndex(Index):
                     tombstone.expires = time.monotonic() + claim_ttl + TOMBSTONE_TTL
             return True
 
+    def reserve_name(self, *, name: str, token: str, digest: str) -> bool:
+        with self._store.lock:
+            key = self._prefix + name
+            if key in self._store.records or self._quarantined(name):
+                return False
+            reservation = self._reservation(name)
+            if reservation is not None and reservation.token != token:
+                holder = self._claim_holder(reservation.lease)
+                if not reservation.lapsed and (holder is None or holder.token != reservation.token):
+                    # Its holder may still be writing: keep the name out of use meanwhile.
+                    reservation.lapsed = True
+                    reservation.expires = time.monotonic() + QUARANTINE_TTL
+                return False
+            self._store.reservations[key] = _Reservation(token, digest)
+            return True
+
+    def release_name(self, *, name: str, token: str) -> None:
+        with self._store.lock:
+            reservation = self._reservation(name)
+            if reservation is not None and reservation.token == token:
+                del self._store.reservations[self._prefix + name]
+
     def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
         with self._store.lock:
             record = self._store.records.get(self._prefix + name)
             if record is None:
                 return "absent"
+            if self._quarantined(name):
+                return "quarantined"
             if record.state == "live":
                 if record.refs > 1:
                     return "shared"
-            elif record.token != token and self._lease_held(record):
-                return "wait"
-            # A live record with one reference, or one whose replacer or deleter died.
+            elif record.token != token:
+                if self._lease_held(record):
+                    return "wait"
+                if record.token:
+                    # Its replacer or deleter was not seen to finish: it may still write or
+                    # delete the name. Keep the name out of use until its worst case passed.
+                    self._quarantine(name)
+                    return "quarantined"
+            # A live record with one reference, or one whose deleter gave up (seen to finish).
             record.state, record.token, record.lease = "replacing", token, digest
             map_key = self._prefix + record.digest
             if self._store.content.get(map_key) == name:
@@ -344,6 +436,9 @@ class LocMemIndex(Index):
                         return DeleteDecision(
                             "wait", retry_after=max(holder.expires - time.monotonic(), 0.001)
                         )
+                    if tombstone.token != token:
+                        # A dead (or stalled) deleter's: it may still delete the name.
+                        self._quarantine(name)
                 # Renewed with its lease (see refresh_claim), the tombstone outlasts a dead
                 # deleter's last possible inner delete by TOMBSTONE_TTL.
                 lease = f"{UNTRACKED_DELETE_LEASE}{token}:{name}"
@@ -363,7 +458,18 @@ class LocMemIndex(Index):
                         digest=record.digest,
                         retry_after=max(lease.expires - time.monotonic(), 0.001),
                     )
-                # The replacer died: the name still has its one reference, which goes now.
+                # The replacer died (or stalled: it may still write the name): the name
+                # still has its one reference, which goes now.
+                self._quarantine(name)
+            if (
+                record.state == "deleting"
+                and record.token
+                and record.token != token
+                and self._lease_held(record) is None
+            ):
+                # An interrupted deletion whose deleter was not seen to finish: it may still
+                # delete whatever the name holds once it is saved again.
+                self._quarantine(name)
             if record.state == "live" and record.refs > 1:
                 record.refs -= 1
                 return DeleteDecision("kept", digest=record.digest, refs=record.refs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from redis.retry import Retry
 
 from dedupstore.exceptions import ClaimLost, DeleteOutcomeUnknown, IndexUnavailable
 from dedupstore.index.base import (
+    QUARANTINE_TTL,
     TOMBSTONE_TTL,
     CommitDecision,
     DeleteDecision,
@@ -27,7 +29,13 @@ from dedupstore.index.base import (
     untracked_delete_name,
 )
 
-__all__ = ["RedisIndex", "eviction_policy_problem", "read_eviction_policy"]
+__all__ = [
+    "ESCAPED_NAMESPACE_PREFIX",
+    "RedisIndex",
+    "eviction_policy_problem",
+    "key_prefix",
+    "read_eviction_policy",
+]
 
 T = TypeVar("T")
 
@@ -56,13 +64,25 @@ local function close_tombstone(tombstone, counter, lifetime)
 end
 """
 
+# Keep a name out of use (KEYS[n]: its quarantine) for QUARANTINE_TTL after a holder's
+# lease was seen to lapse: that holder (a writer, replacer or deleter that stalled, or
+# whose renewals could not reach us) may still be at work on the name. Set once, at the
+# first sight of the lapse, never extended.
+_QUARANTINE = """
+local function quarantine(key, lifetime)
+  redis.call('SET', key, '1', 'PX', lifetime, 'NX')
+end
+"""
+
 # KEYS: content map, claim, record of the requested name, delete counter, tombstone of
-#       the requested name.
+#       the requested name, quarantine of the requested name.
 # ARGV: reuse, digest, token, claim ttl (ms), max length (0: none), record key prefix,
 #       requested name, claim key prefix, tombstone lifetime (ms), overwrite ('1': the
-#       save may replace the requested name, so begin_replace takes a dead deletion over).
+#       save may replace the requested name, so begin_replace takes a dead deletion over),
+#       quarantine lifetime (ms).
 _BEGIN_SAVE = (
     _CLOSE_TOMBSTONE
+    + _QUARANTINE
     + """
 local reuse, digest, token = ARGV[1], ARGV[2], ARGV[3]
 local ttl, maxlen, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
@@ -95,6 +115,10 @@ if not holder or holder == token then
     if redis.call('HGET', KEYS[5], 'state') ~= 'deleting' then
       close_tombstone(KEYS[5], KEYS[4], tonumber(ARGV[9]))
     end
+    if r[2] then
+      -- Its deleter was not seen to finish: it may still delete whatever the name holds.
+      quarantine(KEYS[6], tonumber(ARGV[11]))
+    end
   end
   -- How many deletes had finished: commit_save compares the name's tombstone.
   return {'claimed', redis.call('GET', KEYS[4]) or '0'}
@@ -104,17 +128,19 @@ return {'wait', tostring(redis.call('PTTL', KEYS[2]))}
 )
 
 # KEYS: record of the stored name, content map, claim, tombstone of the stored name,
-#       delete counter, receipt.
+#       delete counter, receipt, reservation of the stored name, quarantine of the
+#       stored name.
 # ARGV: digest, token, size, name length, record key prefix, stored name, map key prefix,
 #       replacing ('1': the save replaced the name after BEGIN_REPLACE, else '0'),
 #       untracked deletes finished at BEGIN_SAVE, milliseconds since then, tombstone
-#       lifetime (ms), claim key prefix, receipt lifetime (ms).
+#       lifetime (ms), claim key prefix, receipt lifetime (ms), quarantine lifetime (ms).
 #
 # A commit leaves a receipt under the save's token, so running the script again with the
 # same token (its reply was lost) answers as the first run did instead of counting a
 # second reference.
 _COMMIT_SAVE = (
     _CLOSE_TOMBSTONE
+    + _QUARANTINE
     + """
 local receipt = redis.call('GET', KEYS[6])
 if receipt then
@@ -123,6 +149,12 @@ end
 local digest, token = ARGV[1], ARGV[2]
 local f = redis.call('HMGET', KEYS[1], 'state', 'digest', 'refs', 'token', 'lease')
 local state, previous = f[1], f[2]
+local reserver = redis.call('HGET', KEYS[7], 'token')
+if reserver and reserver ~= token then
+  -- Another save reserved the name: ours lapsed long ago, and our write may have landed
+  -- over theirs. Record nothing under their name.
+  return {'lost', 'save'}
+end
 if ARGV[8] == '1' then
   if state ~= 'replacing' or f[4] ~= token then
     -- We stalled past our lease and another process took the record over (and may have
@@ -135,6 +167,12 @@ if ARGV[8] == '1' then
   end
   -- We held the record since before our write: no untracked delete could touch the name.
 else
+  if redis.call('EXISTS', KEYS[8]) == 1 then
+    -- A holder of the name stalled or died at work on it (a delete, say): it may still
+    -- delete what we wrote. Store it under another name (or wait, for a name we cannot
+    -- choose).
+    return {'relocate', redis.call('GET', KEYS[5]) or '0', tostring(redis.call('PTTL', KEYS[8]))}
+  end
   -- Did a delete of this name that the index did not track overlap our inner write? It
   -- may have deleted (unpinned) the very object we wrote: never record a name whose
   -- object may be gone.
@@ -159,6 +197,9 @@ else
     -- Its deleter died (or could not record its delete): whether it deleted our object is
     -- unknown. Finish the deletion (no references are left) and write again.
     redis.call('DEL', KEYS[1])
+    if f[4] then
+      quarantine(KEYS[8], tonumber(ARGV[14]))
+    end
     return {'rewrite', tostring(close_tombstone(KEYS[4], KEYS[5], tonumber(ARGV[11])))}
   end
   local t = redis.call('HMGET', KEYS[4], 'state', 'token', 'lease', 'seq')
@@ -168,7 +209,8 @@ else
       return {'wait', tostring(redis.call('PTTL', lease))}
     end
     -- Its deleter died: whether it deleted our object is unknown. Close its tombstone
-    -- (the name is free again) and write again.
+    -- and write again (elsewhere: it may still delete what the name holds).
+    quarantine(KEYS[8], tonumber(ARGV[14]))
     return {'rewrite', tostring(close_tombstone(KEYS[4], KEYS[5], tonumber(ARGV[11])))}
   end
   local finished = redis.call('GET', KEYS[5]) or '0'
@@ -204,6 +246,9 @@ end
 if redis.call('GET', KEYS[3]) == token then
   redis.call('DEL', KEYS[3])
 end
+if reserver then
+  redis.call('DEL', KEYS[7])
+end
 redis.call('SET', KEYS[6], cjson.encode({'committed', tostring(refs)}), 'PX', tonumber(ARGV[13]))
 return {'committed', tostring(refs)}
 """
@@ -212,6 +257,38 @@ return {'committed', tostring(refs)}
 # KEYS: claim. ARGV: token.
 _RELEASE_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# KEYS: reservation, record, quarantine of the name. ARGV: token, digest of the caller's
+# claim (the reservation's lease), claim key prefix, quarantine lifetime (ms).
+#
+# A reservation keeps a free name for one save's inner write: no other save writes the
+# name meanwhile (an inner storage such as S3 would let the later write replace the
+# earlier). One whose holder's lease lapsed is never taken over (the holder may still be
+# writing): it is marked lapsed and lives QUARANTINE_TTL more, unless its holder commits.
+_RESERVE_NAME = """
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
+  return 0
+end
+local r = redis.call('HMGET', KEYS[1], 'token', 'lease', 'lapsed')
+if r[1] and r[1] ~= ARGV[1] then
+  if not r[3] and redis.call('GET', ARGV[3] .. r[2]) ~= r[1] then
+    redis.call('HSET', KEYS[1], 'lapsed', '1')
+    redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
+  end
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'token', ARGV[1], 'lease', ARGV[2])
+return 1
+"""
+
+# KEYS: reservation. ARGV: token.
+_RELEASE_NAME = """
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -246,23 +323,35 @@ local function lease_held(claim_prefix, holder, lease)
 end
 """
 
-# KEYS: record. ARGV: token, map key prefix, name, claim key prefix, digest of the
-# caller's claim (its lease).
+# KEYS: record, quarantine. ARGV: token, map key prefix, name, claim key prefix, digest
+# of the caller's claim (its lease), quarantine lifetime (ms).
 _BEGIN_REPLACE = (
     _LEASE_HELD
+    + _QUARANTINE
     + """
 local f = redis.call('HMGET', KEYS[1], 'state', 'refs', 'digest', 'token', 'lease')
 if not f[1] then
   return 'absent'
 end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 'quarantined'
+end
 if f[1] == 'live' then
   if tonumber(f[2]) > 1 then
     return 'shared'
   end
-elseif f[4] ~= ARGV[1] and lease_held(ARGV[4], f[4], f[5] or f[3]) then
-  return 'wait'
+elseif f[4] ~= ARGV[1] then
+  if lease_held(ARGV[4], f[4], f[5] or f[3]) then
+    return 'wait'
+  end
+  if f[4] then
+    -- Its replacer or deleter was not seen to finish: it may still write or delete the
+    -- name. Keep the name out of use until its worst case has passed.
+    quarantine(KEYS[2], tonumber(ARGV[6]))
+    return 'quarantined'
+  end
 end
--- A live record with one reference, or one whose replacer or deleter died: ours now.
+-- A live record with one reference, or one whose deleter gave up (seen to finish): ours.
 redis.call('HSET', KEYS[1], 'state', 'replacing', 'token', ARGV[1], 'lease', ARGV[5])
 if redis.call('GET', ARGV[2] .. f[3]) == ARGV[3] then
   redis.call('DEL', ARGV[2] .. f[3])
@@ -292,14 +381,16 @@ end
 return 1
 """
 
-# KEYS: record, tombstone, receipt. ARGV: token, ttl (ms), map key prefix, claim key
-# prefix, name, receipt lifetime (ms), tombstone lifetime (ms).
+# KEYS: record, tombstone, receipt, quarantine. ARGV: token, ttl (ms), map key prefix,
+# claim key prefix, name, receipt lifetime (ms), tombstone lifetime (ms), quarantine
+# lifetime (ms).
 #
 # A decision that changed something leaves a receipt under the call's token, so running
 # the script again with the same token (its reply was lost) returns that decision instead
 # of dropping a second reference.
 _BEGIN_DELETE = (
     _LEASE_HELD
+    + _QUARANTINE
     + """
 local receipt = redis.call('GET', KEYS[3])
 if receipt then
@@ -335,8 +426,12 @@ if not state then
   -- (a renewal of the lease renews the tombstone too: see _REFRESH_CLAIM); a dead
   -- deleter's is taken over.
   local t = redis.call('HMGET', KEYS[2], 'state', 'token', 'lease')
-  if t[1] == 'deleting' and t[2] ~= ARGV[1] and lease_held(ARGV[4], t[2], t[3]) then
-    return {'wait', '', '0', tostring(redis.call('PTTL', ARGV[4] .. t[3]))}
+  if t[1] == 'deleting' and t[2] ~= ARGV[1] then
+    if lease_held(ARGV[4], t[2], t[3]) then
+      return {'wait', '', '0', tostring(redis.call('PTTL', ARGV[4] .. t[3]))}
+    end
+    -- A dead (or stalled) deleter's: it may still delete whatever the name holds.
+    quarantine(KEYS[4], tonumber(ARGV[8]))
   end
   local lease = 'untracked-delete:' .. ARGV[1] .. ':' .. ARGV[5]
   redis.call('SET', ARGV[4] .. lease, ARGV[1], 'PX', tonumber(ARGV[2]))
@@ -350,7 +445,15 @@ if state == 'replacing' and f[4] ~= ARGV[1] then
   if lease_held(ARGV[4], f[4], lease) then
     return {'wait', digest, '0', tostring(redis.call('PTTL', ARGV[4] .. lease))}
   end
-  -- The replacer died: the name still has its one reference, which this delete drops.
+  -- The replacer died (or stalled: it may still write the name): the name still has its
+  -- one reference, which this delete drops.
+  quarantine(KEYS[4], tonumber(ARGV[8]))
+end
+if state == 'deleting' and f[4] and f[4] ~= ARGV[1]
+    and not lease_held(ARGV[4], f[4], f[5] or digest) then
+  -- An interrupted deletion whose deleter was not seen to finish: it may still delete
+  -- whatever the name holds once it is saved again.
+  quarantine(KEYS[4], tonumber(ARGV[8]))
 end
 if state == 'live' and tonumber(f[2]) > 1 then
   return decided({'kept', digest, tostring(redis.call('HINCRBY', KEYS[1], 'refs', -1)), '0'})
@@ -489,6 +592,28 @@ def _get_connection_args(pool: redis.ConnectionPool) -> tuple[str, ...]:
     return ("EVALSHA",) if required else ()
 
 
+#: Namespaces that could be confused with another are keyed under this prefix (and hex).
+ESCAPED_NAMESPACE_PREFIX = "dedupstore-hex-"
+#: A key is ``<namespace>:<kind letter>:<rest>``: a namespace containing ``:<letter>:`` or
+#: ending in ``:<letter>`` could be read as a shorter namespace's key of some kind.
+_CONFUSABLE = re.compile(r":[a-z](?::|$)")
+
+
+def key_prefix(namespace: str) -> str:
+    """Return the prefix of ``namespace``'s keys; no two namespaces share one.
+
+    Every key reads ``<prefix>:<kind letter>:<name or digest>``, so the first
+    ``:<letter>:`` of a key ends its prefix as long as no prefix contains ``:<letter>:``
+    or ends in ``:<letter>``. Such a namespace (``media:o:avatars`` would otherwise reach
+    ``media``'s record of ``avatars:o:pic.png``), or one that starts like an escaped
+    prefix, is keyed under ``dedupstore-hex-`` and its UTF-8 in hex instead. Every
+    other namespace, the default ones included, keeps its keys as they always were.
+    """
+    if _CONFUSABLE.search(namespace) or namespace.startswith(ESCAPED_NAMESPACE_PREFIX):
+        return ESCAPED_NAMESPACE_PREFIX + namespace.encode("utf-8", "surrogatepass").hex()
+    return namespace
+
+
 def _milliseconds(seconds: float) -> int:
     """Return a claim lifetime in whole milliseconds, at least 1: Redis refuses ``PX 0``."""
     return max(1, math.ceil(seconds * 1000))
@@ -522,13 +647,16 @@ class RedisIndex(Index):
             # counts a second reference, a resent delete drops one.
             retry=Retry(NoBackoff(), 0),
         )
-        self._record_prefix = f"{namespace}:o:"
-        self._map_prefix = f"{namespace}:d:"
-        self._claim_prefix = f"{namespace}:c:"
-        self._tombstone_prefix = f"{namespace}:t:"
-        self._untracked_deletes = f"{namespace}:u"
-        self._receipt_prefix = f"{namespace}:r:"
-        self._initialised_key = f"{namespace}:i"
+        prefix = key_prefix(namespace)
+        self._record_prefix = f"{prefix}:o:"
+        self._map_prefix = f"{prefix}:d:"
+        self._claim_prefix = f"{prefix}:c:"
+        self._tombstone_prefix = f"{prefix}:t:"
+        self._untracked_deletes = f"{prefix}:u"
+        self._receipt_prefix = f"{prefix}:r:"
+        self._reservation_prefix = f"{prefix}:n:"
+        self._quarantine_prefix = f"{prefix}:q:"
+        self._initialised_key = f"{prefix}:i"
         self._get_connection_args = _get_connection_args(self._client.connection_pool)
         #: Whether the server was seen to run with maxmemory-policy noeviction.
         self._policy_checked = False
@@ -537,6 +665,8 @@ class RedisIndex(Index):
         self._commit_save = register(_COMMIT_SAVE)
         self._release_claim = register(_RELEASE_CLAIM)
         self._refresh_claim = register(_REFRESH_CLAIM)
+        self._reserve_name = register(_RESERVE_NAME)
+        self._release_name = register(_RELEASE_NAME)
         self._begin_replace = register(_BEGIN_REPLACE)
         self._abort_replace = register(_ABORT_REPLACE)
         self._begin_delete = register(_BEGIN_DELETE)
@@ -689,6 +819,7 @@ class RedisIndex(Index):
                 self._record_prefix + name,
                 self._untracked_deletes,
                 self._tombstone_prefix + name,
+                self._quarantine_prefix + name,
             ],
             [
                 reuse,
@@ -701,6 +832,7 @@ class RedisIndex(Index):
                 self._claim_prefix,
                 _milliseconds(TOMBSTONE_TTL),
                 "1" if overwrite else "0",
+                _milliseconds(QUARANTINE_TTL),
             ],
         )
         action = action.decode()
@@ -721,7 +853,7 @@ class RedisIndex(Index):
         since: int = 0,
         elapsed: float = 0.0,
     ) -> CommitDecision:
-        action, value = self._run_retrying(
+        action, value, *rest = self._run_retrying(
             self._commit_save,
             [
                 self._record_prefix + name,
@@ -730,6 +862,8 @@ class RedisIndex(Index):
                 self._tombstone_prefix + name,
                 self._untracked_deletes,
                 self._receipt_prefix + token,
+                self._reservation_prefix + name,
+                self._quarantine_prefix + name,
             ],
             [
                 digest,
@@ -745,6 +879,7 @@ class RedisIndex(Index):
                 _milliseconds(TOMBSTONE_TTL),
                 self._claim_prefix,
                 _milliseconds(self._receipt_ttl),
+                _milliseconds(QUARANTINE_TTL),
             ],
             # After a lost reply the commit runs again with the same token: its receipt
             # (or, before it committed, the same checks) answers as the first run did.
@@ -758,6 +893,10 @@ class RedisIndex(Index):
             return CommitDecision("wait", retry_after=max(int(value), 1) / 1000)
         if action in ("rewrite", "verify"):
             return CommitDecision(action, since=int(value))
+        if action == "relocate":
+            return CommitDecision(
+                "relocate", since=int(value), retry_after=max(int(rest[0]), 1) / 1000
+            )
         return CommitDecision("committed")
 
     def release_claim(self, *, digest: str, token: str) -> None:
@@ -772,11 +911,34 @@ class RedisIndex(Index):
             args.append(_milliseconds(claim_ttl) + _milliseconds(TOMBSTONE_TTL))
         return bool(self._run(self._refresh_claim, keys, args))
 
+    def reserve_name(self, *, name: str, token: str, digest: str) -> bool:
+        return bool(
+            self._run(
+                self._reserve_name,
+                [
+                    self._reservation_prefix + name,
+                    self._record_prefix + name,
+                    self._quarantine_prefix + name,
+                ],
+                [token, digest, self._claim_prefix, _milliseconds(QUARANTINE_TTL)],
+            )
+        )
+
+    def release_name(self, *, name: str, token: str) -> None:
+        self._run(self._release_name, [self._reservation_prefix + name], [token])
+
     def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
         result = self._run(
             self._begin_replace,
-            [self._record_prefix + name],
-            [token, self._map_prefix, name, self._claim_prefix, digest],
+            [self._record_prefix + name, self._quarantine_prefix + name],
+            [
+                token,
+                self._map_prefix,
+                name,
+                self._claim_prefix,
+                digest,
+                _milliseconds(QUARANTINE_TTL),
+            ],
         )
         return result.decode()  # type: ignore[no-any-return]
 
@@ -797,6 +959,7 @@ class RedisIndex(Index):
                 self._record_prefix + name,
                 self._tombstone_prefix + name,
                 self._receipt_prefix + token,
+                self._quarantine_prefix + name,
             ],
             [
                 token,
@@ -806,6 +969,7 @@ class RedisIndex(Index):
                 name,
                 _milliseconds(self._receipt_ttl),
                 _milliseconds(TOMBSTONE_TTL),
+                _milliseconds(QUARANTINE_TTL),
             ],
             lambda lost: DeleteOutcomeUnknown(self.display_url, lost, name),
             lambda cause: IndexUnavailable(self.display_url, cause, "Nothing was deleted."),

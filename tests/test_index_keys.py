@@ -1,0 +1,68 @@
+"""Index keys are unambiguous whatever the namespace and the name contain.
+
+Against a real Redis and the locmem twin: a namespace nested in another (``media`` and
+``media:o:avatars``) never reaches the other's records, and a namespace that cannot be
+confused with another keeps the key layout existing deployments have.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+from django.core.files.base import ContentFile
+
+from dedupstore import DedupStorage
+from dedupstore.index.redis import key_prefix
+from tests.contract import read_all
+
+
+def _storage(index_url: str, location: Path, namespace: str) -> DedupStorage:
+    inner = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(location)},
+    }
+    return DedupStorage(inner=inner, index=index_url, namespace=namespace)
+
+
+@pytest.mark.parametrize(
+    ("outer_namespace", "nested_namespace", "alias"),
+    [
+        ("media", "media:o:avatars", "avatars:o:pic.png"),
+        ("media", "media:o", "o:pic.png"),
+        ("m", "m:t:x", "x:o:pic.png"),
+    ],
+)
+def test_a_nested_namespace_never_reaches_another_namespaces_record(
+    index_url: str, tmp_path: Path, outer_namespace: str, nested_namespace: str, alias: str
+) -> None:
+    nested = _storage(index_url, tmp_path / "nested", nested_namespace)
+    outer = _storage(index_url, tmp_path / "outer", outer_namespace)
+    name = nested.save("pic.png", ContentFile(b"shared"))
+    assert nested.save("copy.png", ContentFile(b"shared")) == name
+    assert outer.references(alias) == 0
+    outer.inner.save(alias, ContentFile(b"outer's own"))
+    outer.delete(alias)
+    outer.delete(alias)
+    assert nested.references(name) == 2 and read_all(nested, name) == b"shared"
+
+
+def test_a_namespace_that_cannot_be_confused_keeps_its_keys(redis_url: str, tmp_path: Path) -> None:
+    storage = _storage(redis_url, tmp_path, "dedupstore:0123456789abcdef")
+    storage.save("a.txt", ContentFile(b"kept"))
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.hget("dedupstore:0123456789abcdef:o:a.txt", "refs") == b"1"
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    "namespace", ["media:o:avatars", "a:o", "x:t", "dedupstore-hex-6d", "a:b:c:d"]
+)
+def test_every_namespace_gets_a_prefix_no_other_namespace_gets(namespace: str) -> None:
+    others = ["media", "a", "x", "a:b", "a:b:c", "media:o", "dedupstore", "a:b:c:d:e"]
+    prefix = key_prefix(namespace)
+    assert all(key_prefix(other) != prefix for other in others if other != namespace)
+    assert key_prefix(namespace) == prefix  # stable
