@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from django.core import checks as _checks
+
+from dedupstore.checks import check_old_settings as _check_old_settings
 from dedupstore.exceptions import (
     ClaimLost,
     ClaimTimeout,
@@ -12,6 +15,11 @@ from dedupstore.exceptions import (
     IndexUnavailable,
 )
 from dedupstore.storage import DedupStorage
+
+# Settings written for the old packages come from projects that may not list "dedupstore"
+# in INSTALLED_APPS (the old packages needed no app): warn wherever dedupstore is imported.
+# Registering a check twice (here and in DedupStoreConfig.ready) keeps one.
+_checks.register(_check_old_settings, _checks.Tags.compatibility)
 
 __all__ = [
     "ClaimLost",

@@ -124,7 +124,11 @@ class ClaimLost(DedupStoreError):
 
 
 class EmptyContentError(ValueError, DedupStoreError):
-    """Empty content was passed to ``save()``."""
+    """Empty content was passed to ``save()``.
+
+    No longer raised: ``DedupStorage`` stores empty content like any other, as Django's
+    storages do. Kept so that code catching it still imports.
+    """
 
     def __init__(self, name: str) -> None:
         super().__init__(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
 import math
 import os
@@ -26,12 +27,14 @@ from django.core.signals import setting_changed
 from django.utils.deconstruct import deconstructible
 from django.utils.module_loading import import_string
 
-from dedupstore.exceptions import ClaimTimeout, EmptyContentError, IndexUnavailable
+from dedupstore import naming
+from dedupstore.exceptions import ClaimTimeout, IndexUnavailable
 from dedupstore.files import prepare_save, refuse_write_mode
 from dedupstore.hashing import DEFAULT_CHUNK_SIZE, ContentHasher, HashedContent, resolve_hash_key
 from dedupstore.index import CommitDecision, Index, mask_url, open_index, validate_index_url
 from dedupstore.index.base import ClaimKeeper
 from dedupstore.namespace import default_namespace
+from dedupstore.scopes import content_key, inner_reuse_scope, own_reuse_scope, validate_reuse_scope
 from dedupstore.written import WrittenContent, file_identity
 
 __all__ = ["DedupStorage"]
@@ -165,6 +168,7 @@ _UNPICKLED_ATTRIBUTES = (
     "_namespace",
     "_namespace_option",
     "_derived_namespace",
+    "_constructed",
 )
 
 
@@ -194,6 +198,40 @@ def _check_relative_name(name: str) -> None:
     )
 
 
+def _exposed(name: str) -> bool:
+    """Tell whether an inner storage's attribute ``name`` may be read through the wrapper.
+
+    Private names are not, nor the hooks of ``dedupstore.protocol``: they describe the
+    inner storage to the wrapper, not the wrapper to its users.
+    """
+    return (
+        not name.startswith("_")
+        and name != "content_addressed"
+        and not (name.startswith("dedupstore_"))
+    )
+
+
+def _inner_data_attribute(inner: Storage, name: str) -> bool:
+    """Tell whether ``inner`` has ``name`` as a data attribute (not a method).
+
+    Looked up statically, so a lazily computed value (a cached property) is not computed.
+    """
+    found = inspect.getattr_static(inner, name, _UNSET)
+    return found is not _UNSET and not callable(found)
+
+
+class _DedupStorageType(type):
+    """Mark a storage as constructed once every ``__init__`` in its class chain returned.
+
+    From then on, setting an attribute that only the inner storage has sets it there.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        storage = super().__call__(*args, **kwargs)
+        object.__setattr__(storage, "_constructed", True)
+        return storage
+
+
 def _failed_inner_delete_note(name: str, *, tracked: bool) -> str:
     """Say what a failed inner delete left behind, and when calling delete() again is safe."""
     held = (
@@ -209,12 +247,15 @@ def _failed_inner_delete_note(name: str, *, tracked: bool) -> str:
 
 
 @deconstructible(path="dedupstore.DedupStorage")
-class DedupStorage(Storage):
+class DedupStorage(Storage, metaclass=_DedupStorageType):
     """Wrap another storage so identical content is stored once and reference-counted.
 
     Every option is a keyword argument (so ``STORAGES[...]["OPTIONS"]`` works) with a
     ``DEDUPSTORE_<OPTION>`` setting as fallback. Only plain data is accepted: the inner
     storage and the index client are built on first use.
+
+    The inner storage's public data attributes (``location``, ``base_url``,
+    ``file_permissions_mode``...) read, and once built set, through the wrapper.
     """
 
     #: option name -> built-in default; the setting is ``DEDUPSTORE_<NAME>``.
@@ -223,6 +264,7 @@ class DedupStorage(Storage):
         "index": "redis://localhost:6379/0",
         "namespace": None,
         "reuse": "content",
+        "reuse_scope": "extension",
         "overwrite": False,
         "hash_key": None,
         "chunk_size": DEFAULT_CHUNK_SIZE,
@@ -240,6 +282,7 @@ class DedupStorage(Storage):
         index: str = _UNSET,
         namespace: str | None = _UNSET,
         reuse: Reuse = _UNSET,
+        reuse_scope: str = _UNSET,
         overwrite: bool = _UNSET,
         hash_key: str | bytes | bool | None = _UNSET,
         chunk_size: int = _UNSET,
@@ -260,6 +303,7 @@ class DedupStorage(Storage):
             "index": index,
             "namespace": namespace,
             "reuse": reuse,
+            "reuse_scope": reuse_scope,
             "overwrite": overwrite,
             "hash_key": hash_key,
             "chunk_size": chunk_size,
@@ -285,6 +329,8 @@ class DedupStorage(Storage):
         self._namespace_option: str | None = options["namespace"]
         self._derived_namespace: str | None = None
         self.reuse: Reuse = options["reuse"]
+        #: "extension", "directory", "any" or the dotted path of a callable name -> str.
+        self.reuse_scope: str = options["reuse_scope"]
         self.overwrite: bool = options["overwrite"]
         self._hash_key_option: str | bytes | bool | None = options["hash_key"]
         self.chunk_size: int = options["chunk_size"]
@@ -351,6 +397,7 @@ class DedupStorage(Storage):
                 f"{cls}: 'reuse' must be one of {', '.join(REUSE_CHOICES)}, "
                 f"not {options['reuse']!r}"
             )
+        validate_reuse_scope(options["reuse_scope"], cls)
         if not isinstance(options["overwrite"], bool):
             raise ImproperlyConfigured(f"{cls}: 'overwrite' must be True or False")
         if not isinstance(options["verify_hits"], bool):
@@ -550,6 +597,40 @@ class DedupStorage(Storage):
         self.__dict__.update(state)
         # Resolve the options again, from the explicit ones and this process's settings.
         DedupStorage.__init__(self, **state.get("_given_options", {}))
+        object.__setattr__(self, "_constructed", True)
+
+    # -- the inner storage's attributes ----------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        """Read a public data attribute of the inner storage (``location``, ``base_url``...).
+
+        Only names the wrapper lacks get here. Methods are not exposed (an inner method
+        that writes would bypass the index): call them on ``inner``.
+        """
+        # Nothing is forwarded before __init__ has set the configuration (unpickling,
+        # copying): the inner storage could not be built yet.
+        if _exposed(name) and "inner_config" in self.__dict__:
+            inner = self.inner
+            if _inner_data_attribute(inner, name):
+                return getattr(inner, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Set an attribute that only the inner storage has on the inner storage.
+
+        The wrapper's own attributes, and every attribute set while it is constructed,
+        stay the wrapper's.
+        """
+        if (
+            self.__dict__.get("_constructed")
+            and _exposed(name)
+            and name not in self.__dict__
+            and not hasattr(type(self), name)
+            and _inner_data_attribute(self.inner, name)
+        ):
+            setattr(self.inner, name, value)
+            return
+        super().__setattr__(name, value)
 
     # -- saving --------------------------------------------------------------------
 
@@ -566,14 +647,22 @@ class DedupStorage(Storage):
         return stored
 
     def _save(self, name: str, content: File, max_length: int | None = None) -> str:  # type: ignore[override]
+        if self.overwrite and not getattr(self.inner, "content_addressed", False):
+            # As FileSystemStorage(allow_overwrite=True) does: a name too long for the
+            # field is shortened, and then replaced like any other.
+            name = naming.truncate_to_fit(name, max_length)
         before = file_identity(content)  # size and mtime, to check a file moved unread
+        # Empty content is stored like any other: all empty files share one object.
         hashed = self.hasher.hash(content)
         try:
-            if hashed.size == 0:
-                raise EmptyContentError(name)
             # What the inner write reads is hashed again and checked (see _checked_write).
             written = WrittenContent(hashed, self.hasher, before)
-            return self._save_hashed(name, dataclasses.replace(hashed, content=written), max_length)
+            # From here on the index sees the content key, not the bare digest: claims, the
+            # record and the content-map entry of this save all belong to the name's scope.
+            keyed = dataclasses.replace(
+                hashed, content=written, digest=self._content_key(name, hashed.digest)
+            )
+            return self._save_hashed(name, keyed, max_length)
         finally:
             if hashed.spooled:
                 hashed.content.close()
@@ -581,14 +670,21 @@ class DedupStorage(Storage):
     def _save_hashed(
         self, name: str, hashed: HashedContent, max_length: int | None, reuse: Reuse | None = None
     ) -> str:
+        """Save ``hashed``, whose ``digest`` is already the content key of ``name``."""
         token = secrets.token_hex(16)
         asked = time.monotonic()
+        # reuse="name" compares the name the inner storage would store `name` under
+        # (Appwrite: "uploads/logo.png" -> "<bucketId>/<fileId>"), which is what the index
+        # records.
+        reuse = reuse or self.reuse
+        stored_name = getattr(self.inner, "dedupstore_stored_name", None)
+        reuse_name = stored_name(name) if reuse == "name" and stored_name else name
         try:
             decision = self._until_decided(
                 lambda: self.index.begin_save(
                     digest=hashed.digest,
-                    reuse=reuse or self.reuse,
-                    name=name,
+                    reuse=reuse,
+                    name=reuse_name,
                     max_length=max_length,
                     token=token,
                     claim_ttl=self.claim_ttl,
@@ -808,6 +904,48 @@ class DedupStorage(Storage):
             return inner.get_available_name(name, max_length=max_length)
         return self.get_available_name(name, max_length=max_length)
 
+    # -- naming: the inner storage's hooks, never to overwrite -------------------------
+
+    def get_available_name(self, name: str, max_length: int | None = None) -> str:
+        """Return a name that is free in the inner storage, chosen by its own hooks.
+
+        The inner ``get_available_name`` answers, unless it may hand out a taken name
+        (``allow_overwrite=True``, ``file_overwrite=True``, ``OS_OPEN_FLAGS`` without
+        ``O_EXCL``) or its answer is taken: then Django's algorithm runs with this
+        storage's ``is_name_available`` and ``get_alternative_name``, which never give a
+        taken name. A new object never replaces one that other references share.
+        """
+        name = os.fspath(name)
+        inner = self.inner
+        if not naming.inner_may_overwrite(inner):
+            candidate = inner.get_available_name(name, max_length=max_length)
+            if naming.inner_names_are_free(inner) or self._is_free(candidate, max_length):
+                return candidate
+        return super().get_available_name(name, max_length=max_length)
+
+    def get_alternative_name(self, file_root: str, file_ext: str) -> str:
+        """Return the inner storage's alternative name, unless it is the same name."""
+        alternative = self.inner.get_alternative_name(file_root, file_ext)
+        if alternative == f"{file_root}{file_ext}":
+            # FileSystemStorage(allow_overwrite=True) gives the name itself, to overwrite.
+            return super().get_alternative_name(file_root, file_ext)
+        return alternative
+
+    def is_name_available(self, name: str, max_length: int | None = None) -> bool:
+        """Tell whether ``name`` fits and is free, by the inner storage's test if it has one.
+
+        An inner storage that overwrites calls taken names available: for it, a name is
+        available only when nothing is stored under it.
+        """
+        inner = self.inner
+        inner_test = getattr(inner, "is_name_available", None)
+        if inner_test is None or naming.inner_may_overwrite(inner):
+            return self._is_free(name, max_length)
+        return bool(inner_test(name, max_length=max_length))
+
+    def _is_free(self, name: str, max_length: int | None) -> bool:
+        return not (max_length and len(name) > max_length) and not self.inner.exists(name)
+
     def _inner_save(self, name: str, content: File, max_length: int | None) -> str:
         """Write ``content`` to the inner storage under ``name``, which is valid and free.
 
@@ -957,10 +1095,17 @@ class DedupStorage(Storage):
     def size(self, name: str) -> int:
         return self.inner.size(self._validate_name(name))
 
-    def url(self, name: str | None) -> str:
+    def url(self, name: str | None, *args: Any, **kwargs: Any) -> str:
+        """Return the inner storage's URL for ``name``, with its extra arguments.
+
+        Leading slashes are dropped as Django's ``FileSystemStorage`` drops them, so an
+        old name such as ``/logo.png`` still renders; ``..`` is refused. Extra arguments
+        (django-storages' ``parameters``, ``expire``, ``http_method``) go to the inner
+        ``url()``.
+        """
         if name is not None:
-            name = self._validate_name(name)
-        return self.inner.url(name)
+            name = self._validate_name(naming.url_name(os.fspath(name)))
+        return self.inner.url(name, *args, **kwargs)
 
     def path(self, name: str) -> str:
         return self.inner.path(self._validate_name(name))
@@ -1015,3 +1160,17 @@ class DedupStorage(Storage):
         if not hasattr(content, "chunks"):
             content = File(content)
         return self.hasher.hash(cast(File, content)).digest
+
+    def content_key(self, name: str, content: File | IO[bytes]) -> str:
+        """Return the key the index files ``content`` under when it is saved as ``name``.
+
+        It is the digest qualified by the reuse scope of ``name`` (``reuse_scope`` and the
+        inner storage's own boundary), and the digest itself when both are empty. Claims,
+        the content map and ``ObjectRecord.digest`` hold this key.
+        """
+        return self._content_key(name, self.digest(content))
+
+    def _content_key(self, name: str, digest: str) -> str:
+        cls = type(self).__name__
+        scope = own_reuse_scope(self.reuse_scope, name, cls)
+        return content_key(digest, scope, inner_reuse_scope(self.inner, name))

@@ -15,7 +15,7 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile, File
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 
-from dedupstore import DedupStorage, EmptyContentError
+from dedupstore import DedupStorage
 from tests.helpers import InnerCalls
 
 
@@ -153,9 +153,13 @@ class DedupContract:
             with pytest.raises(SuspiciousFileOperation):
                 storage.delete(bad)
 
-    def test_empty_content_is_rejected(self, storage: DedupStorage) -> None:
-        with pytest.raises(EmptyContentError, match="empty"):
-            storage.save("e/empty.txt", ContentFile(b""))
+    def test_empty_content_is_stored_once_and_reads_back_empty(self, storage: DedupStorage) -> None:
+        first = storage.save("e/empty.txt", ContentFile(b""))
+        assert read_all(storage, first) == b""
+        assert storage.size(first) == 0
+        if storage.reuse == "content":
+            assert storage.save("f/empty.txt", ContentFile(b"")) == first
+            assert storage.references(first) == 2
 
     def test_str_content_is_rejected(self, storage: DedupStorage) -> None:
         with pytest.raises(TypeError, match="ContentFile"):

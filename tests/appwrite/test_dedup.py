@@ -145,13 +145,17 @@ def test_deconstruct_and_migrations_hold_no_key(
     assert rebuilt.reuse == "content"
 
 
-def test_namespace_does_not_depend_on_the_key(old_settings: Any) -> None:
+def test_namespace_follows_endpoint_and_project_not_key_or_default_bucket(
+    old_settings: Any,
+) -> None:
     old_settings.DEDUPSTORE_NAMESPACE = None
     one = AppWriteStorage(api_key="key-one")
     two = AppWriteStorage(api_key="key-two")
+    # Stored names carry their bucket, so the default bucket does not separate counts.
     other_bucket = AppWriteStorage(api_key="key-one", bucket_id="elsewhere")
-    assert one.namespace == two.namespace
-    assert one.namespace != other_bucket.namespace
+    other_project = AppWriteStorage(api_key="key-one", project_id="another-project")
+    assert one.namespace == two.namespace == other_bucket.namespace
+    assert one.namespace != other_project.namespace
 
 
 def test_as_the_default_storage(old_settings: Any, server: AppwriteTestServer) -> None:
