@@ -16,6 +16,7 @@ saved in two scopes is two entries of the content map and two objects; a hit (wi
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 from collections.abc import Callable
@@ -86,6 +87,7 @@ def _scope_function(path: str, owner: str) -> Callable[[str], Any]:
     return cast(Callable[[str], Any], function)
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the name, on every save's path
 def extension_of(name: str) -> str:
     """Return the extension of ``name`` as Django's naming sees it, case-folded.
 
@@ -140,8 +142,13 @@ def content_key(digest: str, scope: str, inner_scope: str) -> str:
     """
     if not scope and not inner_scope:
         return digest
+    return f"{digest}{CONTENT_KEY_SEPARATOR}{_scope_hash(scope, inner_scope)}"
+
+
+@functools.lru_cache(maxsize=4096)  # a pure function of the scopes, on every save's path
+def _scope_hash(scope: str, inner_scope: str) -> str:
     encoded = json.dumps([scope, inner_scope], ensure_ascii=False).encode("utf-8", "surrogatepass")
-    return f"{digest}{CONTENT_KEY_SEPARATOR}{blake3(encoded).hexdigest()[:_SCOPE_HASH_HEX]}"
+    return blake3(encoded).hexdigest()[:_SCOPE_HASH_HEX]
 
 
 def digest_of(key: str) -> str:

@@ -664,8 +664,8 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
             written = WrittenContent(hashed, self.hasher, before)
             # From here on the index sees the content key, not the bare digest: claims, the
             # record and the content-map entry of this save all belong to the name's scope.
-            keyed = dataclasses.replace(
-                hashed, content=written, digest=self._content_key(name, hashed.digest)
+            keyed = HashedContent(
+                self._content_key(name, hashed.digest), hashed.size, written, hashed.spooled
             )
             return self._save_hashed(name, keyed, max_length)
         finally:

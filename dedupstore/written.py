@@ -43,7 +43,10 @@ def file_identity(content: object) -> tuple[int, int] | None:
             return status.st_size, status.st_mtime_ns
         except (AttributeError, OSError, TypeError, ValueError):
             pass
-    fileno = getattr(_real_file(content), "fileno", None)
+    raw = _real_file(content)
+    if isinstance(raw, io.BytesIO | io.StringIO):
+        return None  # in memory: nothing on disk to compare (and fileno() would raise)
+    fileno = getattr(raw, "fileno", None)
     if not callable(fileno):
         return None
     try:
