@@ -8,6 +8,7 @@ from dedupstore.checks import check_old_settings as _check_old_settings
 from dedupstore.exceptions import (
     ClaimLost,
     ClaimTimeout,
+    ContentChangedError,
     DedupStoreError,
     DeleteOutcomeUnknown,
     EmptyContentError,
@@ -23,6 +24,7 @@ _checks.register(_check_old_settings, _checks.Tags.compatibility)
 __all__ = [
     "ClaimLost",
     "ClaimTimeout",
+    "ContentChangedError",
     "DedupStorage",
     "DedupStoreError",
     "DeleteOutcomeUnknown",
