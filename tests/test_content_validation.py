@@ -56,7 +56,7 @@ def test_text_content_is_stored_as_exactly_the_bytes_that_were_hashed(
     assert written == text.encode("utf-8")
     record = storage.index.lookup(name)
     assert record is not None and record.size == len(written)
-    assert record.digest == storage.digest(io.BytesIO(written))
+    assert record.digest == storage.content_key(name, io.BytesIO(written))
     # The exact bytes, uploaded as bytes, are a hit on the same object.
     assert storage.save("again.txt", ContentFile(written)) == name
 
