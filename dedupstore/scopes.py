@@ -17,10 +17,8 @@ saved in two scopes is two entries of the content map and two objects; a hit (wi
 from __future__ import annotations
 
 import functools
-import json
 import posixpath
 from collections.abc import Callable
-from pathlib import PurePosixPath
 from typing import Any, cast
 
 from blake3 import blake3
@@ -92,9 +90,15 @@ def extension_of(name: str) -> str:
     """Return the extension of ``name`` as Django's naming sees it, case-folded.
 
     That is every suffix of the file name (``.tar.gz``), as ``get_available_name`` keeps
-    them when it picks an alternative name; ``""`` for none (``README``, ``.bashrc``).
+    them when it picks an alternative name (``"".join(PurePosixPath(name).suffixes)``);
+    ``""`` for none (``README``, ``.bashrc``, ``notes.``). String operations rather than
+    ``PurePosixPath``: this runs on every save, hits included.
     """
-    return "".join(PurePosixPath(posixpath.basename(name)).suffixes).casefold()
+    file_name = name.rpartition("/")[2]
+    if file_name.endswith("."):
+        return ""
+    _stem, dot, suffixes = file_name.lstrip(".").partition(".")
+    return (dot + suffixes).casefold()
 
 
 def own_reuse_scope(option: str, name: str, owner: str) -> str:
@@ -145,9 +149,10 @@ def content_key(digest: str, scope: str, inner_scope: str) -> str:
     return f"{digest}{CONTENT_KEY_SEPARATOR}{_scope_hash(scope, inner_scope)}"
 
 
-@functools.lru_cache(maxsize=4096)  # a pure function of the scopes, on every save's path
+@functools.lru_cache(maxsize=4096)
 def _scope_hash(scope: str, inner_scope: str) -> str:
-    encoded = json.dumps([scope, inner_scope], ensure_ascii=False).encode("utf-8", "surrogatepass")
+    # Length-prefixed, so no two pairs of scopes encode alike.
+    encoded = f"{len(scope)}:{scope}{inner_scope}".encode("utf-8", "surrogatepass")
     return blake3(encoded).hexdigest()[:_SCOPE_HASH_HEX]
 
 

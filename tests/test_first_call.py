@@ -41,6 +41,7 @@ PUBLIC_CALLS: dict[str, Callable[[Storage], Any]] = {
     "generate_filename": lambda s: s.generate_filename("x y.txt"),
     "references": lambda s: s.references("first/x.txt"),
     "digest": lambda s: s.digest(ContentFile(b"x")),
+    "content_key": lambda s: s.content_key("first/x.txt", ContentFile(b"x")),
 }
 
 #: A closed loopback port: no server answers there.

@@ -20,6 +20,7 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 
 from dedupstore import DedupStorage
+from dedupstore.scopes import extension_of
 from tests.contract import read_all
 from tests.helpers import InnerCalls
 
@@ -118,6 +119,13 @@ def test_every_suffix_is_part_of_the_extension(tmp_path: Path, index_url: str) -
     tarball = storage.save("a.tar.gz", ContentFile(b"packed"))
     assert storage.save("b.gz", ContentFile(b"packed")) == "b.gz"
     assert storage.save("c.TAR.GZ", ContentFile(b"packed")) == tarball
+
+
+@given(st.text(alphabet="ab.X/ ", min_size=1, max_size=12))
+def test_the_extension_is_the_one_django_keeps_when_it_renames(name: str) -> None:
+    # Django's get_available_name keeps "".join(PurePath(file_name).suffixes).
+    file_name = posixpath.basename(name)
+    assert extension_of(name) == "".join(PurePosixPath(file_name).suffixes).casefold()
 
 
 def test_names_without_an_extension_reuse_only_each_other(tmp_path: Path, index_url: str) -> None:
