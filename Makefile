@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYENV_BINS := $(shell d=$$(pyenv root 2>/dev/null) && for v in "$$d"/versions/3.12* "$$d"/versions/3.13*; do [ -x "$$v/bin/python" ] && printf '%s:' "$$v/bin"; done)
 TOX_ENVS := py311-django42,py312-django6,py313-django6
 
-.PHONY: test demo bench lint docs tox venv redis-server clean django-suite
+.PHONY: test demo bench lint docs tox venv redis-server system-packages clean django-suite
 
 test: venv redis-server lint docs django-suite
 	scripts/loopback-only $(BIN)/python -m pytest
@@ -55,14 +55,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# Debian's redis-server: the suite, the demo and the benchmarks start private instances.
-redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "installing Debian's redis-server"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
-	}
-	@# The Debian package starts a system service on port 6379; we never use it.
-	@command -v redis-server >/dev/null
+# Debian's redis-server, postgresql, chromium and chromedriver: the suite, the demo and the
+# benchmarks start private instances on loopback (the packages' own services are never used).
+system-packages:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian's$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@command -v redis-server >/dev/null && command -v chromium >/dev/null
+
+redis-server: system-packages
 
 clean:
-	rm -rf $(VENV) .venv-peers .venv-dcs .tox .pytest_cache .ruff_cache .hypothesis .cache
+	rm -rf $(VENV) .venv-peers .venv-dcs .tox .pytest_cache .ruff_cache .hypothesis docs/_build .cache

@@ -11,6 +11,14 @@ class DedupStoreConfig(AppConfig):
     verbose_name = "dedupstore"
 
     def ready(self) -> None:
-        from dedupstore.checks import check_storages
+        from dedupstore.checks import (
+            check_index_eviction_policy,
+            check_namespaces,
+            check_old_settings,
+            check_storages,
+        )
 
         checks.register(check_storages)
+        checks.register(check_old_settings, checks.Tags.compatibility)
+        checks.register(check_index_eviction_policy)
+        checks.register(check_namespaces)

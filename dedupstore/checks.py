@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -10,7 +11,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from dedupstore import naming
-from dedupstore.storage import DedupStorage
+from dedupstore.index import mask_url
+from dedupstore.storage import DedupStorage, _redact
 
 
 def check_storages(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -57,6 +59,167 @@ def _check_one(
             )
         )
     messages.extend(_overwrite_hazards(inner, where))
+    return messages
+
+
+#: Import-path prefixes of the packages dedupstore replaces -> the class to use instead.
+#: django-cloud-storages also ships a Dropbox backend, which has no replacement here.
+_OLD_BACKENDS = (
+    ("ipfs_storage.", "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage"),
+    ("cloud_storages.backends.appwrite.", "dedupstore.backends.appwrite.AppWriteStorage"),
+)
+#: Settings Django 5.1 removed (it ignores them now) -> the STORAGES alias that replaced each.
+_REMOVED_STORAGE_SETTINGS = (
+    ("DEFAULT_FILE_STORAGE", "default"),
+    ("STATICFILES_STORAGE", "staticfiles"),
+)
+
+
+def _replacement(backend: object) -> str | None:
+    """Return dedupstore's class for an old package's import path, else None."""
+    if not isinstance(backend, str):
+        return None
+    for prefix, replacement in _OLD_BACKENDS:
+        if backend.startswith(prefix):
+            return replacement
+    return None
+
+
+def _storages_entry(alias: str, backend: str, options: Any = None) -> str:
+    """Return the ``STORAGES`` line to write, with secret-looking option values masked."""
+    entry: dict[str, Any] = {"BACKEND": backend}
+    if options:
+        entry["OPTIONS"] = _redact(options) if isinstance(options, Mapping) else options
+    return f"STORAGES[{alias!r}] = {entry!r}"
+
+
+def check_old_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Warn about storage settings written for the old packages that do nothing now.
+
+    ``DEFAULT_FILE_STORAGE`` and ``STATICFILES_STORAGE`` are ignored since Django 5.1, and a
+    ``STORAGES`` entry naming django-ipfs-storage's or django-cloud-storages' Appwrite
+    class uses the old package, without deduplication or reference counts. Each warning
+    gives the exact ``STORAGES`` entry to write instead.
+    """
+    messages: list[checks.CheckMessage] = []
+    storages = getattr(settings, "STORAGES", {})
+    for setting, alias in _REMOVED_STORAGE_SETTINGS:
+        if not hasattr(settings, setting):
+            continue
+        value = getattr(settings, setting)
+        backend = _replacement(value) or value
+        entry = _storages_entry(alias, str(backend))
+        configured = storages.get(alias, {}).get("BACKEND")
+        hint = (
+            f"remove {setting}: STORAGES[{alias!r}] already names {backend}"
+            if configured == backend
+            else f"write instead: {entry}"
+        )
+        messages.append(
+            checks.Warning(
+                f"{setting} = {value!r} is ignored since Django 5.1: the {alias!r} storage "
+                f"is STORAGES[{alias!r}] ({configured or 'not set'})",
+                hint=hint,
+                obj=f"settings.{setting}",
+                id="dedupstore.W010",
+            )
+        )
+    for alias, definition in storages.items():
+        backend = definition.get("BACKEND") if isinstance(definition, Mapping) else None
+        replacement = _replacement(backend)
+        if replacement is None:
+            continue
+        entry = _storages_entry(alias, replacement, definition.get("OPTIONS"))
+        messages.append(
+            checks.Warning(
+                f"STORAGES[{alias!r}] names {backend}, the old package's class: it stores "
+                "without deduplication or reference counts",
+                hint=f"to use dedupstore's drop-in replacement, write: {entry}",
+                obj=f"STORAGES[{alias!r}]",
+                id="dedupstore.W011",
+            )
+        )
+
+
+def check_index_eviction_policy(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Refuse (``dedupstore.E101``) a Redis index whose server may evict keys.
+
+    Each Redis index configured in ``settings.STORAGES`` is asked once, with a short
+    timeout; one that cannot be reached now is left to the same check at first use.
+    """
+    import redis
+
+    from dedupstore.index.redis import eviction_policy_problem, read_eviction_policy
+
+    messages: list[checks.CheckMessage] = []
+    for alias, definition in getattr(settings, "STORAGES", {}).items():
+        try:
+            backend = import_string(definition.get("BACKEND", ""))
+        except ImportError:
+            continue
+        if not (isinstance(backend, type) and issubclass(backend, DedupStorage)):
+            continue
+        try:
+            storage = backend(**definition.get("OPTIONS", {}))
+        except Exception:
+            continue  # check_storages reports it
+        if storage.index_url.startswith("locmem://"):
+            continue
+        display_url = mask_url(storage.index_url)
+        client = redis.Redis.from_url(
+            storage.index_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        try:
+            problem = eviction_policy_problem(read_eviction_policy(client), display_url)
+        except redis.RedisError:
+            continue  # unreachable now: the index checks again when it is first used
+        finally:
+            client.close()
+        if problem:
+            messages.append(
+                checks.Error(
+                    problem,
+                    hint="redis-cli CONFIG SET maxmemory-policy noeviction, and "
+                    "maxmemory-policy noeviction in redis.conf (see the Operations page)",
+                    obj=f"STORAGES[{alias!r}]",
+                    id="dedupstore.E101",
+                )
+            )
+    return messages
+
+
+def check_namespaces(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Report (``dedupstore.E102``) a DedupStorage whose default namespace cannot be derived.
+
+    That happens over an inner storage dedupstore cannot place; the hint gives the
+    ``namespace`` option to write.
+    """
+    from dedupstore.namespace import NamespaceUnknown
+
+    messages: list[checks.CheckMessage] = []
+    for alias, definition in getattr(settings, "STORAGES", {}).items():
+        try:
+            backend = import_string(definition.get("BACKEND", ""))
+        except ImportError:
+            continue
+        if not (isinstance(backend, type) and issubclass(backend, DedupStorage)):
+            continue
+        try:
+            backend(**definition.get("OPTIONS", {})).namespace  # noqa: B018
+        except NamespaceUnknown as exc:
+            messages.append(
+                checks.Error(
+                    str(exc),
+                    hint=f'add "namespace": "{alias}" to STORAGES[{alias!r}]["OPTIONS"] (any '
+                    "fixed name, the same in every process and deploy that uses these bytes)",
+                    obj=f"STORAGES[{alias!r}]",
+                    id="dedupstore.E102",
+                )
+            )
+        except Exception:
+            continue  # check_storages reports a storage that cannot be built
     return messages
 
 

@@ -135,3 +135,25 @@ class EmptyContentError(ValueError, DedupStoreError):
             f"Refusing to save {name!r}: the content is empty (0 bytes). "
             "Check the upload; an empty file is almost always a client error."
         )
+
+
+class ContentChangedError(DedupStoreError):
+    """The content changed between hashing and writing; nothing was recorded.
+
+    The object written is removed (``removed``), unless the inner storage is
+    content-addressed: its object may be another record's too, so it is left.
+    """
+
+    def __init__(self, name: str, problem: str, *, removed: bool) -> None:
+        self.name = name
+        self.removed = removed
+        left = (
+            "the written object was removed"
+            if removed
+            else "the written object was left in place (a content-addressed object may be shared)"
+        )
+        super().__init__(
+            f"The content saved as {name!r} changed between hashing and writing: {problem}. "
+            f"Nothing was recorded and {left}. Save a file that nobody modifies meanwhile "
+            "(a copy, or an upload Django has finished receiving)."
+        )

@@ -408,5 +408,11 @@ class LocMemIndex(Index):
                 return None
             return ObjectRecord(name, record.digest, record.refs, record.state, record.size)
 
+    def forget_content(self, *, digest: str, name: str) -> None:
+        with self._store.lock:
+            map_key = self._prefix + digest
+            if self._store.content.get(map_key) == name:
+                del self._store.content[map_key]
+
     def ping(self) -> None:
         """Answer always: the index lives in this process."""
