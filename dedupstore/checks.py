@@ -139,6 +139,7 @@ def check_old_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
                 id="dedupstore.W011",
             )
         )
+    return messages
 
 
 def check_index_eviction_policy(
