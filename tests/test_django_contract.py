@@ -393,3 +393,14 @@ def test_w002_says_file_overwrite_changes_nothing_and_flags_object_store_writes(
         assert len(messages) == 1, file_overwrite
         assert "changes nothing" in messages[0]
         assert "same free name" in messages[0]
+
+
+def test_every_dedupstore_system_check_returns_a_list() -> None:
+    # Django's check framework raises TypeError for any other answer, which stops every
+    # test runner and manage.py check.
+    from django.core.checks.registry import registry
+
+    ours = [check for check in registry.get_checks() if check.__module__.startswith("dedupstore")]
+    assert ours
+    for check in ours:
+        assert isinstance(check(app_configs=None), list), check.__name__
