@@ -12,6 +12,7 @@ from dedupstore.exceptions import (
     DedupStoreError,
     DeleteOutcomeUnknown,
     EmptyContentError,
+    IndexLost,
     IndexUnavailable,
 )
 from dedupstore.storage import DedupStorage
@@ -29,6 +30,7 @@ __all__ = [
     "DedupStoreError",
     "DeleteOutcomeUnknown",
     "EmptyContentError",
+    "IndexLost",
     "IndexUnavailable",
 ]
 __version__ = "0.1.0"

@@ -157,3 +157,23 @@ class ContentChangedError(DedupStoreError):
             f"Nothing was recorded and {left}. Save a file that nobody modifies meanwhile "
             "(a copy, or an upload Django has finished receiving)."
         )
+
+
+class IndexLost(DedupStoreError):
+    """The database says this namespace's index was initialised, and the index holds nothing.
+
+    Redis was flushed, restarted without persistence, failed over to an empty replica, or
+    the namespace changed. Until ``manage.py dedupstore reconcile`` rebuilds the counts from
+    the database, every name is untracked: deleting one could remove an object that other
+    rows still use, so deletes of untracked names refuse. Saves go on.
+    """
+
+    def __init__(self, namespace: str, index_url: str) -> None:
+        self.namespace = namespace
+        self.index_url = index_url
+        super().__init__(
+            f"The dedupstore index for namespace {namespace!r} at {index_url} was lost (the "
+            "database recorded it, the index holds no trace of it): nothing was deleted. Run "
+            "'python manage.py dedupstore reconcile' to rebuild the reference counts from "
+            "the database, then delete again."
+        )

@@ -1175,6 +1175,12 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         return self._content_key(name, self.digest(content))
 
     def _content_key(self, name: str, digest: str) -> str:
-        cls = type(self).__name__
-        scope = own_reuse_scope(self.reuse_scope, name, cls)
-        return content_key(digest, scope, inner_reuse_scope(self.inner, name))
+        inner = self.inner
+        # Over a content-addressed storage the name is the content (a CID anyone can
+        # compute): a scope would hide nothing and turn every cross-scope hit into a write.
+        scope = (
+            ""
+            if getattr(inner, "content_addressed", False)
+            else own_reuse_scope(self.reuse_scope, name, type(self).__name__)
+        )
+        return content_key(digest, scope, inner_reuse_scope(inner, name))

@@ -40,6 +40,11 @@ def dedup_settings(settings: Any, redis_url: str, tmp_path: Path) -> Any:
             "BACKEND": "dedupstore.DedupStorage",
             "OPTIONS": {"inner": "plain", "index": redis_url, "reuse": "content"},
         },
+        # The live-set models' storage: migration states build their fields again.
+        "live": {
+            "BACKEND": "dedupstore.DedupStorage",
+            "OPTIONS": {"inner": "plain", "index": redis_url, "namespace": "tests-live"},
+        },
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     return settings

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 
 from dedupstore import DedupStorage
 from tests.contract import read_all
+from tests.helpers import InnerCalls
 
 Make = Callable[..., DedupStorage]
 
@@ -214,6 +215,22 @@ def test_a_content_addressed_object_counts_the_references_of_every_scope(
         assert storage.exists(names[0]) and storage.references(names[0]) == remaining
     storage.delete(names[0])
     assert not storage.exists(names[0]) and storage.references(names[0]) == 0
+
+
+def test_over_a_content_addressed_storage_a_hit_ignores_the_own_scope(
+    tmp_path: Path, index_url: str
+) -> None:
+    # The CID is derivable from the bytes: scoping would hide nothing, and every save in
+    # another scope would add (write) the whole content again.
+    storage = make_storage(tmp_path, index_url, "ContentAddressedStorage")
+    storage.verify_hits = False
+    first = storage.save("a.txt", ContentFile(b"pinned once"))
+    calls = InnerCalls(storage.inner)
+    try:
+        assert storage.save("b.pdf", ContentFile(b"pinned once")) == first
+        assert calls.total == 0, calls.counts
+    finally:
+        calls.undo()
 
 
 # -- reuse="name" ---------------------------------------------------------------------

@@ -1478,15 +1478,17 @@ class AppWriteStorage(DedupStorage):
             self._namespace = f"dedupstore:appwrite:{digest}"
         return cast(str, DedupStorage.namespace.fget(self))  # type: ignore[attr-defined]
 
-    def _save_hashed(self, name: str, hashed: Any, max_length: int | None) -> str:
-        if self.reuse == "name" and isinstance(self.inner, AppwriteStorage):
+    def _save_hashed(
+        self, name: str, hashed: Any, max_length: int | None, reuse: Any = None
+    ) -> str:
+        if (reuse or self.reuse) == "name" and isinstance(self.inner, AppwriteStorage):
             try:
                 adopted = self._adopt_untracked(name, hashed, max_length)
             except IndexUnavailable:
                 adopted = None  # the save itself applies on_index_error
             if adopted is not None:
                 return adopted
-        return super()._save_hashed(name, hashed, max_length)
+        return super()._save_hashed(name, hashed, max_length, reuse)
 
     def _adopt_untracked(self, name: str, hashed: Any, max_length: int | None) -> str | None:
         """Record a same-content file the index does not know; return a name on a hit.
@@ -1537,7 +1539,9 @@ class AppWriteStorage(DedupStorage):
         try:
             try:
                 with inner.open(stored) as remote_content:
-                    matches = self.hasher.hash(remote_content).digest == hashed.digest
+                    # hashed.digest is the content key: the digest qualified by name's scope.
+                    remote_digest = self.hasher.hash(remote_content).digest
+                    matches = self._content_key(name, remote_digest) == hashed.digest
             except FileNotFoundError:
                 matches = False
             committed = False

@@ -245,6 +245,14 @@ class Index(abc.ABC):
         """
 
     @abc.abstractmethod
+    def is_initialised(self) -> bool:
+        """Return True if this namespace's index carries its initialisation mark."""
+
+    @abc.abstractmethod
+    def mark_initialised(self) -> None:
+        """Set the initialisation mark (kept for good: it never expires)."""
+
+    @abc.abstractmethod
     def ping(self) -> None:
         """Raise ``IndexUnavailable`` unless the index answers."""
 

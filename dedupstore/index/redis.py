@@ -528,6 +528,7 @@ class RedisIndex(Index):
         self._tombstone_prefix = f"{namespace}:t:"
         self._untracked_deletes = f"{namespace}:u"
         self._receipt_prefix = f"{namespace}:r:"
+        self._initialised_key = f"{namespace}:i"
         self._get_connection_args = _get_connection_args(self._client.connection_pool)
         #: Whether the server was seen to run with maxmemory-policy noeviction.
         self._policy_checked = False
@@ -847,6 +848,12 @@ class RedisIndex(Index):
 
     def forget_content(self, *, digest: str, name: str) -> None:
         self._run(self._forget_content, [self._map_prefix + digest], [name])
+
+    def is_initialised(self) -> bool:
+        return bool(self._guard(lambda: self._client.exists(self._initialised_key)))
+
+    def mark_initialised(self) -> None:
+        self._guard(lambda: self._client.set(self._initialised_key, b"1"))
 
     def ping(self) -> None:
         self._guard(self._client.ping)

@@ -36,6 +36,14 @@ class TestDedupOverAppwrite(DedupContract):
             inner=appwrite_inner(server), index=redis_url, namespace=f"aw-{uuid.uuid4().hex}"
         )
 
+    def test_identical_content_in_another_bucket_is_stored_again(
+        self, storage: DedupStorage
+    ) -> None:
+        first = storage.save("a/one.bin", ContentFile(b"same bytes"))
+        second = storage.save("b/two.bin", ContentFile(b"same bytes"))
+        assert (first.split("/")[0], second.split("/")[0]) == ("a", "b")
+        assert storage.references(first) == storage.references(second) == 1
+
     def test_a_hit_makes_zero_requests_to_appwrite(
         self, storage: DedupStorage, server: AppwriteTestServer
     ) -> None:
@@ -43,7 +51,7 @@ class TestDedupOverAppwrite(DedupContract):
         payload = os.urandom(6 * 1024 * 1024)
         first = storage.save("hits/original.bin", ContentFile(payload))
         server.clear_log()
-        assert storage.save("elsewhere/copy.bin", ContentFile(payload)) == first
+        assert storage.save("elsewhere/hits/copy.bin", ContentFile(payload)) == first
         assert storage.save("hits/original.bin", ContentFile(payload)) == first
         assert server.request_count == 0
         assert storage.references(first) == 3
