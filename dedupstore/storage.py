@@ -1214,7 +1214,11 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         ``url()``.
         """
         if name is not None:
-            name = self._validate_name(naming.url_name(os.fspath(name)))
+            name = naming.url_name(name)
+            # The spelling save() recorded (NFC), but no refusal of what a link may hold:
+            # Django percent-encodes a NUL, and "" (or "/") is the base URL.
+            if not name.isascii():
+                name = unicodedata.normalize("NFC", name)
         return self.inner.url(name, *args, **kwargs)
 
     def path(self, name: str) -> str:

@@ -254,6 +254,19 @@ def test_url_of_a_name_with_leading_slashes_is_djangos_sanitised_url(make_dedup)
     assert storage.url("a/b c.txt") == "/media/a/b%20c.txt"
 
 
+def test_url_gives_djangos_url_for_names_no_save_would_store(make_dedup) -> None:
+    # A link is not a stored name: Django percent-encodes what a name cannot hold.
+    storage = make_dedup(inner_options={"base_url": "/media/"})
+    assert storage.url("ab\0c") == "/media/ab%00c"
+    assert storage.url("/") == "/media/"
+    assert storage.url("") == "/media/"
+
+
+def test_url_spells_a_name_as_save_recorded_it(make_dedup) -> None:
+    storage = make_dedup(inner_options={"base_url": "/media/"})
+    assert storage.url("e\u0301t\u00e9.txt") == storage.url("\u00e9t\u00e9.txt")
+
+
 def test_url_passes_the_inner_storages_extra_arguments_through(make_dedup) -> None:
     storage = make_dedup(backend=f"{HERE}.ExtraUrlArgumentsStorage")
     url = storage.url(
@@ -380,3 +393,14 @@ def test_w002_says_file_overwrite_changes_nothing_and_flags_object_store_writes(
         assert len(messages) == 1, file_overwrite
         assert "changes nothing" in messages[0]
         assert "same free name" in messages[0]
+
+
+def test_every_dedupstore_system_check_returns_a_list() -> None:
+    # Django's check framework raises TypeError for any other answer, which stops every
+    # test runner and manage.py check.
+    from django.core.checks.registry import registry
+
+    ours = [check for check in registry.get_checks() if check.__module__.startswith("dedupstore")]
+    assert ours
+    for check in ours:
+        assert isinstance(check(app_configs=None), list), check.__name__
