@@ -412,6 +412,7 @@ class AppwriteStorage(Storage):
         self._lock = threading.Lock()
         # Buckets a lookup found missing: the next upload creates them before sending.
         self._missing_buckets: set[str] = set()
+        self._free_hint = threading.local()
         self._client: Any = None
         self._session: requests.Session | None = None
         self._client_pid = 0
@@ -520,7 +521,14 @@ class AppwriteStorage(Storage):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for transient in ("_lock", "_client", "_session", "_id_locks", "_missing_buckets"):
+        for transient in (
+            "_lock",
+            "_client",
+            "_session",
+            "_id_locks",
+            "_missing_buckets",
+            "_free_hint",
+        ):
             state.pop(transient, None)
         return state
 
@@ -532,6 +540,7 @@ class AppwriteStorage(Storage):
         self._client_pid = 0
         self._id_locks = {}
         self._missing_buckets = set()
+        self._free_hint = threading.local()
 
     # -- errors --------------------------------------------------------------------
 
@@ -673,10 +682,19 @@ class AppwriteStorage(Storage):
         )
 
     def stored_file(self, name: str) -> Any | None:
-        """Return the SDK ``File`` model of ``name`` (signature, size...), None if missing."""
+        """Return the SDK ``File`` model of ``name`` (signature, size...), None if missing.
+
+        A miss is remembered for the next ``exists()`` of the same name in this thread,
+        which then answers False without asking again: a save that looked first
+        (``AppWriteStorage`` matching untracked files) checks the name once, not twice.
+        Nothing relies on that answer staying true: an upload to an ID taken meanwhile
+        gets Appwrite's 409 and moves to another name.
+        """
+        self._free_hint.name = None
         try:
             return self._get_file(name)
         except FileNotFoundError:
+            self._free_hint.name = self._stored_name(*self.locate(name))
             return None
 
     # -- reading -------------------------------------------------------------------
@@ -686,6 +704,9 @@ class AppwriteStorage(Storage):
         return self._call(lambda sdk: sdk.get_file(bucket, file_id), name, bucket=bucket)
 
     def exists(self, name: str) -> bool:
+        hinted, self._free_hint.name = getattr(self._free_hint, "name", None), None
+        if hinted is not None and hinted == self._stored_name(*self.locate(name)):
+            return False
         try:
             self._get_file(name)
         except FileNotFoundError:
@@ -1469,14 +1490,20 @@ class AppWriteStorage(DedupStorage):
         return cast(str, DedupStorage.namespace.fget(self))  # type: ignore[attr-defined]
 
     def _save_hashed(self, name: str, hashed: Any, max_length: int | None) -> str:
-        if self.reuse == "name" and isinstance(self.inner, AppwriteStorage):
+        inner = self.inner
+        if self.reuse != "name" or not isinstance(inner, AppwriteStorage):
+            return super()._save_hashed(name, hashed, max_length)
+        try:
             try:
                 adopted = self._adopt_untracked(name, hashed, max_length)
             except IndexUnavailable:
                 adopted = None  # the save itself applies on_index_error
             if adopted is not None:
                 return adopted
-        return super()._save_hashed(name, hashed, max_length)
+            return super()._save_hashed(name, hashed, max_length)
+        finally:
+            # The miss remembered by stored_file() serves this save's own name check only.
+            inner._free_hint.name = None
 
     def _adopt_untracked(self, name: str, hashed: Any, max_length: int | None) -> str | None:
         """Record a same-content file the index does not know; return a name on a hit.
