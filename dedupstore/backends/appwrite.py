@@ -306,6 +306,10 @@ class AppwriteFile(File):
 # -- the storage ---------------------------------------------------------------------------
 
 
+#: Stands in a pickle for an API key read from the APPWRITE_API_KEY setting.
+_KEY_FROM_SETTINGS = "<APPWRITE_API_KEY>"
+
+
 @deconstructible(path="dedupstore.backends.appwrite.AppwriteStorage")
 class AppwriteStorage(Storage):
     """Store files in Appwrite Storage buckets.
@@ -530,9 +534,15 @@ class AppwriteStorage(Storage):
             "_free_hint",
         ):
             state.pop(transient, None)
+        # An API key that APPWRITE_API_KEY holds is read again on unpickling, not pickled.
+        from_settings = getattr(settings, "APPWRITE_API_KEY", None)
+        if isinstance(from_settings, str) and self.api_key == from_settings.strip():
+            state["api_key"] = _KEY_FROM_SETTINGS
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("api_key") == _KEY_FROM_SETTINGS:
+            state = dict(state, api_key=str(getattr(settings, "APPWRITE_API_KEY", "")).strip())
         self.__dict__.update(state)
         self._lock = threading.Lock()
         self._client = None
@@ -1489,10 +1499,12 @@ class AppWriteStorage(DedupStorage):
             self._namespace = f"dedupstore:appwrite:{digest}"
         return cast(str, DedupStorage.namespace.fget(self))  # type: ignore[attr-defined]
 
-    def _save_hashed(self, name: str, hashed: Any, max_length: int | None) -> str:
+    def _save_hashed(
+        self, name: str, hashed: Any, max_length: int | None, reuse: Any = None
+    ) -> str:
         inner = self.inner
-        if self.reuse != "name" or not isinstance(inner, AppwriteStorage):
-            return super()._save_hashed(name, hashed, max_length)
+        if (reuse or self.reuse) != "name" or not isinstance(inner, AppwriteStorage):
+            return super()._save_hashed(name, hashed, max_length, reuse)
         try:
             try:
                 adopted = self._adopt_untracked(name, hashed, max_length)
@@ -1500,7 +1512,7 @@ class AppWriteStorage(DedupStorage):
                 adopted = None  # the save itself applies on_index_error
             if adopted is not None:
                 return adopted
-            return super()._save_hashed(name, hashed, max_length)
+            return super()._save_hashed(name, hashed, max_length, reuse)
         finally:
             # The miss remembered by stored_file() serves this save's own name check only.
             inner._free_hint.name = None
@@ -1554,7 +1566,9 @@ class AppWriteStorage(DedupStorage):
         try:
             try:
                 with inner.open(stored) as remote_content:
-                    matches = self.hasher.hash(remote_content).digest == hashed.digest
+                    # hashed.digest is the content key: the digest qualified by name's scope.
+                    remote_digest = self.hasher.hash(remote_content).digest
+                    matches = self._content_key(name, remote_digest) == hashed.digest
             except FileNotFoundError:
                 matches = False
             committed = False

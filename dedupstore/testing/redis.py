@@ -1,15 +1,24 @@
-"""Run a private ``redis-server`` on a free loopback port, for tests, demos and benchmarks."""
+"""Run a private ``redis-server`` on a free loopback port, for tests, demos and benchmarks.
+
+Standalone, for a development server: ``python -m dedupstore.testing.redis [--port N]``
+prints the server's URL and keeps it running until Ctrl-C or SIGTERM, then stops it by
+its PID.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
-from types import TracebackType
+from collections.abc import Sequence
+from types import FrameType, TracebackType
 
 __all__ = ["RedisServer", "RedisServerError", "find_free_port"]
 
@@ -35,10 +44,18 @@ class RedisServer:
             storage = DedupStorage(inner=..., index=server.url)
     """
 
-    def __init__(self, *, executable: str | None = None, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        executable: str | None = None,
+        start_timeout: float = 10.0,
+        port: int | None = None,
+    ) -> None:
         self.executable = executable or shutil.which("redis-server") or "/usr/bin/redis-server"
         self.start_timeout = start_timeout
         self.host = "127.0.0.1"
+        #: The port asked for; None picks a free one (and retries on a race for it).
+        self.requested_port = port
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
@@ -65,8 +82,8 @@ class RedisServer:
         # Another process may take the port between find_free_port() and the bind;
         # a failed start is simply retried on a new port.
         last_error = ""
-        for _attempt in range(5):
-            port = find_free_port(self.host)
+        for _attempt in range(1 if self.requested_port else 5):
+            port = self.requested_port or find_free_port(self.host)
             process = subprocess.Popen(
                 [
                     self.executable,
@@ -87,6 +104,9 @@ class RedisServer:
                 ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
+                # Its own session: a Ctrl-C in the terminal reaches only us, and we stop
+                # the server by its PID, in order.
+                start_new_session=True,
             )
             if self._wait_ready(process, port):
                 self.process, self.port = process, port
@@ -142,3 +162,53 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a private redis-server until Ctrl-C or SIGTERM; print its URL first."""
+    parser = argparse.ArgumentParser(
+        prog="python -m dedupstore.testing.redis",
+        description="Run a private redis-server on 127.0.0.1 (no persistence) until "
+        "Ctrl-C or SIGTERM, for a development server or a front-end.",
+    )
+    parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    args = parser.parse_args(argv)
+    if args.port is not None and not 0 < args.port < 65536:
+        parser.error(f"--port must be 1..65535, not {args.port}")
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # SIGTERM and Ctrl-C both end the wait below; the server is then stopped by its PID.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            server = RedisServer(port=args.port).start()
+        except RedisServerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        try:
+            print(server.url, flush=True)
+            print(
+                f"redis-server pid {server.pid} on {server.host}:{server.port}; "
+                "Ctrl-C or SIGTERM stops it",
+                file=sys.stderr,
+                flush=True,
+            )
+            while not stop.wait(0.5):
+                if server.process is not None and server.process.poll() is not None:
+                    print("error: redis-server exited by itself", file=sys.stderr)
+                    return 1
+        finally:
+            server.stop()
+        print("redis-server stopped", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,6 +13,8 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memor
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 MEDIA_ROOT = os.environ.get("DEMO_MEDIA_ROOT") or tempfile.mkdtemp(prefix="dedupstore-demo-")
 MEDIA_URL = "/media/"
+ROOT_URLCONF = "demo_project.urls"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 # run_demo.py fills in the index URL of the private redis-server it starts.
 STORAGES = {
