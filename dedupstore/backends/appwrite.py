@@ -1482,23 +1482,6 @@ class AppWriteStorage(DedupStorage):
         args, kwargs = self._constructor_args
         self._constructor_args = (args, {k: v for k, v in kwargs.items() if k != "api_key"})
 
-    @property
-    def namespace(self) -> str:
-        """Name the index keys by where the files live, never by the API key.
-
-        DedupStorage's default namespace hashes the inner OPTIONS, which hold the key when
-        it is passed as an option: rotating the key would then orphan every reference
-        count. The identity is ``AppwriteStorage.dedupstore_location()`` (endpoint and
-        project, no bucket: stored names carry theirs). Worked out on first use, when the
-        settings are final.
-        """
-        if self._namespace is None and self._default_inner:
-            inner = cast(AppwriteStorage, self.inner)
-            identity = inner.dedupstore_location()
-            digest = hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
-            self._namespace = f"dedupstore:appwrite:{digest}"
-        return cast(str, DedupStorage.namespace.fget(self))  # type: ignore[attr-defined]
-
     def _save_hashed(
         self, name: str, hashed: Any, max_length: int | None, reuse: Any = None
     ) -> str:
