@@ -416,6 +416,7 @@ class AppwriteStorage(Storage):
         self._lock = threading.Lock()
         # Buckets a lookup found missing: the next upload creates them before sending.
         self._missing_buckets: set[str] = set()
+        self._free_hint = threading.local()
         self._client: Any = None
         self._session: requests.Session | None = None
         self._client_pid = 0
@@ -524,7 +525,14 @@ class AppwriteStorage(Storage):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for transient in ("_lock", "_client", "_session", "_id_locks", "_missing_buckets"):
+        for transient in (
+            "_lock",
+            "_client",
+            "_session",
+            "_id_locks",
+            "_missing_buckets",
+            "_free_hint",
+        ):
             state.pop(transient, None)
         # An API key that APPWRITE_API_KEY holds is read again on unpickling, not pickled.
         from_settings = getattr(settings, "APPWRITE_API_KEY", None)
@@ -542,6 +550,7 @@ class AppwriteStorage(Storage):
         self._client_pid = 0
         self._id_locks = {}
         self._missing_buckets = set()
+        self._free_hint = threading.local()
 
     # -- errors --------------------------------------------------------------------
 
@@ -683,10 +692,19 @@ class AppwriteStorage(Storage):
         )
 
     def stored_file(self, name: str) -> Any | None:
-        """Return the SDK ``File`` model of ``name`` (signature, size...), None if missing."""
+        """Return the SDK ``File`` model of ``name`` (signature, size...), None if missing.
+
+        A miss is remembered for the next ``exists()`` of the same name in this thread,
+        which then answers False without asking again: a save that looked first
+        (``AppWriteStorage`` matching untracked files) checks the name once, not twice.
+        Nothing relies on that answer staying true: an upload to an ID taken meanwhile
+        gets Appwrite's 409 and moves to another name.
+        """
+        self._free_hint.name = None
         try:
             return self._get_file(name)
         except FileNotFoundError:
+            self._free_hint.name = self._stored_name(*self.locate(name))
             return None
 
     # -- reading -------------------------------------------------------------------
@@ -696,6 +714,9 @@ class AppwriteStorage(Storage):
         return self._call(lambda sdk: sdk.get_file(bucket, file_id), name, bucket=bucket)
 
     def exists(self, name: str) -> bool:
+        hinted, self._free_hint.name = getattr(self._free_hint, "name", None), None
+        if hinted is not None and hinted == self._stored_name(*self.locate(name)):
+            return False
         try:
             self._get_file(name)
         except FileNotFoundError:
@@ -1461,34 +1482,23 @@ class AppWriteStorage(DedupStorage):
         args, kwargs = self._constructor_args
         self._constructor_args = (args, {k: v for k, v in kwargs.items() if k != "api_key"})
 
-    @property
-    def namespace(self) -> str:
-        """Name the index keys by where the files live, never by the API key.
-
-        DedupStorage's default namespace hashes the inner OPTIONS, which hold the key when
-        it is passed as an option: rotating the key would then orphan every reference
-        count. The identity is ``AppwriteStorage.dedupstore_location()`` (endpoint and
-        project, no bucket: stored names carry theirs). Worked out on first use, when the
-        settings are final.
-        """
-        if self._namespace is None and self._default_inner:
-            inner = cast(AppwriteStorage, self.inner)
-            identity = inner.dedupstore_location()
-            digest = hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
-            self._namespace = f"dedupstore:appwrite:{digest}"
-        return cast(str, DedupStorage.namespace.fget(self))  # type: ignore[attr-defined]
-
     def _save_hashed(
         self, name: str, hashed: Any, max_length: int | None, reuse: Any = None
     ) -> str:
-        if (reuse or self.reuse) == "name" and isinstance(self.inner, AppwriteStorage):
+        inner = self.inner
+        if (reuse or self.reuse) != "name" or not isinstance(inner, AppwriteStorage):
+            return super()._save_hashed(name, hashed, max_length, reuse)
+        try:
             try:
                 adopted = self._adopt_untracked(name, hashed, max_length)
             except IndexUnavailable:
                 adopted = None  # the save itself applies on_index_error
             if adopted is not None:
                 return adopted
-        return super()._save_hashed(name, hashed, max_length, reuse)
+            return super()._save_hashed(name, hashed, max_length, reuse)
+        finally:
+            # The miss remembered by stored_file() serves this save's own name check only.
+            inner._free_hint.name = None
 
     def _adopt_untracked(self, name: str, hashed: Any, max_length: int | None) -> str | None:
         """Record a same-content file the index does not know; return a name on a hit.

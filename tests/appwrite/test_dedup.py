@@ -164,6 +164,14 @@ def test_namespace_follows_endpoint_and_project_not_key_or_default_bucket(
     other_project = AppWriteStorage(api_key="key-one", project_id="another-project")
     assert one.namespace == two.namespace == other_bucket.namespace
     assert one.namespace != other_project.namespace
+    # The same bytes as a DedupStorage over AppwriteStorage: the same reference counts.
+    plain = DedupStorage(
+        inner={
+            "BACKEND": "dedupstore.backends.appwrite.AppwriteStorage",
+            "OPTIONS": {"api_key": "key-three", "bucket_id": "other"},
+        }
+    )
+    assert plain.namespace == one.namespace
 
 
 def test_as_the_default_storage(old_settings: Any, server: AppwriteTestServer) -> None:

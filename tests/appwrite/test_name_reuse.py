@@ -82,6 +82,19 @@ def test_names_that_map_to_another_stored_name_are_matched_by_that_name(
     assert other != stored and storage.open(other).read() == b"a different logo"
 
 
+def test_a_new_name_costs_one_check_and_one_upload(
+    old_settings: Any, server: AppwriteTestServer
+) -> None:
+    storage = AppWriteStorage()
+    storage.save("uploads/warm.txt", ContentFile(b"the bucket exists now"))
+    server.clear_log()
+    assert storage.save("uploads/new.txt", ContentFile(b"new")) == "uploads/new.txt"
+    calls = [(r.method, r.status) for r in server.requests]
+    assert calls == [("GET", 404), ("POST", 201)], calls
+    # The remembered miss served that save only: the name exists now.
+    assert storage.inner.exists("uploads/new.txt")
+
+
 def test_a_same_content_file_the_index_does_not_know_is_reused_and_counted(
     old_settings: Any, server: AppwriteTestServer, sdk: SDKStorage
 ) -> None:
