@@ -139,7 +139,7 @@ def ipfs_available() -> bool:
 
 def appwrite_available() -> bool:
     try:
-        import appwrite  # noqa: F401
+        import appwrite  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return False
     return True
@@ -438,7 +438,7 @@ def compare_over_appwrite(
     if hit_requests or hit_calls:
         raise DemoFailure("a reused upload reached the Appwrite server")
 
-    payloads = {}
+    payloads: dict[str, bytes] = {}
     for upload, name in zip(corpus, stored_by["dedup"], strict=True):
         payloads.setdefault(name, upload.payload)
     return [
