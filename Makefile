@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed
 PYENV_BINS := $(shell d=$$(pyenv root 2>/dev/null) && for v in "$$d"/versions/3.12* "$$d"/versions/3.13*; do [ -x "$$v/bin/python" ] && printf '%s:' "$$v/bin"; done)
 TOX_ENVS := py311-django42,py312-django6,py313-django6
 
-.PHONY: test demo bench lint docs tox venv redis-server clean
+.PHONY: test demo bench lint docs tox venv redis-server system-packages old-packages clean django-suite
 
-test: venv redis-server lint docs
+test: venv redis-server old-packages lint docs django-suite
 	scripts/loopback-only $(BIN)/python -m pytest
 	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run -e $(TOX_ENVS) --skip-missing-interpreters=false
 
@@ -23,6 +23,12 @@ lint: venv
 # Sphinx, warnings as errors.
 docs: venv
 	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
+# Django's own tests/file_storage and tests/file_uploads against DedupStorage, per reuse
+# mode, checked against tests/django_suite/expected.toml. Fetches Django's sdist once
+# into .cache/, then runs itself under scripts/loopback-only.
+django-suite: venv redis-server
+	$(BIN)/python -m tests.django_suite.run --redis $(DJANGO_SUITE_ARGS)
 
 demo: venv redis-server
 	scripts/loopback-only $(BIN)/python examples/demo/run_demo.py
@@ -43,20 +49,36 @@ bench: venv redis-server
 
 venv: $(STAMP)
 
+# django-cloud-storages in a throwaway virtualenv of its own (never a dependency): the
+# parity tests run it against the same Appwrite test server. Installed here, outside the
+# tests' loopback-only namespace; if it cannot be installed, those tests skip and say why.
+old-packages: .venv-dcs/.installed
+
+.venv-dcs/.installed:
+	test -x .venv-dcs/bin/python || $(PYTHON) -m venv .venv-dcs
+	-.venv-dcs/bin/python -m pip install --quiet "django==5.2.*" "appwrite==27.*" django-cloud-storages && touch $@
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# Debian's redis-server: the suite, the demo and the benchmarks start private instances.
-redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "installing Debian's redis-server"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
-	}
-	@# The Debian package starts a system service on port 6379; we never use it.
-	@command -v redis-server >/dev/null
+# Debian's redis-server, postgresql, chromium and chromedriver: the suite, the demo and the
+# benchmarks start private instances on loopback (the packages' own services are never used).
+system-packages:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian's$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@command -v redis-server >/dev/null && command -v chromium >/dev/null
+
+redis-server: system-packages
 
 clean:
-	rm -rf $(VENV) .venv-peers .venv-dcs .tox .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-peers .venv-dcs .tox .pytest_cache .ruff_cache .hypothesis docs/_build .cache

@@ -36,12 +36,12 @@ def filesystem() -> Iterator[BackendRun]:
 
 @contextlib.contextmanager
 def ipfs() -> Iterator[BackendRun]:
-    from dedupstore.backends.ipfs import InterPlanetaryFileSystemStorage  # noqa: F401
+    from dedupstore.backends.ipfs import IPFSStorage  # noqa: F401
     from dedupstore.backends.ipfs.embedded import stop_all_nodes
 
     with tempfile.TemporaryDirectory(prefix="bench-ipfs-") as repo:
         inner = {
-            "BACKEND": "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage",
+            "BACKEND": "dedupstore.backends.ipfs.IPFSStorage",
             "OPTIONS": {"embedded_repo": str(Path(repo) / "repo")},
         }
         try:

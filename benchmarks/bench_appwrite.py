@@ -9,7 +9,8 @@ limits to every request a hit avoids. The index is a private redis-server on loo
 * hit vs raw re-upload, 16 MiB ``TemporaryUploadedFile``: DedupStorage(AppwriteStorage)
   saving content it already holds vs AppwriteStorage uploading it again: target >= 10x
   faster; requests and bytes sent per save side by side.
-* duplicate-heavy workload: the same saves through django-cloud-storages'
+* duplicate-heavy workload: the same ``FileField`` uploads (``upload_to`` plus the
+  uploaded file's name, as a site's form gives them) through django-cloud-storages'
   ``AppWriteStorage`` (``CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT=False``, run in its own
   virtualenv given by ``--old-python``, if it installed) and through ours: requests,
   bytes moved each way, time, and whether every returned name holds its content.
@@ -141,12 +142,25 @@ def bench_hit(server: Any, redis_url: str, size: int, repeat: int) -> dict[str, 
 
 # -- duplicate-heavy workload --------------------------------------------------------------
 
+#: What users upload, as a browser names them; a FileField with ``upload_to=UPLOAD_TO``
+#: turns each into ``uploads/2026/05/<get_valid_name(file name)>``, which Appwrite stores
+#: as ``05/<fileId>``: the name a save asks for is never the stored one.
+UPLOAD_NAMES = [
+    "logo.png",
+    "Holiday Photo 1.jpg",
+    "report-2026.pdf",
+    "scan 3.png",
+    "avatar_4.jpg",
+    "Résumé 5.pdf",
+]
+UPLOAD_TO = "uploads/2026/05/"
+
 WORKLOAD = """
 import json, os, random, sys, time
 import django
 from django.conf import settings
 settings.configure(
-    SECRET_KEY="bench", USE_TZ=True,
+    SECRET_KEY="bench", USE_TZ=True, INSTALLED_APPS=[],
     APPWRITE_API_KEY=os.environ["AW_KEY"], APPWRITE_PROJECT_ID=os.environ["AW_PROJECT"],
     APPWRITE_BUCKET_ID="default", APPWRITE_API_ENDPOINT=os.environ["AW_ENDPOINT"],
     CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT=False, OVERWRITE_FILE=False,
@@ -154,7 +168,8 @@ settings.configure(
     DEDUPSTORE_NAMESPACE=os.environ.get("AW_NAMESPACE"),
 )
 django.setup()
-from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import models
 kind = os.environ["AW_KIND"]
 if kind == "old":
     from cloud_storages.backends.appwrite import AppWriteStorage
@@ -165,13 +180,24 @@ else:
     storage = AppWriteStorage(**json.loads(os.environ.get("AW_OPTIONS", "{{}}")))
     # Warm up without a request: import the SDK, build the client, open the index.
     storage.inner.client, storage.index
+
+class Upload(models.Model):
+    file = models.FileField(upload_to={upload_to!r}, storage=storage)
+
+    class Meta:
+        app_label = "bench"
+
 rng = random.Random(int(os.environ["AW_SEED"]))
 distinct, saves, size = {distinct}, {saves}, {size}
+upload_names = {upload_names!r}
 contents = [rng.randbytes(size) for _ in range(distinct)]
 names = []
 started = time.perf_counter()
 for i in range(saves):
-    names.append(storage.save(f"dup/file{{i % distinct}}.bin", ContentFile(contents[i % distinct])))
+    row = Upload()
+    uploaded = upload_names[i % distinct]
+    row.file.save(uploaded, SimpleUploadedFile(uploaded, contents[i % distinct]), save=False)
+    names.append(row.file.name)
 elapsed = time.perf_counter() - started
 print(json.dumps({{"elapsed": elapsed, "names": names}}))
 """
@@ -192,7 +218,13 @@ def run_workload(
     from dedupstore.backends.appwrite import AppwriteStorage
 
     server.reset()
-    script = WORKLOAD.format(distinct=distinct, saves=saves, size=size)
+    script = WORKLOAD.format(
+        distinct=distinct,
+        saves=saves,
+        size=size,
+        upload_to=UPLOAD_TO,
+        upload_names=UPLOAD_NAMES[:distinct],
+    )
     env = {
         **os.environ,
         "AW_KEY": server.api_key,
@@ -231,6 +263,8 @@ def run_workload(
         "bytes_downloaded": traffic.sent,
         "files_stored": sum(len(reader.listdir(b)[1]) for b in buckets) + len(top_files),
         "every_name_holds_its_content": correct,
+        "distinct_names_returned": len(set(result["names"])),
+        "names_returned": sorted(set(result["names"])),
     }
 
 
@@ -436,7 +470,9 @@ def main() -> int:
         report["duplicate_workload"] = {"workload": workload, "rows": rows}
         print(
             f"\nDuplicate-heavy workload: {workload['saves']} saves of "
-            f"{workload['distinct']} distinct 1 MiB files (name i%6 holds content i%6)\n"
+            f"{workload['distinct']} distinct 1 MiB files through a FileField "
+            f"(upload_to={UPLOAD_TO!r}; upload i is {UPLOAD_NAMES[0]!r}... i%6, holding "
+            "content i%6)\n"
         )
         print(
             f"{'storage':<56}{'time':>9}{'reqs':>6}{'up MiB':>8}{'down MiB':>9}"

@@ -40,7 +40,7 @@ try:
 except ImportError:  # run as `python -m benchmarks.bench_ipfs`
     from benchmarks.common import RESULTS, ROOT, GiB, MiB, machine, setup_django, upload_of
 
-BACKEND = "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage"
+BACKEND = "dedupstore.backends.ipfs.IPFSStorage"
 
 
 def in_memory_of(data: bytes) -> Any:
@@ -260,7 +260,7 @@ _RSS_CHILD = textwrap.dedent(
 
 def bench_rss(workdir: Path, size: int) -> dict[str, Any]:
     """Add ``size`` bytes, then open and read them back in a fresh subprocess."""
-    from dedupstore.backends.ipfs import InterPlanetaryFileSystemStorage
+    from dedupstore.backends.ipfs import IPFSStorage
     from dedupstore.backends.ipfs.embedded import get_node
 
     repo = workdir / "rss-repo"
@@ -268,7 +268,7 @@ def bench_rss(workdir: Path, size: int) -> dict[str, Any]:
     with source.open("wb") as out:
         for _ in range(size // (4 * MiB)):
             out.write(os.urandom(4 * MiB))
-    storage = InterPlanetaryFileSystemStorage(embedded_repo=str(repo))
+    storage = IPFSStorage(embedded_repo=str(repo))
     from django.core.files.base import File
 
     started = time.perf_counter()
@@ -313,7 +313,7 @@ def main() -> int:
 
     setup_django()
     from dedupstore import DedupStorage
-    from dedupstore.backends.ipfs import InterPlanetaryFileSystemStorage
+    from dedupstore.backends.ipfs import IPFSStorage
     from dedupstore.backends.ipfs.embedded import stop_all_nodes
     from dedupstore.testing.redis import RedisServer
 
@@ -322,7 +322,7 @@ def main() -> int:
     try:
         with RedisServer() as redis:
             repo = str(workdir / "repo")
-            raw_storage = InterPlanetaryFileSystemStorage(embedded_repo=repo)
+            raw_storage = IPFSStorage(embedded_repo=repo)
             dedup = DedupStorage(
                 inner={"BACKEND": BACKEND, "OPTIONS": {"embedded_repo": repo}},
                 index=redis.url,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -9,10 +10,9 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from dedupstore.storage import DedupStorage
-
-#: Attributes by which common inner storages overwrite taken names themselves.
-_INNER_OVERWRITE_FLAGS = ("allow_overwrite", "file_overwrite")
+from dedupstore import naming
+from dedupstore.index import mask_url
+from dedupstore.storage import DedupStorage, _redact
 
 
 def check_storages(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -58,17 +58,219 @@ def _check_one(
                 id="dedupstore.W001",
             )
         )
-    for flag in _INNER_OVERWRITE_FLAGS:
-        # Django's FileSystemStorage keeps allow_overwrite as _allow_overwrite.
-        if True in (getattr(inner, flag, False), getattr(inner, f"_{flag}", False)):
+    messages.extend(_overwrite_hazards(inner, where))
+    return messages
+
+
+#: Import-path prefixes of the packages dedupstore replaces -> the class to use instead.
+#: django-cloud-storages also ships a Dropbox backend, which has no replacement here.
+_OLD_BACKENDS = (
+    ("ipfs_storage.", "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage"),
+    ("cloud_storages.backends.appwrite.", "dedupstore.backends.appwrite.AppWriteStorage"),
+)
+#: Settings Django 5.1 removed (it ignores them now) -> the STORAGES alias that replaced each.
+_REMOVED_STORAGE_SETTINGS = (
+    ("DEFAULT_FILE_STORAGE", "default"),
+    ("STATICFILES_STORAGE", "staticfiles"),
+)
+
+
+def _replacement(backend: object) -> str | None:
+    """Return dedupstore's class for an old package's import path, else None."""
+    if not isinstance(backend, str):
+        return None
+    for prefix, replacement in _OLD_BACKENDS:
+        if backend.startswith(prefix):
+            return replacement
+    return None
+
+
+def _storages_entry(alias: str, backend: str, options: Any = None) -> str:
+    """Return the ``STORAGES`` line to write, with secret-looking option values masked."""
+    entry: dict[str, Any] = {"BACKEND": backend}
+    if options:
+        entry["OPTIONS"] = _redact(options) if isinstance(options, Mapping) else options
+    return f"STORAGES[{alias!r}] = {entry!r}"
+
+
+def check_old_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Warn about storage settings written for the old packages that do nothing now.
+
+    ``DEFAULT_FILE_STORAGE`` and ``STATICFILES_STORAGE`` are ignored since Django 5.1, and a
+    ``STORAGES`` entry naming django-ipfs-storage's or django-cloud-storages' Appwrite
+    class uses the old package, without deduplication or reference counts. Each warning
+    gives the exact ``STORAGES`` entry to write instead.
+    """
+    messages: list[checks.CheckMessage] = []
+    storages = getattr(settings, "STORAGES", {})
+    for setting, alias in _REMOVED_STORAGE_SETTINGS:
+        if not hasattr(settings, setting):
+            continue
+        value = getattr(settings, setting)
+        backend = _replacement(value) or value
+        entry = _storages_entry(alias, str(backend))
+        configured = storages.get(alias, {}).get("BACKEND")
+        hint = (
+            f"remove {setting}: STORAGES[{alias!r}] already names {backend}"
+            if configured == backend
+            else f"write instead: {entry}"
+        )
+        messages.append(
+            checks.Warning(
+                f"{setting} = {value!r} is ignored since Django 5.1: the {alias!r} storage "
+                f"is STORAGES[{alias!r}] ({configured or 'not set'})",
+                hint=hint,
+                obj=f"settings.{setting}",
+                id="dedupstore.W010",
+            )
+        )
+    for alias, definition in storages.items():
+        backend = definition.get("BACKEND") if isinstance(definition, Mapping) else None
+        replacement = _replacement(backend)
+        if replacement is None:
+            continue
+        entry = _storages_entry(alias, replacement, definition.get("OPTIONS"))
+        messages.append(
+            checks.Warning(
+                f"STORAGES[{alias!r}] names {backend}, the old package's class: it stores "
+                "without deduplication or reference counts",
+                hint=f"to use dedupstore's drop-in replacement, write: {entry}",
+                obj=f"STORAGES[{alias!r}]",
+                id="dedupstore.W011",
+            )
+        )
+    return messages
+
+
+def check_index_eviction_policy(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Refuse (``dedupstore.E101``) a Redis index whose server may evict keys.
+
+    Each Redis index configured in ``settings.STORAGES`` is asked once, with a short
+    timeout; one that cannot be reached now is left to the same check at first use.
+    """
+    import redis
+
+    from dedupstore.index.redis import eviction_policy_problem, read_eviction_policy
+
+    messages: list[checks.CheckMessage] = []
+    for alias, definition in getattr(settings, "STORAGES", {}).items():
+        try:
+            backend = import_string(definition.get("BACKEND", ""))
+        except ImportError:
+            continue
+        if not (isinstance(backend, type) and issubclass(backend, DedupStorage)):
+            continue
+        try:
+            storage = backend(**definition.get("OPTIONS", {}))
+        except Exception:
+            continue  # check_storages reports it
+        if storage.index_url.startswith("locmem://"):
+            continue
+        display_url = mask_url(storage.index_url)
+        client = redis.Redis.from_url(
+            storage.index_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        try:
+            problem = eviction_policy_problem(read_eviction_policy(client), display_url)
+        except redis.RedisError:
+            continue  # unreachable now: the index checks again when it is first used
+        finally:
+            client.close()
+        if problem:
             messages.append(
-                checks.Warning(
-                    f"the inner storage has {flag}=True: it may replace an object that other "
-                    "references share",
-                    hint=f"turn {flag} off on the inner storage and use DedupStorage's "
-                    "overwrite option, which never modifies a shared object",
-                    obj=where,
-                    id="dedupstore.W002",
+                checks.Error(
+                    problem,
+                    hint="redis-cli CONFIG SET maxmemory-policy noeviction, and "
+                    "maxmemory-policy noeviction in redis.conf (see the Operations page)",
+                    obj=f"STORAGES[{alias!r}]",
+                    id="dedupstore.E101",
                 )
             )
     return messages
+
+
+def check_namespaces(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Report (``dedupstore.E102``) a DedupStorage whose default namespace cannot be derived.
+
+    That happens over an inner storage dedupstore cannot place; the hint gives the
+    ``namespace`` option to write.
+    """
+    from dedupstore.namespace import NamespaceUnknown
+
+    messages: list[checks.CheckMessage] = []
+    for alias, definition in getattr(settings, "STORAGES", {}).items():
+        try:
+            backend = import_string(definition.get("BACKEND", ""))
+        except ImportError:
+            continue
+        if not (isinstance(backend, type) and issubclass(backend, DedupStorage)):
+            continue
+        try:
+            backend(**definition.get("OPTIONS", {})).namespace  # noqa: B018
+        except NamespaceUnknown as exc:
+            messages.append(
+                checks.Error(
+                    str(exc),
+                    hint=f'add "namespace": "{alias}" to STORAGES[{alias!r}]["OPTIONS"] (any '
+                    "fixed name, the same in every process and deploy that uses these bytes)",
+                    obj=f"STORAGES[{alias!r}]",
+                    id="dedupstore.E102",
+                )
+            )
+        except Exception:
+            continue  # check_storages reports a storage that cannot be built
+    return messages
+
+
+def _overwrite_hazards(inner: Any, where: str) -> list[checks.CheckMessage]:
+    """W002: say when two saves can write one name, and what the inner's switch changes.
+
+    DedupStorage picks free names itself, so an inner storage's ``allow_overwrite`` or
+    ``file_overwrite`` no longer makes a save replace a taken name. What remains is the
+    race: two saves of different content that pick the same free name at the same moment
+    both write it, and unless the inner storage refuses to create a name that exists
+    (``FileSystemStorage`` without ``allow_overwrite`` does), the second write replaces
+    the first one's bytes under a name recorded for the first.
+    """
+    if getattr(inner, "content_addressed", False) or getattr(
+        inner, "dedupstore_direct_save", False
+    ):
+        return []  # names derive from content, or the storage creates exclusively
+    flag = naming.overwrite_flag(inner)
+    backend = type(inner).__name__
+    race = (
+        "two saves of different content that pick the same free name at the same moment "
+        "both write it, and the second replaces the first one's bytes under a name the "
+        "index records for the first"
+    )
+    if hasattr(inner, "OS_OPEN_FLAGS"):
+        if naming.creates_exclusively(inner):
+            return []
+        return [
+            checks.Warning(
+                f"the inner {backend} has allow_overwrite=True (or OS_OPEN_FLAGS without "
+                "O_EXCL): DedupStorage still never picks a taken name, but the inner "
+                f"storage no longer refuses to write one that exists, so {race}",
+                hint="turn allow_overwrite off on the inner storage: under DedupStorage it "
+                "changes nothing else; use DedupStorage's overwrite option to replace "
+                "unshared objects",
+                obj=where,
+                id="dedupstore.W002",
+            )
+        ]
+    if flag is None or flag[0] not in ("file_overwrite", "overwrite_files"):
+        return []  # a storage whose write semantics are unknown: nothing to say
+    return [
+        checks.Warning(
+            f"the inner {backend} has {flag[0]}={flag[1]}, which changes nothing under "
+            "DedupStorage (it picks free names itself, and overwrite decides replacing); "
+            f"but an object store replaces an object on every write, so {race}",
+            hint="give uploads names no other upload takes at the same moment (an "
+            "upload_to that adds a unique part), or silence dedupstore.W002 if one "
+            "process writes a given name at a time",
+            obj=where,
+            id="dedupstore.W002",
+        )
+    ]

@@ -124,10 +124,56 @@ class ClaimLost(DedupStoreError):
 
 
 class EmptyContentError(ValueError, DedupStoreError):
-    """Empty content was passed to ``save()``."""
+    """Empty content was passed to ``save()``.
+
+    No longer raised: ``DedupStorage`` stores empty content like any other, as Django's
+    storages do. Kept so that code catching it still imports.
+    """
 
     def __init__(self, name: str) -> None:
         super().__init__(
             f"Refusing to save {name!r}: the content is empty (0 bytes). "
             "Check the upload; an empty file is almost always a client error."
+        )
+
+
+class ContentChangedError(DedupStoreError):
+    """The content changed between hashing and writing; nothing was recorded.
+
+    The object written is removed (``removed``), unless the inner storage is
+    content-addressed: its object may be another record's too, so it is left.
+    """
+
+    def __init__(self, name: str, problem: str, *, removed: bool) -> None:
+        self.name = name
+        self.removed = removed
+        left = (
+            "the written object was removed"
+            if removed
+            else "the written object was left in place (a content-addressed object may be shared)"
+        )
+        super().__init__(
+            f"The content saved as {name!r} changed between hashing and writing: {problem}. "
+            f"Nothing was recorded and {left}. Save a file that nobody modifies meanwhile "
+            "(a copy, or an upload Django has finished receiving)."
+        )
+
+
+class IndexLost(DedupStoreError):
+    """The database says this namespace's index was initialised, and the index holds nothing.
+
+    Redis was flushed, restarted without persistence, failed over to an empty replica, or
+    the namespace changed. Until ``manage.py dedupstore reconcile`` rebuilds the counts from
+    the database, every name is untracked: deleting one could remove an object that other
+    rows still use, so deletes of untracked names refuse. Saves go on.
+    """
+
+    def __init__(self, namespace: str, index_url: str) -> None:
+        self.namespace = namespace
+        self.index_url = index_url
+        super().__init__(
+            f"The dedupstore index for namespace {namespace!r} at {index_url} was lost (the "
+            "database recorded it, the index holds no trace of it): nothing was deleted. Run "
+            "'python manage.py dedupstore reconcile' to rebuild the reference counts from "
+            "the database, then delete again."
         )

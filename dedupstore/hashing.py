@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from blake3 import blake3
-from django.core.files.base import File
+from django.core.files.base import ContentFile, File
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
 __all__ = [
@@ -209,9 +209,12 @@ class ContentHasher:
             data = raw.getvalue()
             return self._rewound(content, self.hash_bytes(data), len(data))
         if isinstance(raw, io.StringIO):
-            # Django writes text content through a text-mode file, in UTF-8 here.
+            # Text (ContentFile("...")): the inner storage would encode it its own way (a
+            # FileSystemStorage in the locale's encoding), so it is handed the very UTF-8
+            # bytes that are hashed.
             data = raw.getvalue().encode()
-            return self._rewound(content, self.hash_bytes(data), len(data))
+            as_bytes = ContentFile(data, name=getattr(content, "name", None))
+            return HashedContent(self.hash_bytes(data), len(data), as_bytes)
 
         if not _is_seekable(raw):
             return self._hash_while_spooling(content, raw)
@@ -343,4 +346,10 @@ def _read_chunks(raw: IO[Any], chunk_size: int) -> Iterator[bytes | memoryview]:
         chunk = raw.read(chunk_size)
         if not chunk:
             return
-        yield chunk.encode() if isinstance(chunk, str) else chunk
+        if isinstance(chunk, str):
+            raise TypeError(
+                f"{type(raw).__name__} reads text, not bytes: what is hashed must be exactly "
+                "what is written, so pass binary content (a file opened with 'rb', or "
+                "ContentFile(text.encode()))"
+            )
+        yield chunk

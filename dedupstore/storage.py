@@ -4,32 +4,38 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
+import inspect
 import logging
 import math
 import os
 import posixpath
+import re
 import secrets
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import IO, Any, Literal, TypeVar, cast
 
-from blake3 import blake3
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files.base import File
 from django.core.files.storage import Storage
 from django.core.files.utils import validate_file_name
+from django.core.signals import setting_changed
 from django.utils.deconstruct import deconstructible
 from django.utils.module_loading import import_string
 
-from dedupstore.exceptions import ClaimTimeout, EmptyContentError, IndexUnavailable
-from dedupstore.files import prepare_save
+from dedupstore import naming
+from dedupstore.exceptions import ClaimTimeout, IndexUnavailable
+from dedupstore.files import prepare_save, refuse_write_mode
 from dedupstore.hashing import DEFAULT_CHUNK_SIZE, ContentHasher, HashedContent, resolve_hash_key
 from dedupstore.index import CommitDecision, Index, mask_url, open_index, validate_index_url
 from dedupstore.index.base import ClaimKeeper
+from dedupstore.namespace import default_namespace
+from dedupstore.scopes import content_key, inner_reuse_scope, own_reuse_scope, validate_reuse_scope
+from dedupstore.written import WrittenContent, file_identity
 
 __all__ = ["DedupStorage"]
 
@@ -44,7 +50,28 @@ REUSE_CHOICES = ("content", "name", "never")
 MIN_CLAIM_TTL = 0.01
 ON_INDEX_ERROR_CHOICES = ("raise", "bypass")
 #: Option names whose values never belong in a migration file or a log line.
-_SECRET_OPTION_WORDS = ("key", "secret", "password", "token", "auth", "credential")
+_SECRET_OPTION_WORDS = (
+    "key",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "token",
+    "auth",
+    "credential",
+    "dsn",
+    "connection_string",
+    "sas",
+)
+#: ``name=value`` pairs inside a value (connection strings) whose value is a credential.
+_SECRET_PAIR = re.compile(
+    r"(?i)\b(account_?key|shared_?access_?key|shared_?access_?signature|sig|password|"
+    r"passwd|pwd|secret|token|api_?key|access_?key)(\s*=\s*)([^;&\s]+)"
+)
+#: A URL with user info: its password (or token) is masked.
+_URL_WITH_USERINFO = re.compile(
+    r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@|^[A-Za-z][A-Za-z0-9+.-]*://.*:.*@"
+)
 _UNSET: Any = object()
 #: What a save that fails after its inner write leaves behind.
 _ORPHANED = (
@@ -59,46 +86,14 @@ _MAYBE_RECORDED = (
     "delays a deletion) or not (the written object is orphaned)"
 )
 _REPLACED_GONE = "; the object it replaced (overwrite=True) was deleted"
+#: Settings that can move where an inner storage keeps its bytes.
+_LOCATION_SETTINGS = frozenset({"MEDIA_ROOT", "STORAGES"})
+_LOCATION_PREFIXES = ("AWS_", "GS_", "AZURE_", "APPWRITE_", "IPFS_")
 
 
 def _is_secret_option(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in _SECRET_OPTION_WORDS)
-
-
-#: Inner OPTIONS that do not change where the bytes live, left out of the default namespace.
-_NON_IDENTITY_OPTIONS = frozenset(
-    {
-        "timeout",
-        "base_url",
-        "public_url",
-        "gateway_url",
-        "gateway_style",
-        "url_filename",
-        "file_permissions",
-        "bucket_permissions",
-        "file_permissions_mode",
-        "directory_permissions_mode",
-        "allow_overwrite",
-        "file_overwrite",
-    }
-)
-
-
-def _storage_identity(definition: Mapping[str, Any]) -> str:
-    """Describe where an inner storage keeps its bytes: its backend and location options.
-
-    Credentials and options such as timeouts or URLs are left out, so rotating an API key
-    or tuning a timeout keeps the namespace, and with it every reference count.
-    """
-    options = {
-        key: value
-        for key, value in dict(definition.get("OPTIONS", {})).items()
-        if not _is_secret_option(str(key)) and key not in _NON_IDENTITY_OPTIONS
-    }
-    return json.dumps(
-        {"BACKEND": definition.get("BACKEND"), "OPTIONS": options}, sort_keys=True, default=repr
-    )
 
 
 def _redact(options: Mapping[str, Any], *, secret: bool = False) -> dict[str, Any]:
@@ -123,6 +118,17 @@ def _redact_value(value: Any, *, secret: bool) -> Any:
         return type(value)(items)
     if secret and isinstance(value, str | bytes):
         return "***"
+    if isinstance(value, str):
+        return _redact_text(value)
+    return value
+
+
+def _redact_text(value: str) -> str:
+    """Mask credentials inside a value: a URL's password, ``AccountKey=...`` pairs."""
+    if "://" in value and "@" in value and _URL_WITH_USERINFO.search(value):
+        value = mask_url(value)
+    if "=" in value:
+        value = _SECRET_PAIR.sub(lambda match: f"{match[1]}{match[2]}***", value)
     return value
 
 
@@ -148,6 +154,84 @@ def _rewritable(content: File) -> File:
     return File(descriptor, name=content.name)
 
 
+#: Attributes a pickle leaves out: clients, and what the options resolve to.
+_UNPICKLED_ATTRIBUTES = (
+    "_inner_lock",
+    "_index_lock",
+    "_inner",
+    "_index",
+    "_hasher",
+    "_keeper",
+    "inner_config",
+    "index_url",
+    "_hash_key_option",
+    "_namespace",
+    "_namespace_option",
+    "_derived_namespace",
+    "_constructed",
+)
+
+
+def _configured_storage(alias: str) -> Storage:
+    """Return the storage ``settings.STORAGES[alias]`` configures (unpickling)."""
+    from django.core.files.storage import storages
+
+    return storages[alias]
+
+
+def _check_relative_name(name: str) -> None:
+    """Raise ``SuspiciousFileOperation`` unless ``name`` is a relative name in normal form.
+
+    What Django's ``validate_file_name(name, allow_relative_path=True)`` accepts, less the
+    aliases ``posixpath.normpath`` would resolve; without building a ``PurePosixPath`` on
+    the hit path.
+    """
+    if posixpath.normpath(name) == name and not (
+        name.startswith(("/", "../")) or name in (".", "..")
+    ):
+        return
+    validate_file_name(name, allow_relative_path=True)  # Django's own message first
+    # The index is keyed by name: an alias such as "a//b.txt" or "a/./b.txt" that the
+    # inner storage resolves to "a/b.txt" would reach a counted object untracked.
+    raise SuspiciousFileOperation(
+        f"File name {name!r} is not in normal form; use {posixpath.normpath(name)!r}"
+    )
+
+
+def _exposed(name: str) -> bool:
+    """Tell whether an inner storage's attribute ``name`` may be read through the wrapper.
+
+    Private names are not, nor the hooks of ``dedupstore.protocol``: they describe the
+    inner storage to the wrapper, not the wrapper to its users.
+    """
+    return (
+        not name.startswith("_")
+        and name != "content_addressed"
+        and not (name.startswith("dedupstore_"))
+    )
+
+
+def _inner_data_attribute(inner: Storage, name: str) -> bool:
+    """Tell whether ``inner`` has ``name`` as a data attribute (not a method).
+
+    Looked up statically, so a lazily computed value (a cached property) is not computed.
+    """
+    found = inspect.getattr_static(inner, name, _UNSET)
+    return found is not _UNSET and not callable(found)
+
+
+class _DedupStorageType(type):
+    """Mark a storage as constructed once every ``__init__`` in its class chain returned.
+
+    From then on, setting an attribute that only the inner storage has sets it there.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        storage = super().__call__(*args, **kwargs)
+        object.__setattr__(storage, "_constructed", True)
+        return storage
+
+
 def _failed_inner_delete_note(name: str, *, tracked: bool) -> str:
     """Say what a failed inner delete left behind, and when calling delete() again is safe."""
     held = (
@@ -163,12 +247,15 @@ def _failed_inner_delete_note(name: str, *, tracked: bool) -> str:
 
 
 @deconstructible(path="dedupstore.DedupStorage")
-class DedupStorage(Storage):
+class DedupStorage(Storage, metaclass=_DedupStorageType):
     """Wrap another storage so identical content is stored once and reference-counted.
 
     Every option is a keyword argument (so ``STORAGES[...]["OPTIONS"]`` works) with a
     ``DEDUPSTORE_<OPTION>`` setting as fallback. Only plain data is accepted: the inner
     storage and the index client are built on first use.
+
+    The inner storage's public data attributes (``location``, ``base_url``,
+    ``file_permissions_mode``...) read, and once built set, through the wrapper.
     """
 
     #: option name -> built-in default; the setting is ``DEDUPSTORE_<NAME>``.
@@ -177,6 +264,7 @@ class DedupStorage(Storage):
         "index": "redis://localhost:6379/0",
         "namespace": None,
         "reuse": "content",
+        "reuse_scope": "extension",
         "overwrite": False,
         "hash_key": None,
         "chunk_size": DEFAULT_CHUNK_SIZE,
@@ -184,6 +272,7 @@ class DedupStorage(Storage):
         "claim_ttl": 30.0,
         "wait_timeout": 60.0,
         "index_timeout": 5.0,
+        "verify_hits": True,
     }
 
     def __init__(
@@ -193,6 +282,7 @@ class DedupStorage(Storage):
         index: str = _UNSET,
         namespace: str | None = _UNSET,
         reuse: Reuse = _UNSET,
+        reuse_scope: str = _UNSET,
         overwrite: bool = _UNSET,
         hash_key: str | bytes | bool | None = _UNSET,
         chunk_size: int = _UNSET,
@@ -200,6 +290,7 @@ class DedupStorage(Storage):
         claim_ttl: float = _UNSET,
         wait_timeout: float = _UNSET,
         index_timeout: float = _UNSET,
+        verify_hits: bool = _UNSET,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -212,6 +303,7 @@ class DedupStorage(Storage):
             "index": index,
             "namespace": namespace,
             "reuse": reuse,
+            "reuse_scope": reuse_scope,
             "overwrite": overwrite,
             "hash_key": hash_key,
             "chunk_size": chunk_size,
@@ -219,7 +311,10 @@ class DedupStorage(Storage):
             "claim_ttl": claim_ttl,
             "wait_timeout": wait_timeout,
             "index_timeout": index_timeout,
+            "verify_hits": verify_hits,
         }
+        #: The options passed explicitly: a pickle keeps these, the rest is read again.
+        self._given_options = {name: value for name, value in given.items() if value is not _UNSET}
         defaults = self.get_default_settings()
         options = {
             name: defaults[name] if value is _UNSET else value for name, value in given.items()
@@ -229,8 +324,13 @@ class DedupStorage(Storage):
             options["inner"] if isinstance(options["inner"], str) else dict(options["inner"])
         )
         self.index_url: str = options["index"]
+        #: The explicit namespace (a subclass may set one too), else None: derived.
         self._namespace: str | None = options["namespace"]
+        self._namespace_option: str | None = options["namespace"]
+        self._derived_namespace: str | None = None
         self.reuse: Reuse = options["reuse"]
+        #: "extension", "directory", "any" or the dotted path of a callable name -> str.
+        self.reuse_scope: str = options["reuse_scope"]
         self.overwrite: bool = options["overwrite"]
         self._hash_key_option: str | bytes | bool | None = options["hash_key"]
         self.chunk_size: int = options["chunk_size"]
@@ -238,6 +338,7 @@ class DedupStorage(Storage):
         self.claim_ttl = float(options["claim_ttl"])
         self.wait_timeout = float(options["wait_timeout"])
         self.index_timeout = float(options["index_timeout"])
+        self.verify_hits: bool = options["verify_hits"]
         self._inner_lock = threading.Lock()
         self._index_lock = threading.Lock()
         self._inner: Storage | None = None
@@ -245,6 +346,9 @@ class DedupStorage(Storage):
         self._hasher: ContentHasher | None = None
         self._keeper: ClaimKeeper | None = None
         self._redact_constructor_args()
+        # A derived namespace follows the settings the inner location depends on
+        # (override_settings(MEDIA_ROOT=...) in tests); the receiver is held weakly.
+        setting_changed.connect(self._location_setting_changed)
 
     # -- configuration -------------------------------------------------------------
 
@@ -293,8 +397,11 @@ class DedupStorage(Storage):
                 f"{cls}: 'reuse' must be one of {', '.join(REUSE_CHOICES)}, "
                 f"not {options['reuse']!r}"
             )
+        validate_reuse_scope(options["reuse_scope"], cls)
         if not isinstance(options["overwrite"], bool):
             raise ImproperlyConfigured(f"{cls}: 'overwrite' must be True or False")
+        if not isinstance(options["verify_hits"], bool):
+            raise ImproperlyConfigured(f"{cls}: 'verify_hits' must be True or False")
         hash_key = options["hash_key"]
         if hash_key is True or not isinstance(hash_key, str | bytes | bool | type(None)):
             raise ImproperlyConfigured(
@@ -393,16 +500,38 @@ class DedupStorage(Storage):
     def namespace(self) -> str:
         """Return the prefix of this storage's index keys.
 
-        The default is derived from where the inner storage keeps its bytes (its backend
-        and location options, without credentials, timeouts or URLs), so two storages over
-        the same inner storage share reference counts (they must, or one would delete
-        objects the other still uses) and storages over different inner storages never
-        share objects. Set ``namespace`` explicitly to keep it fixed whatever changes.
+        The default is derived from where the inner storage keeps its bytes, resolved and
+        normalised (``dedupstore.namespace``: a real path, an endpoint, bucket and key
+        prefix, or the storage's ``dedupstore_location()``), never from credentials, URLs,
+        timeouts or object reprs: two storages over the same bytes share reference counts
+        (they must, or one would delete objects the other still uses) and storages over
+        different bytes never share objects. An inner storage whose location cannot be
+        told needs an explicit ``namespace``; set one to keep it fixed whatever changes.
         """
+        if self._namespace is not None:
+            return self._namespace
+        derived = self._derived_namespace
+        if derived is None:
+            derived = default_namespace(self.inner, owner=type(self).__name__)
+            self._derived_namespace = derived
+        return derived
+
+    def _location_setting_changed(self, *, setting: str, **kwargs: Any) -> None:
+        """Derive the namespace (and open the index) again after a location setting changed.
+
+        Django's storages re-read such settings themselves (``FileSystemStorage`` its
+        ``location``), so the index must not keep counting under the old location.
+        """
+        if setting not in _LOCATION_SETTINGS and not setting.startswith(_LOCATION_PREFIXES):
+            return
+        if setting == "STORAGES" and isinstance(self.inner_config, str):
+            with self._inner_lock:
+                self._inner = None
         if self._namespace is None:
-            identity = _storage_identity(self._inner_definition())
-            self._namespace = "dedupstore:" + blake3(identity.encode()).hexdigest()[:16]
-        return self._namespace
+            with self._index_lock:
+                self._derived_namespace = None
+                self._index = None
+                self._keeper = None
 
     @property
     def index(self) -> Index:
@@ -440,17 +569,68 @@ class DedupStorage(Storage):
 
     # -- pickling and migrations ---------------------------------------------------
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickle a storage of ``settings.STORAGES`` as its alias, so it holds no option.
+
+        Unpickled, it is that alias's storage in the unpickling process. Any other storage
+        pickles its explicitly passed options (``__getstate__``).
+        """
+        from django.core.files.storage import storages
+
+        for alias, storage in list(getattr(storages, "_storages", {}).items()):
+            if storage is self:
+                return (_configured_storage, (alias,))
+        return super().__reduce_ex__(protocol)
+
     def __getstate__(self) -> dict[str, Any]:
+        """Keep only the options passed explicitly: those from settings are read again.
+
+        The clients, the inner storage and every value resolved from ``DEDUPSTORE_*``
+        settings (the index URL with its password, ``hash_key``) stay out of the pickle.
+        """
         state = self.__dict__.copy()
-        for client in ("_inner_lock", "_index_lock", "_inner", "_index", "_hasher", "_keeper"):
-            state.pop(client, None)
+        for derived in _UNPICKLED_ATTRIBUTES:
+            state.pop(derived, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._inner_lock = threading.Lock()
-        self._index_lock = threading.Lock()
-        self._inner = self._index = self._hasher = self._keeper = None
+        # Resolve the options again, from the explicit ones and this process's settings.
+        DedupStorage.__init__(self, **state.get("_given_options", {}))
+        object.__setattr__(self, "_constructed", True)
+
+    # -- the inner storage's attributes ----------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        """Read a public data attribute of the inner storage (``location``, ``base_url``...).
+
+        Only names the wrapper lacks get here. Methods are not exposed (an inner method
+        that writes would bypass the index): call them on ``inner``.
+        """
+        # Nothing is forwarded before __init__ has set the configuration (unpickling,
+        # copying): the inner storage could not be built yet.
+        if _exposed(name) and "inner_config" in self.__dict__:
+            inner = self.inner
+            if _inner_data_attribute(inner, name):
+                return getattr(inner, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Set an attribute that only the inner storage has on the inner storage.
+
+        The wrapper's own attributes, and every attribute set while it is constructed,
+        stay the wrapper's.
+        """
+        if (
+            self.__dict__.get("_constructed")
+            and _exposed(name)
+            and name not in self.__dict__
+            and not hasattr(type(self), name)
+            and _inner_data_attribute(self.inner, name)
+        ):
+            setattr(self.inner, name, value)
+            return
+        super().__setattr__(name, value)
 
     # -- saving --------------------------------------------------------------------
 
@@ -460,31 +640,51 @@ class DedupStorage(Storage):
         Identical content returns the name of the object already stored (by the
         ``reuse`` policy) without any call to the inner storage.
         """
-        name, content = prepare_save(name, content)
-        self._validate_name(name)
+        name, content = prepare_save(name, content, validate_name=False)
+        name = self._validate_name(name)
         stored = self._save(name, content, max_length)
-        validate_file_name(stored, allow_relative_path=True)
+        _check_relative_name(stored)
         return stored
 
     def _save(self, name: str, content: File, max_length: int | None = None) -> str:  # type: ignore[override]
+        if self.overwrite and not getattr(self.inner, "content_addressed", False):
+            # As FileSystemStorage(allow_overwrite=True) does: a name too long for the
+            # field is shortened, and then replaced like any other.
+            name = naming.truncate_to_fit(name, max_length)
+        before = file_identity(content)  # size and mtime, to check a file moved unread
+        # Empty content is stored like any other: all empty files share one object.
         hashed = self.hasher.hash(content)
         try:
-            if hashed.size == 0:
-                raise EmptyContentError(name)
-            return self._save_hashed(name, hashed, max_length)
+            # What the inner write reads is hashed again and checked (see _checked_write).
+            written = WrittenContent(hashed, self.hasher, before)
+            # From here on the index sees the content key, not the bare digest: claims, the
+            # record and the content-map entry of this save all belong to the name's scope.
+            keyed = dataclasses.replace(
+                hashed, content=written, digest=self._content_key(name, hashed.digest)
+            )
+            return self._save_hashed(name, keyed, max_length)
         finally:
             if hashed.spooled:
                 hashed.content.close()
 
-    def _save_hashed(self, name: str, hashed: HashedContent, max_length: int | None) -> str:
+    def _save_hashed(
+        self, name: str, hashed: HashedContent, max_length: int | None, reuse: Reuse | None = None
+    ) -> str:
+        """Save ``hashed``, whose ``digest`` is already the content key of ``name``."""
         token = secrets.token_hex(16)
         asked = time.monotonic()
+        # reuse="name" compares the name the inner storage would store `name` under
+        # (Appwrite: "uploads/logo.png" -> "<bucketId>/<fileId>"), which is what the index
+        # records.
+        reuse = reuse or self.reuse
+        stored_name = getattr(self.inner, "dedupstore_stored_name", None)
+        reuse_name = stored_name(name) if reuse == "name" and stored_name else name
         try:
             decision = self._until_decided(
                 lambda: self.index.begin_save(
                     digest=hashed.digest,
-                    reuse=self.reuse,
-                    name=name,
+                    reuse=reuse,
+                    name=reuse_name,
                     max_length=max_length,
                     token=token,
                     claim_ttl=self.claim_ttl,
@@ -497,7 +697,7 @@ class DedupStorage(Storage):
                 return self._save_bypassing_index(name, hashed, max_length)
             raise
         if decision.action == "hit":
-            return decision.name
+            return self._confirmed_hit(decision.name, name, hashed, max_length)
 
         # We hold the claim on this digest: concurrent saves of the same content wait for
         # commit_save() and then reuse our object. The keeper extends the claim while a
@@ -557,6 +757,32 @@ class DedupStorage(Storage):
             keeper.release(token)
         return stored
 
+    def _confirmed_hit(
+        self, stored: str, name: str, hashed: HashedContent, max_length: int | None
+    ) -> str:
+        """Return ``stored``, a hit, once the inner storage confirms its object exists.
+
+        With ``verify_hits`` one ``exists()`` (a stat, a pin check, a HEAD request) guards
+        against objects removed behind the index's back (an ``rmtree``, an operator, a
+        bucket lifecycle rule). A missing object is never handed out: content reuse
+        forgets it, the reference the hit counted is dropped again (a ``delete()``, which
+        deletes nothing its holders still count), and the upload is stored anew.
+        """
+        if not self.verify_hits or self.inner.exists(stored):
+            return stored
+        logger.warning(
+            "dedupstore: the object %r of content %s... is missing from the inner storage "
+            "(deleted outside the storage?); storing the upload of %r anew",
+            stored,
+            hashed.digest[:16],
+            name,
+        )
+        self.index.forget_content(digest=hashed.digest, name=stored)
+        self.delete(stored)
+        # Never a hit again on this attempt: the requested name's own record may be the
+        # stale one (reuse="name").
+        return self._save_hashed(name, hashed, max_length, reuse="never")
+
     def _forget_replaced(self, replaced: str | None, token: str) -> None:
         """After a failed commit: the replaced object is deleted, so forget its name.
 
@@ -608,7 +834,8 @@ class DedupStorage(Storage):
         if getattr(inner, "content_addressed", False):
             # The inner storage names objects by their content (an IPFS CID): there is no
             # name to choose, keep free or overwrite.
-            return inner.save(name, hashed.content, max_length=max_length), None
+            stored = inner.save(name, hashed.content, max_length=max_length)
+            return self._checked_write(hashed.content, stored, remove=None), None
         replaced, inner_deleted = False, False
         fits = not max_length or len(name) <= max_length
         if self.overwrite and fits and inner.exists(name):
@@ -677,6 +904,48 @@ class DedupStorage(Storage):
             return inner.get_available_name(name, max_length=max_length)
         return self.get_available_name(name, max_length=max_length)
 
+    # -- naming: the inner storage's hooks, never to overwrite -------------------------
+
+    def get_available_name(self, name: str, max_length: int | None = None) -> str:
+        """Return a name that is free in the inner storage, chosen by its own hooks.
+
+        The inner ``get_available_name`` answers, unless it may hand out a taken name
+        (``allow_overwrite=True``, ``file_overwrite=True``, ``OS_OPEN_FLAGS`` without
+        ``O_EXCL``) or its answer is taken: then Django's algorithm runs with this
+        storage's ``is_name_available`` and ``get_alternative_name``, which never give a
+        taken name. A new object never replaces one that other references share.
+        """
+        name = os.fspath(name)
+        inner = self.inner
+        if not naming.inner_may_overwrite(inner):
+            candidate = inner.get_available_name(name, max_length=max_length)
+            if naming.inner_names_are_free(inner) or self._is_free(candidate, max_length):
+                return candidate
+        return super().get_available_name(name, max_length=max_length)
+
+    def get_alternative_name(self, file_root: str, file_ext: str) -> str:
+        """Return the inner storage's alternative name, unless it is the same name."""
+        alternative = self.inner.get_alternative_name(file_root, file_ext)
+        if alternative == f"{file_root}{file_ext}":
+            # FileSystemStorage(allow_overwrite=True) gives the name itself, to overwrite.
+            return super().get_alternative_name(file_root, file_ext)
+        return alternative
+
+    def is_name_available(self, name: str, max_length: int | None = None) -> bool:
+        """Tell whether ``name`` fits and is free, by the inner storage's test if it has one.
+
+        An inner storage that overwrites calls taken names available: for it, a name is
+        available only when nothing is stored under it.
+        """
+        inner = self.inner
+        inner_test = getattr(inner, "is_name_available", None)
+        if inner_test is None or naming.inner_may_overwrite(inner):
+            return self._is_free(name, max_length)
+        return bool(inner_test(name, max_length=max_length))
+
+    def _is_free(self, name: str, max_length: int | None) -> bool:
+        return not (max_length and len(name) > max_length) and not self.inner.exists(name)
+
     def _inner_save(self, name: str, content: File, max_length: int | None) -> str:
         """Write ``content`` to the inner storage under ``name``, which is valid and free.
 
@@ -688,8 +957,21 @@ class DedupStorage(Storage):
         """
         inner = self.inner
         if type(inner).save is Storage.save or getattr(inner, "dedupstore_direct_save", False):
-            return inner._save(name, content)
-        return inner.save(name, content, max_length=max_length)
+            stored = inner._save(name, content)
+        else:
+            stored = inner.save(name, content, max_length=max_length)
+        return self._checked_write(content, stored, remove=inner.delete)
+
+    @staticmethod
+    def _checked_write(content: File, stored: str, remove: Callable[[str], None] | None) -> str:
+        """Return ``stored`` if the inner storage wrote exactly what was hashed.
+
+        Otherwise remove the object (``remove``; None for a content-addressed object,
+        which another record may share) and raise ``ContentChangedError``.
+        """
+        if isinstance(content, WrittenContent):
+            content.check(stored, remove)
+        return stored
 
     def _until_decided(self, ask: Callable[[], T], subject: str, outcome: str | None = None) -> T:
         """Repeat ``ask`` while it answers "wait", up to ``wait_timeout`` seconds."""
@@ -719,7 +1001,9 @@ class DedupStorage(Storage):
 
     def delete(self, name: str) -> None:
         """Drop one reference to ``name``; delete the inner object with the last one."""
-        self._validate_name(name)
+        if not name:
+            raise ValueError("The name must be given to delete().")
+        name = self._validate_name(name)
         token = secrets.token_hex(16)
         decision = self._until_decided(
             lambda: self.index.begin_delete(name=name, token=token, claim_ttl=self.claim_ttl),
@@ -773,59 +1057,80 @@ class DedupStorage(Storage):
     # -- reading: delegated, and independent of the index ------------------------
 
     @staticmethod
-    def _validate_name(name: str) -> None:
+    def _validate_name(name: Any) -> str:
+        """Return ``name`` in the one form every method uses, or raise ``SuspiciousFileOperation``.
+
+        A ``pathlib.Path`` is accepted as Django does; backslashes become slashes (as in
+        Django's ``get_available_name``) and the name is put in Unicode NFC, in every
+        method alike, so no spelling of a name reaches another object than ``save()``
+        recorded.
+        """
+        if isinstance(name, os.PathLike):
+            name = os.fspath(name)
         if not isinstance(name, str) or not name:
             raise SuspiciousFileOperation(f"Invalid file name: {name!r}")
-        validate_file_name(name, allow_relative_path=True)
-        # The index is keyed by name: an alias such as "a//b.txt" or "a/./b.txt" that the
-        # inner storage resolves to "a/b.txt" would reach a counted object untracked.
-        if posixpath.normpath(name) != name:
-            raise SuspiciousFileOperation(
-                f"File name {name!r} is not in normal form; use {posixpath.normpath(name)!r}"
-            )
+        if "\x00" in name:
+            raise SuspiciousFileOperation(f"File name {name!r} contains a NUL byte")
+        if "\\" in name:
+            name = name.replace("\\", "/")
+        if not name.isascii():
+            name = unicodedata.normalize("NFC", name)
+        _check_relative_name(name)
+        return name
+
+    def open(self, name: str, mode: str = "rb") -> File:
+        """Open ``name`` for reading; write modes are refused (stored objects are shared)."""
+        name = self._validate_name(name)
+        refuse_write_mode(name, mode, type(self).__name__)
+        return self._open(name, mode)
 
     def _open(self, name: str, mode: str = "rb") -> File:
-        self._validate_name(name)
+        name = self._validate_name(name)
+        refuse_write_mode(name, mode, type(self).__name__)
         return self.inner.open(name, mode)
 
     def exists(self, name: str) -> bool:
-        self._validate_name(name)
-        return self.inner.exists(name)
+        return self.inner.exists(self._validate_name(name))
 
     def size(self, name: str) -> int:
-        self._validate_name(name)
-        return self.inner.size(name)
+        return self.inner.size(self._validate_name(name))
 
-    def url(self, name: str | None) -> str:
+    def url(self, name: str | None, *args: Any, **kwargs: Any) -> str:
+        """Return the inner storage's URL for ``name``, with its extra arguments.
+
+        Leading slashes are dropped as Django's ``FileSystemStorage`` drops them, so an
+        old name such as ``/logo.png`` still renders; ``..`` is refused. Extra arguments
+        (django-storages' ``parameters``, ``expire``, ``http_method``) go to the inner
+        ``url()``.
+        """
         if name is not None:
-            self._validate_name(name)
-        return self.inner.url(name)
+            name = self._validate_name(naming.url_name(os.fspath(name)))
+        return self.inner.url(name, *args, **kwargs)
 
     def path(self, name: str) -> str:
-        self._validate_name(name)
-        return self.inner.path(name)
+        return self.inner.path(self._validate_name(name))
 
     def listdir(self, path: str) -> tuple[list[str], list[str]]:
-        if path:
+        if isinstance(path, os.PathLike):
+            path = os.fspath(path)
+        if path and path != ".":
             # "dir/" names the directory "dir"; only "/" itself (absolute) strips to nothing.
             stripped = path.rstrip("/")
             if not stripped:
                 raise SuspiciousFileOperation(f"Detected path traversal attempt in {path!r}")
-            validate_file_name(stripped, allow_relative_path=True)
-            path = stripped
+            path = self._validate_name(stripped)
+        else:
+            path = ""
         return self.inner.listdir(path)
 
     def get_accessed_time(self, name: str) -> datetime:
-        self._validate_name(name)
-        return self.inner.get_accessed_time(name)
+        return self.inner.get_accessed_time(self._validate_name(name))
 
     def get_created_time(self, name: str) -> datetime:
-        self._validate_name(name)
-        return self.inner.get_created_time(name)
+        return self.inner.get_created_time(self._validate_name(name))
 
     def get_modified_time(self, name: str) -> datetime:
-        self._validate_name(name)
-        return self.inner.get_modified_time(name)
+        return self.inner.get_modified_time(self._validate_name(name))
 
     def get_valid_name(self, name: str) -> str:
         return self.inner.get_valid_name(name)
@@ -837,7 +1142,14 @@ class DedupStorage(Storage):
 
     def references(self, name: str) -> int:
         """Return how many references the index counts for ``name`` (0 if unknown)."""
-        record = self.index.lookup(name)
+        name = self._validate_name(name)
+        try:
+            record = self.index.lookup(name)
+        except IndexUnavailable as exc:
+            raise exc.with_outcome(
+                f"Could not read the reference count of {name!r} from the index; nothing "
+                "was changed."
+            ) from exc
         # A 'replacing' record counts the one reference of the name being replaced (a dead
         # replacer's still does: a delete() drops it, a save of the name adds to it); a
         # 'deleting' one has none left.
@@ -848,3 +1160,23 @@ class DedupStorage(Storage):
         if not hasattr(content, "chunks"):
             content = File(content)
         return self.hasher.hash(cast(File, content)).digest
+
+    def content_key(self, name: str, content: File | IO[bytes]) -> str:
+        """Return the key the index files ``content`` under when it is saved as ``name``.
+
+        It is the digest qualified by the reuse scope of ``name`` (``reuse_scope`` and the
+        inner storage's own boundary), and the digest itself when both are empty. Claims,
+        the content map and ``ObjectRecord.digest`` hold this key.
+        """
+        return self._content_key(name, self.digest(content))
+
+    def _content_key(self, name: str, digest: str) -> str:
+        inner = self.inner
+        # Over a content-addressed storage the name is the content (a CID anyone can
+        # compute): a scope would hide nothing and turn every cross-scope hit into a write.
+        scope = (
+            ""
+            if getattr(inner, "content_addressed", False)
+            else own_reuse_scope(self.reuse_scope, name, type(self).__name__)
+        )
+        return content_key(digest, scope, inner_reuse_scope(inner, name))

@@ -4,17 +4,46 @@ from __future__ import annotations
 
 import tempfile
 
+from tests.services import postgres_database
+
 SECRET_KEY = "dedupstore-tests-not-a-secret"
 DEBUG = False
 USE_TZ = True
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "dedupstore",
     "tests.testapp",
 ]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+POSTGRES = postgres_database()
+if POSTGRES is not None:
+    DATABASES["postgres"] = POSTGRES
 ROOT_URLCONF = "tests.testapp.urls"
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+STATIC_URL = "/static/"
 MEDIA_ROOT = tempfile.mkdtemp(prefix="dedupstore-tests-media-")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -23,6 +52,11 @@ STORAGES = {
         "BACKEND": "dedupstore.DedupStorage",
         # The suite points "index" at its private redis-server (see tests/conftest.py).
         "OPTIONS": {"inner": "plain", "index": "locmem://settings"},
+    },
+    # The storage of tests.testapp's live-set models (a fixed namespace: fields keep it).
+    "live": {
+        "BACKEND": "dedupstore.DedupStorage",
+        "OPTIONS": {"inner": "plain", "index": "locmem://live", "namespace": "tests-live"},
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }

@@ -90,7 +90,7 @@ def test_bad_names_lose_nothing(make_fs_dedup: Make) -> None:
     storage = make_fs_dedup()
     name = storage.save("keep.txt", ContentFile(b"precious"))
     for bad in ("../keep.txt", "/keep.txt", "", None):
-        with pytest.raises((SuspiciousFileOperation, TypeError)):
+        with pytest.raises((SuspiciousFileOperation, ValueError)):
             storage.delete(bad)  # type: ignore[arg-type]
     with pytest.raises(SuspiciousFileOperation):
         storage.save(None, ContentFile(b"nameless"))

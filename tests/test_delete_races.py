@@ -151,7 +151,7 @@ def test_plain_untracked_deletes_stay_cheap(make_fs_dedup: Make, index_url: str)
     assert not storage.exists("a.txt")
 
 
-IPFS_BACKEND = "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage"
+IPFS_BACKEND = "dedupstore.backends.ipfs.IPFSStorage"
 
 
 @pytest.fixture

@@ -197,7 +197,7 @@ def test_a_save_waiting_too_long_raises_claim_timeout(make_fs_dedup: Make) -> No
     from dedupstore import ClaimTimeout
 
     storage = make_fs_dedup(wait_timeout=0.3)
-    digest = storage.digest(ContentFile(b"held"))
+    digest = storage.content_key("a.txt", ContentFile(b"held"))
     # Another process holds the claim on this content and never finishes in time.
     storage.index.begin_save(
         digest=digest, reuse="content", name="x", max_length=None, token="other", claim_ttl=30

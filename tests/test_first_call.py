@@ -8,7 +8,7 @@ call still running at the deadline is a hang.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from django.core.files.storage import Storage
 
 from dedupstore import DedupStorage
 from dedupstore.backends.appwrite import AppWriteStorage, AppwriteStorage
-from dedupstore.backends.ipfs import InterPlanetaryFileSystemStorage
+from dedupstore.backends.ipfs import InterPlanetaryFileSystemStorage, IPFSStorage
 
 #: Generous: a first call may start a node or time out against a closed port.
 DEADLINE = 60.0
@@ -45,6 +45,9 @@ PUBLIC_CALLS: dict[str, Callable[[Storage], Any]] = {
 
 #: A closed loopback port: no server answers there.
 NOBODY = "http://127.0.0.1:9/v1"
+#: The same closed port as a Kubo RPC multiaddr, and as a Redis index.
+NO_KUBO = "/ip4/127.0.0.1/tcp/9"
+NO_REDIS = "redis://127.0.0.1:9/0"
 
 
 def _appwrite_options() -> dict[str, Any]:
@@ -62,8 +65,18 @@ def _factories(tmp_path: Path) -> dict[str, Callable[[], Storage]]:
         "AppWriteStorage": lambda: AppWriteStorage(
             **_appwrite_options(), index="locmem://first-call"
         ),
+        "IPFSStorage": lambda: IPFSStorage(api_url=NO_KUBO, timeout=2),
+        "IPFSStorage (embedded)": lambda: IPFSStorage(
+            embedded_repo=str(tmp_path / "ipfs-repo"), timeout=2
+        ),
         "InterPlanetaryFileSystemStorage": lambda: InterPlanetaryFileSystemStorage(
-            api_url="/ip4/127.0.0.1/tcp/9", timeout=2
+            api_url=NO_KUBO, timeout=2, index="locmem://first-call"
+        ),
+        "InterPlanetaryFileSystemStorage (embedded)": lambda: InterPlanetaryFileSystemStorage(
+            embedded_repo=str(tmp_path / "ipfs-repo"), timeout=2, index="locmem://first-call"
+        ),
+        "InterPlanetaryFileSystemStorage (no Redis)": lambda: InterPlanetaryFileSystemStorage(
+            api_url=NO_KUBO, timeout=2, index=NO_REDIS
         ),
     }
 
@@ -71,10 +84,19 @@ def _factories(tmp_path: Path) -> dict[str, Callable[[], Storage]]:
 STORAGE_CLASSES = sorted(_factories(Path("unused")))
 
 
+@pytest.fixture
+def stop_embedded_node(tmp_path: Path) -> Iterator[None]:
+    """Stop the embedded IPFS node an "(embedded)" row started, before its repo goes."""
+    yield
+    from dedupstore.backends.ipfs.embedded import get_node, stop_all_nodes
+
+    stop_all_nodes([get_node(tmp_path / "ipfs-repo")])
+
+
 @pytest.mark.parametrize("method", sorted(PUBLIC_CALLS))
 @pytest.mark.parametrize("storage_class", STORAGE_CLASSES)
 def test_the_first_call_on_a_fresh_storage_returns(
-    storage_class: str, method: str, tmp_path: Path
+    storage_class: str, method: str, tmp_path: Path, stop_embedded_node: None
 ) -> None:
     storage = _factories(tmp_path)[storage_class]()
     call = PUBLIC_CALLS[method]

@@ -156,16 +156,3 @@ def test_hash_key_changes_digests(make_fs_dedup: Make, hash_key: object) -> None
         from blake3 import blake3
 
         assert storage.digest(ContentFile(b"C")) == blake3(b"C").hexdigest()
-
-
-def test_default_namespace_ignores_credentials_and_timeouts(redis_url: str) -> None:
-    def make(options: dict) -> DedupStorage:
-        inner = {"BACKEND": "some.Storage", "OPTIONS": options}
-        return DedupStorage(inner=inner, index=redis_url)
-
-    base = make({"bucket": "b", "api_key": "old-key", "timeout": 5})
-    rotated = make({"bucket": "b", "api_key": "new-key", "timeout": 30})
-    elsewhere = make({"bucket": "c", "api_key": "old-key", "timeout": 5})
-    # Rotating a key must not orphan every reference count.
-    assert base.namespace == rotated.namespace
-    assert base.namespace != elsewhere.namespace

@@ -120,7 +120,7 @@ def test_a_delete_whose_commit_failed_is_not_revived_nor_invited_to_be_retried(
     assert storage.save("a.txt", ContentFile(b"new")) == "a.txt"
     record = storage.index.lookup("a.txt")
     assert record is not None and record.state == "live" and record.refs == 1
-    assert record.digest == storage.digest(ContentFile(b"new"))
+    assert record.digest == storage.content_key("a.txt", ContentFile(b"new"))
     assert read_all(storage, "a.txt") == b"new"
 
 

@@ -54,6 +54,7 @@ from django.core.files.storage import FileSystemStorage
 
 from dedupstore import DedupStorage
 from dedupstore.index.base import DeleteDecision, Index
+from dedupstore.scopes import digest_of
 
 CLAIM_TTL = 0.3
 WAIT_TIMEOUT = 10.0
@@ -256,7 +257,7 @@ class ModelIndex:
                     model.ops["abandoned hit"] += 1
                     model.phantom[decision.name] += 1
                 else:
-                    content = model.content_of[kw["digest"]]
+                    content = model.content_of[digest_of(kw["digest"])]
                     _local.new_refs.append(model.add(decision.name, content))
             return decision
 
@@ -279,7 +280,7 @@ class ModelIndex:
                     model.ops["replaced"] += 1
                     assert previous is not None  # else commit_save raised ClaimLost
                     model.take_over(name, previous.refs, "a replace")
-                content = model.content_of[kw["digest"]]
+                content = model.content_of[digest_of(kw["digest"])]
                 _local.new_refs.append(model.add(name, content))
             return decision
 
@@ -472,7 +473,7 @@ class Worker(threading.Thread):
             data = b"abandoned " + secrets.token_bytes(8)
         name = self.rng.choice(NAMES)
         decision = storage.index.begin_save(
-            digest=storage.digest(ContentFile(data)),
+            digest=storage.content_key(name, ContentFile(data)),
             # "never": claim, never hit. An abandoned hit would count a reference nobody
             # holds forever (README: counts err high), pinning its object for the rest of
             # the run; the model allows for it (phantom), but exact counts test more.
@@ -534,7 +535,7 @@ class Worker(threading.Thread):
         if not ref.alive:
             return None
         data = self.rng.choice([c for c in CONTENTS if c != ref.content])
-        digest = storage.digest(ContentFile(data))
+        digest = storage.content_key(ref.name, ContentFile(data))
         token = secrets.token_hex(16)
         decision = storage.index.begin_save(
             digest=digest,

@@ -43,9 +43,9 @@ import unicodedata
 from base64 import b32encode
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any, TypeVar, cast
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from django.conf import settings
@@ -56,7 +56,7 @@ from django.core.files.utils import validate_file_name
 from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 
-from dedupstore.exceptions import DedupStoreError
+from dedupstore.exceptions import DedupStoreError, IndexUnavailable
 from dedupstore.files import prepare_save
 from dedupstore.streams import SeekableRawReader
 
@@ -306,6 +306,10 @@ class AppwriteFile(File):
 # -- the storage ---------------------------------------------------------------------------
 
 
+#: Stands in a pickle for an API key read from the APPWRITE_API_KEY setting.
+_KEY_FROM_SETTINGS = "<APPWRITE_API_KEY>"
+
+
 @deconstructible(path="dedupstore.backends.appwrite.AppwriteStorage")
 class AppwriteStorage(Storage):
     """Store files in Appwrite Storage buckets.
@@ -316,8 +320,13 @@ class AppwriteStorage(Storage):
     (``APPWRITE_API_ENDPOINT``), ``timeout`` (``APPWRITE_TIMEOUT``, seconds per request),
     ``bucket_permissions`` and ``file_permissions`` (``APPWRITE_BUCKET_PERMISSIONS``,
     ``APPWRITE_FILE_PERMISSIONS``: Appwrite permission strings such as
-    ``'read("any")'``) and ``public_url`` (``APPWRITE_PUBLIC_URL``, the base of
-    ``url()`` when files are served from a custom domain).
+    ``'read("any")'``), ``public_url`` (``APPWRITE_PUBLIC_URL``, the base of
+    ``url()`` when files are served from a custom domain), ``url_tokens``
+    (``APPWRITE_URL_TOKENS``, default True: ``url()`` carries an Appwrite file token, so
+    links to files in private buckets open; False gives plain links for public buckets),
+    ``url_expire`` (``APPWRITE_URL_EXPIRE``, seconds a token lives, default 3600) and
+    ``url_cache`` (``APPWRITE_URL_CACHE``, the Django cache alias that keeps tokens
+    between renders, default ``"default"``).
     """
 
     #: option -> (setting, built-in default)
@@ -330,6 +339,9 @@ class AppwriteStorage(Storage):
         "bucket_permissions": ("APPWRITE_BUCKET_PERMISSIONS", None),
         "file_permissions": ("APPWRITE_FILE_PERMISSIONS", None),
         "public_url": ("APPWRITE_PUBLIC_URL", None),
+        "url_tokens": ("APPWRITE_URL_TOKENS", True),
+        "url_expire": ("APPWRITE_URL_EXPIRE", 3600),
+        "url_cache": ("APPWRITE_URL_CACHE", "default"),
     }
     #: How often a 429 "busy" or 503 answer, or a taken file ID, is retried.
     retry_attempts = 6
@@ -350,6 +362,9 @@ class AppwriteStorage(Storage):
         bucket_permissions: Sequence[str] | None = _UNSET,
         file_permissions: Sequence[str] | None = _UNSET,
         public_url: str | None = _UNSET,
+        url_tokens: bool = _UNSET,
+        url_expire: int = _UNSET,
+        url_cache: str = _UNSET,
         **unknown: Any,
     ) -> None:
         cls = type(self).__name__
@@ -367,6 +382,9 @@ class AppwriteStorage(Storage):
             "bucket_permissions": bucket_permissions,
             "file_permissions": file_permissions,
             "public_url": public_url,
+            "url_tokens": url_tokens,
+            "url_expire": url_expire,
+            "url_cache": url_cache,
         }
         options = {
             name: getattr(settings, setting, default) if given[name] is _UNSET else given[name]
@@ -388,7 +406,16 @@ class AppwriteStorage(Storage):
         if public is not None and not public.startswith(("http://", "https://")):
             raise ImproperlyConfigured(f"{cls}: public_url must start with http:// or https://")
         self.public_url: str | None = public.rstrip("/") if public else None
+        if not isinstance(options["url_tokens"], bool):
+            raise ImproperlyConfigured(f"{cls}: url_tokens must be True or False")
+        self.url_tokens: bool = options["url_tokens"]
+        self.url_expire: int = self._validate_expire(options["url_expire"], "url_expire")
+        if not isinstance(options["url_cache"], str) or not options["url_cache"]:
+            raise ImproperlyConfigured(f"{cls}: url_cache must be the alias of a Django cache")
+        self.url_cache: str = options["url_cache"]
         self._lock = threading.Lock()
+        # Buckets a lookup found missing: the next upload creates them before sending.
+        self._missing_buckets: set[str] = set()
         self._client: Any = None
         self._session: requests.Session | None = None
         self._client_pid = 0
@@ -434,6 +461,14 @@ class AppwriteStorage(Storage):
                 f"{type(self).__name__}: timeout must be a positive number of seconds or None"
             )
         return float(timeout)
+
+    def _validate_expire(self, value: Any, name: str) -> int:
+        # Appwrite dates have second precision; a token must outlive the page that shows it.
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: {name} must be a whole number of seconds, at least 2"
+            )
+        return value
 
     def _validate_permissions(self, options: dict[str, Any], name: str) -> list[str] | None:
         value = options[name]
@@ -489,17 +524,24 @@ class AppwriteStorage(Storage):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for transient in ("_lock", "_client", "_session", "_id_locks"):
+        for transient in ("_lock", "_client", "_session", "_id_locks", "_missing_buckets"):
             state.pop(transient, None)
+        # An API key that APPWRITE_API_KEY holds is read again on unpickling, not pickled.
+        from_settings = getattr(settings, "APPWRITE_API_KEY", None)
+        if isinstance(from_settings, str) and self.api_key == from_settings.strip():
+            state["api_key"] = _KEY_FROM_SETTINGS
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("api_key") == _KEY_FROM_SETTINGS:
+            state = dict(state, api_key=str(getattr(settings, "APPWRITE_API_KEY", "")).strip())
         self.__dict__.update(state)
         self._lock = threading.Lock()
         self._client = None
         self._session = None
         self._client_pid = 0
         self._id_locks = {}
+        self._missing_buckets = set()
 
     # -- errors --------------------------------------------------------------------
 
@@ -527,13 +569,16 @@ class AppwriteStorage(Storage):
             return AppwriteAuthError(
                 f"{where} rejected this storage's credentials ({error_type}: {message}). "
                 "Check APPWRITE_PROJECT_ID and that APPWRITE_API_KEY is a key of that project "
-                "with the files.read, files.write, buckets.read and buckets.write scopes.",
+                "with the files.read, files.write, buckets.read and buckets.write scopes (and "
+                "tokens.write for url() links with file tokens).",
                 code=code,
                 type=error_type,
                 endpoint=self.endpoint,
             )
         if code == 404 and error_type in _NOT_FOUND_TYPES:
             if error_type == "storage_bucket_not_found":
+                if bucket:
+                    self._missing_buckets.add(bucket)
                 detail = f"no bucket {bucket!r}" if bucket else "no such bucket"
             else:
                 detail = f"no such file in bucket {bucket!r}" if bucket else "no such file"
@@ -607,6 +652,43 @@ class AppwriteStorage(Storage):
             max_length=limit if max_length is None else min(max_length, limit),
         )
 
+    # -- what DedupStorage asks (dedupstore.protocol) -------------------------------
+
+    def dedupstore_stored_name(self, name: str) -> str:
+        """Return ``<bucketId>/<fileId>``, the name ``name`` is stored under when free."""
+        return self._stored_name(*self.locate(name))
+
+    def dedupstore_reuse_scope(self, name: str) -> str:
+        """Return the bucket ``name`` maps to: a reused file never comes from another.
+
+        Buckets are Appwrite's permission boundary, so content reuse stays inside one.
+        """
+        return self.locate(name)[0]
+
+    def dedupstore_location(self) -> str:
+        """Return the normalised endpoint and the project: where the files live.
+
+        No key, and no default bucket: every stored name carries its bucket, so storages
+        with different ``bucket_id`` over one project share one index namespace.
+        """
+        parts = urlsplit(self.endpoint)
+        host = (parts.hostname or "").lower()
+        if ":" in host:
+            host = f"[{host}]"
+        default_port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+        port = f":{parts.port}" if parts.port and parts.port != default_port else ""
+        path = parts.path.rstrip("/")
+        return (
+            f"appwrite:{parts.scheme.lower()}://{host}{port}{path}#project={self.project_id or ''}"
+        )
+
+    def stored_file(self, name: str) -> Any | None:
+        """Return the SDK ``File`` model of ``name`` (signature, size...), None if missing."""
+        try:
+            return self._get_file(name)
+        except FileNotFoundError:
+            return None
+
     # -- reading -------------------------------------------------------------------
 
     def _get_file(self, name: str) -> Any:
@@ -639,16 +721,72 @@ class AppwriteStorage(Storage):
         # Appwrite does not record reads; the last change is the closest it knows.
         return self.get_modified_time(name)
 
-    def url(self, name: str | None) -> str:
+    def url(self, name: str | None, expire: int | None = None) -> str:
+        """Return the file's ``/view`` link.
+
+        With ``url_tokens`` (the default) the link carries a file token, so it opens even
+        though buckets are private: the token lives ``expire`` seconds (default
+        ``url_expire``) and is kept in the ``url_cache`` cache for half of that, so
+        rendering a page of links asks Appwrite once per file, and every link handed out
+        stays valid for at least ``expire / 2`` seconds. A missing file gets a plain link.
+        """
         if name is None:
             raise ValueError("url() needs a file name")
+        if expire is not None and (
+            isinstance(expire, bool) or not isinstance(expire, int) or expire < 2
+        ):
+            raise ValueError(
+                f"expire must be a whole number of seconds, at least 2, not {expire!r}"
+            )
         bucket, file_id = self.locate(name)
         base = self.public_url or self.endpoint
-        query = urlencode({"project": self.project_id or ""})
+        query = {"project": self.project_id or ""}
+        if self.url_tokens:
+            secret = self._file_token(bucket, file_id, name, expire or self.url_expire)
+            if secret:
+                query["token"] = secret
         return (
             f"{base}/storage/buckets/{quote(bucket, safe='')}/files/"
-            f"{quote(file_id, safe='')}/view?{query}"
+            f"{quote(file_id, safe='')}/view?{urlencode(query)}"
         )
+
+    def _token_cache_key(self, bucket: str, file_id: str) -> str:
+        identity = "\n".join((self.endpoint, self.project_id or "", bucket, file_id))
+        digest = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
+        return f"dedupstore:appwrite-token:{digest}"
+
+    def _file_token(self, bucket: str, file_id: str, name: str, lifetime: int) -> str:
+        """Return a cached or new file token's secret; "" when the file is missing."""
+        from appwrite.services.tokens import Tokens
+        from django.core.cache import caches
+
+        cache = caches[self.url_cache]
+        key = self._token_cache_key(bucket, file_id)
+        cached = cache.get(key)
+        if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == lifetime:
+            return cast(str, cached[1])
+        expires = datetime.now(UTC) + timedelta(seconds=lifetime)
+        try:
+            token = self._call(
+                lambda _sdk: Tokens(self.client).create_file_token(
+                    bucket, file_id, expire=_appwrite_date(expires)
+                ),
+                name,
+                bucket=bucket,
+            )
+        except FileNotFoundError:
+            return ""
+        # Cached for half the token's life: a link taken from the cache still opens for
+        # at least lifetime / 2 seconds. delete() drops it: a file saved again under the
+        # same ID is another file, which the old token does not open.
+        cache.set(key, (lifetime, token.secret), timeout=lifetime // 2)
+        return cast(str, token.secret)
+
+    def _forget_token(self, bucket: str, file_id: str) -> None:
+        from django.core.cache import caches
+
+        with contextlib.suppress(Exception):  # a cache outage must not fail a delete
+            caches[self.url_cache].delete(self._token_cache_key(bucket, file_id))
 
     def _open(self, name: str, mode: str = "rb") -> File:
         if set(mode) - {"r", "b"} or "r" not in mode:
@@ -750,6 +888,8 @@ class AppwriteStorage(Storage):
         bucket, file_id = self.locate(name)
         with contextlib.suppress(FileNotFoundError):
             self._call(lambda sdk: sdk.delete_file(bucket, file_id), name, bucket=bucket)
+        if self.url_tokens:
+            self._forget_token(bucket, file_id)
 
     # -- saving --------------------------------------------------------------------
 
@@ -826,6 +966,12 @@ class AppwriteStorage(Storage):
 
         attempt = 0
         created_bucket = False
+        if bucket in self._missing_buckets:
+            # The name check just found the bucket missing: create it before the content
+            # goes out, rather than send the content, get a 404 and send it again.
+            self._create_bucket(bucket, bucket_name, name)
+            self._missing_buckets.discard(bucket)
+            created_bucket = True
         while True:
             try:
                 if source.chunked:
@@ -842,6 +988,7 @@ class AppwriteStorage(Storage):
                     return False
                 if exc.type == "storage_bucket_not_found" and not created_bucket:
                     self._create_bucket(bucket, bucket_name, name)
+                    self._missing_buckets.discard(bucket)
                     created_bucket = True
                     continue
                 if exc.code in _RETRY_STATUSES and attempt < self.retry_attempts:
@@ -987,6 +1134,11 @@ def _error_body(response: requests.Response) -> tuple[str | None, str]:
             body = response.json()
             return body.get("type"), str(body.get("message", ""))
     return None, response.text[:200]
+
+
+def _appwrite_date(moment: datetime) -> str:
+    """Format a UTC datetime as Appwrite writes dates (``Y-m-d\\TH:i:s.vP``)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+00:00"
 
 
 def _cause(exc: Exception) -> Exception | None:
@@ -1270,8 +1422,11 @@ class AppWriteStorage(DedupStorage):
     ``APPWRITE_BUCKET_ID``, ``APPWRITE_API_ENDPOINT``, and its policy from
     ``OVERWRITE_FILE`` (default False) -> ``overwrite`` and
     ``CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT`` (default True) -> ``reuse="never"``
-    (every save stores a new file), or ``reuse="name"`` when False (saving a name that
-    already holds identical content returns it without uploading).
+    (every save stores a new file), or ``reuse="name"`` when False: a save whose bucket
+    already holds a file under the name the save maps to (``uploads/logo.png``), with the
+    same content, returns that file's name and uploads nothing, as the old package did.
+    That includes files the index does not know yet (uploaded by django-cloud-storages):
+    see ``_adopt_untracked``.
 
     Any ``AppwriteStorage`` option (``api_key``, ``bucket_id``...) and any
     ``DedupStorage`` option (``index``, ``reuse``, ``overwrite``...) may also be passed.
@@ -1312,11 +1467,114 @@ class AppWriteStorage(DedupStorage):
 
         DedupStorage's default namespace hashes the inner OPTIONS, which hold the key when
         it is passed as an option: rotating the key would then orphan every reference
-        count. Worked out on first use, when the settings are final.
+        count. The identity is ``AppwriteStorage.dedupstore_location()`` (endpoint and
+        project, no bucket: stored names carry theirs). Worked out on first use, when the
+        settings are final.
         """
         if self._namespace is None and self._default_inner:
             inner = cast(AppwriteStorage, self.inner)
-            identity = "\n".join((inner.endpoint, inner.project_id or "", inner.bucket_id or ""))
+            identity = inner.dedupstore_location()
             digest = hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
             self._namespace = f"dedupstore:appwrite:{digest}"
         return cast(str, DedupStorage.namespace.fget(self))  # type: ignore[attr-defined]
+
+    def _save_hashed(
+        self, name: str, hashed: Any, max_length: int | None, reuse: Any = None
+    ) -> str:
+        if (reuse or self.reuse) == "name" and isinstance(self.inner, AppwriteStorage):
+            try:
+                adopted = self._adopt_untracked(name, hashed, max_length)
+            except IndexUnavailable:
+                adopted = None  # the save itself applies on_index_error
+            if adopted is not None:
+                return adopted
+        return super()._save_hashed(name, hashed, max_length, reuse)
+
+    def _adopt_untracked(self, name: str, hashed: Any, max_length: int | None) -> str | None:
+        """Record a same-content file the index does not know; return a name on a hit.
+
+        django-cloud-storages compared the bucket's file under the name with the upload.
+        Here a file that the index has no record of (uploaded before this storage, by the
+        old package or by hand) and that holds the upload's content is recorded with the
+        one reference its unknown holder has, so the save that follows is an ordinary
+        ``reuse="name"`` hit (two references: the old row and the new one). The match is
+        Appwrite's ``signature`` (the MD5 it keeps for every file) and size first, which
+        costs one GET and nothing on a mismatch; then, since MD5 collisions can be made,
+        the file's bytes are read once and their BLAKE3 digest compared, under the
+        content's claim, between ``begin_save`` and ``commit_save``, as a write would be.
+        Any race (a delete of the name meanwhile) gives up and saves normally.
+        """
+        inner = cast(AppwriteStorage, self.inner)
+        stored = inner.dedupstore_stored_name(name)
+        if max_length and len(stored) > max_length:
+            return None
+        if self.index.lookup(stored) is not None:
+            return None  # tracked: the index decides
+        remote = inner.stored_file(stored)
+        if (
+            remote is None
+            or remote.chunksuploaded < remote.chunkstotal
+            or int(remote.sizeoriginal) != hashed.size
+            or remote.signature != _content_md5(hashed.content)
+        ):
+            return None
+        token = secrets.token_hex(16)
+        asked = time.monotonic()
+        decision = self._until_decided(
+            lambda: self.index.begin_save(
+                digest=hashed.digest,
+                reuse="name",
+                name=stored,
+                max_length=max_length,
+                token=token,
+                claim_ttl=self.claim_ttl,
+                overwrite=False,
+            ),
+            f"content {hashed.digest[:16]}... (matching {stored!r})",
+        )
+        if decision.action == "hit":
+            return cast(str, decision.name)  # another save recorded it meanwhile
+        keeper = self._claim_keeper
+        keeper.keep(hashed.digest, token)
+        try:
+            try:
+                with inner.open(stored) as remote_content:
+                    # hashed.digest is the content key: the digest qualified by name's scope.
+                    remote_digest = self.hasher.hash(remote_content).digest
+                    matches = self._content_key(name, remote_digest) == hashed.digest
+            except FileNotFoundError:
+                matches = False
+            committed = False
+            if matches:
+                outcome = self._until_decided(
+                    lambda: self.index.commit_save(
+                        digest=hashed.digest,
+                        token=token,
+                        name=stored,
+                        size=hashed.size,
+                        since=decision.since,
+                        elapsed=time.monotonic() - asked,
+                    ),
+                    f"{stored!r} (a delete of it under way)",
+                )
+                committed = outcome.action == "committed"
+            if not committed:
+                self.index.release_claim(digest=hashed.digest, token=token)
+        except BaseException:
+            self._quietly(lambda: self.index.release_claim(digest=hashed.digest, token=token))
+            raise
+        finally:
+            keeper.release(token)
+        return None
+
+
+def _content_md5(content: File) -> str:
+    """Return the MD5 of the bytes an upload of ``content`` sends (text as UTF-8)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    if _seekable(content):
+        content.seek(0)
+    for piece in content.chunks(chunk_size=1024 * 1024):
+        digest.update(piece.encode("utf-8") if isinstance(piece, str) else piece)
+    if _seekable(content):
+        content.seek(0)
+    return digest.hexdigest()

@@ -30,24 +30,41 @@ __all__ = [
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
-_SECRET_QUERY_WORDS = ("pass", "pwd", "secret", "token", "key", "auth")
+_SECRET_QUERY_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "sig", "credential")
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with any password (in the user info or the query) replaced by ``***``."""
+    """Return ``url`` with any password (in the user info or the query) replaced by ``***``.
+
+    The user info ends at the last ``@`` of the authority, wherever it is: a password
+    holding ``/``, ``#`` or ``?`` unencoded (which URL parsers read as the start of the
+    path, fragment or query) is masked too.
+    """
+    if not isinstance(url, str):
+        return "<not a URL>"
+    scheme, separator, rest = url.partition("://")
+    if separator and "@" in rest:
+        userinfo, _, hostinfo = rest.rpartition("@")
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else None
+        if user is not None:
+            url = f"{scheme}://{user}:***@{hostinfo}"
+        elif "/" in userinfo or "?" in userinfo or "#" in userinfo:
+            # Not user info at all ("a/b@c" in a path): leave it to the parser below.
+            pass
+        else:  # a token alone as user name (rediss://token@host)
+            url = f"{scheme}://***@{hostinfo}"
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable URL>"
-    userinfo, at, hostinfo = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
-        parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostinfo}")
     if parts.query:
         query = [
             (key, "***" if any(word in key.lower() for word in _SECRET_QUERY_WORDS) else value)
             for key, value in parse_qsl(parts.query, keep_blank_values=True)
         ]
         parts = parts._replace(query=urlencode(query, safe="*"))
+    if parts.fragment:
+        parts = parts._replace(fragment="")
     return urlunsplit(parts)
 
 

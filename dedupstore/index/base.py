@@ -236,6 +236,23 @@ class Index(abc.ABC):
         """Return the record of ``name``, or None."""
 
     @abc.abstractmethod
+    def forget_content(self, *, digest: str, name: str) -> None:
+        """Stop content reuse of ``digest`` from handing out ``name`` (its object is gone).
+
+        Only the content map changes, and only if it still names ``name``: the record of
+        ``name`` keeps its references, so its holders' deletes stay counted and the name
+        is not handed out as free while they hold it.
+        """
+
+    @abc.abstractmethod
+    def is_initialised(self) -> bool:
+        """Return True if this namespace's index carries its initialisation mark."""
+
+    @abc.abstractmethod
+    def mark_initialised(self) -> None:
+        """Set the initialisation mark (kept for good: it never expires)."""
+
+    @abc.abstractmethod
     def ping(self) -> None:
         """Raise ``IndexUnavailable`` unless the index answers."""
 

@@ -67,6 +67,8 @@ class _Store:
         self.tombstones: dict[str, _Tombstone] = {}
         #: Deletes finished (tracked and untracked), per namespace prefix.
         self.untracked_deletes: dict[str, int] = {}
+        #: Namespace prefixes whose index carries its initialisation mark.
+        self.initialised: set[str] = set()
 
 
 _stores: dict[str, _Store] = {}
@@ -407,6 +409,20 @@ class LocMemIndex(Index):
             if record is None:
                 return None
             return ObjectRecord(name, record.digest, record.refs, record.state, record.size)
+
+    def forget_content(self, *, digest: str, name: str) -> None:
+        with self._store.lock:
+            map_key = self._prefix + digest
+            if self._store.content.get(map_key) == name:
+                del self._store.content[map_key]
+
+    def is_initialised(self) -> bool:
+        with self._store.lock:
+            return self._prefix in self._store.initialised
+
+    def mark_initialised(self) -> None:
+        with self._store.lock:
+            self._store.initialised.add(self._prefix)
 
     def ping(self) -> None:
         """Answer always: the index lives in this process."""

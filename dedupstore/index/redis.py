@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
+from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript, Script
 from redis.retry import Retry
@@ -26,7 +27,7 @@ from dedupstore.index.base import (
     untracked_delete_name,
 )
 
-__all__ = ["RedisIndex"]
+__all__ = ["RedisIndex", "eviction_policy_problem", "read_eviction_policy"]
 
 T = TypeVar("T")
 
@@ -399,6 +400,67 @@ return 1
 )
 
 
+#: What a save whose hit (or claim) was sent, with its reply lost, may have done.
+_SAVE_MAYBE_COUNTED = (
+    "The save was sent, but its reply was lost: it may have counted one reference to an "
+    "object already stored (a hit) that nobody holds, which only delays a deletion. No name "
+    "was returned and nothing was written."
+)
+
+
+def read_eviction_policy(client: redis.Redis) -> str | None:
+    """Return the server's ``maxmemory-policy``, or None if it will not say.
+
+    ``CONFIG GET`` first; where ``CONFIG`` is disabled or renamed (managed services, or
+    ``rename-command CONFIG ""``), the ``maxmemory_policy`` field of ``INFO memory``.
+    Connection errors propagate.
+    """
+    try:
+        reply = client.config_get("maxmemory-policy")
+    except redis.ResponseError:
+        reply = {}
+    value = reply.get("maxmemory-policy") if isinstance(reply, dict) else None
+    if value is None:
+        try:
+            info = client.info("memory")
+        except redis.ResponseError:
+            return None
+        value = info.get("maxmemory_policy")
+    if isinstance(value, bytes):
+        value = value.decode()
+    return str(value) if value is not None else None
+
+
+def eviction_policy_problem(policy: str | None, display_url: str) -> str | None:
+    """Say why an index with this ``maxmemory-policy`` cannot run, or None if it can."""
+    if policy == "noeviction":
+        return None
+    if policy is None:
+        return (
+            f"dedupstore: the Redis server of the index at {display_url} reports no "
+            "maxmemory-policy (neither CONFIG GET nor INFO memory answered): the index must "
+            "know that Redis never evicts its keys. Allow INFO (or CONFIG GET) for this user, "
+            "and set maxmemory-policy noeviction."
+        )
+    return (
+        f"dedupstore: the Redis server of the index at {display_url} has maxmemory-policy "
+        f"{policy!r}: it may evict index keys (records, tombstones, receipts) when memory runs "
+        "short, and a lost record makes a later delete remove an object other names still "
+        "use. Set maxmemory-policy noeviction (CONFIG SET maxmemory-policy noeviction and "
+        "in redis.conf, or the parameter group of a managed service), or give the index a "
+        "Redis database of its own that never evicts."
+    )
+
+
+# KEYS: content map of the digest. ARGV: name whose object is gone.
+_FORGET_CONTENT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
 class _NotRun(Exception):
     """The script certainly did not run: no connection, or the server refused its write."""
 
@@ -466,7 +528,10 @@ class RedisIndex(Index):
         self._tombstone_prefix = f"{namespace}:t:"
         self._untracked_deletes = f"{namespace}:u"
         self._receipt_prefix = f"{namespace}:r:"
+        self._initialised_key = f"{namespace}:i"
         self._get_connection_args = _get_connection_args(self._client.connection_pool)
+        #: Whether the server was seen to run with maxmemory-policy noeviction.
+        self._policy_checked = False
         register = self._client.register_script
         self._begin_save = register(_BEGIN_SAVE)
         self._commit_save = register(_COMMIT_SAVE)
@@ -476,6 +541,7 @@ class RedisIndex(Index):
         self._abort_replace = register(_ABORT_REPLACE)
         self._begin_delete = register(_BEGIN_DELETE)
         self._commit_delete = register(_COMMIT_DELETE)
+        self._forget_content = register(_FORGET_CONTENT)
 
     @property
     def client(self) -> redis.Redis:
@@ -485,8 +551,17 @@ class RedisIndex(Index):
     def _run(self, script: Script | AsyncScript, keys: list[str], args: list[Any]) -> Any:
         return self._guard(lambda: script(keys=keys, args=args))
 
+    def _check_eviction_policy(self) -> None:
+        """Refuse a server that may evict keys (``ImproperlyConfigured``), once per index."""
+        problem = eviction_policy_problem(read_eviction_policy(self._client), self.display_url)
+        if problem:
+            raise ImproperlyConfigured(problem)
+        self._policy_checked = True
+
     def _guard(self, call: Callable[[], T]) -> T:
         try:
+            if not self._policy_checked:
+                self._check_eviction_policy()
             return call()
         except (redis.ConnectionError, redis.TimeoutError, *_REFUSALS) as exc:
             raise IndexUnavailable(self.display_url, exc) from exc
@@ -497,6 +572,11 @@ class RedisIndex(Index):
 
     def _run_once(self, script: Script | AsyncScript, keys: list[str], args: list[Any]) -> Any:
         """Run ``script`` on one connection, telling "did not run" from "reply lost"."""
+        if not self._policy_checked:
+            try:
+                self._check_eviction_policy()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                raise _NotRun(exc) from exc
         pool = self._client.connection_pool
         try:
             # Connects (or reconnects a connection the server closed) before sending.
@@ -531,6 +611,23 @@ class RedisIndex(Index):
     def _evalsha(self, connection: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
         connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
         return self._client.parse_response(connection, "EVALSHA")
+
+    def _run_reporting_sent(
+        self, script: Script | AsyncScript, keys: list[str], args: list[Any]
+    ) -> Any:
+        """Run ``script`` once; a lost reply raises ``IndexUnavailable`` with ``sent=True``.
+
+        For a save's first call: a hit counts a reference in the script, so a reply lost
+        after it ran must not be reported as a call that did nothing.
+        """
+        try:
+            return self._run_once(script, keys, args)
+        except _NotRun as exc:
+            raise IndexUnavailable(self.display_url, exc.__cause__) from exc.__cause__
+        except _ReplyLost as exc:
+            raise IndexUnavailable(
+                self.display_url, exc.__cause__, _SAVE_MAYBE_COUNTED, sent=True
+            ) from exc.__cause__
 
     def _run_retrying(
         self,
@@ -584,7 +681,7 @@ class RedisIndex(Index):
         claim_ttl: float,
         overwrite: bool = False,
     ) -> SaveDecision:
-        action, value = self._run(
+        action, value = self._run_reporting_sent(
             self._begin_save,
             [
                 self._map_prefix + digest,
@@ -748,6 +845,15 @@ class RedisIndex(Index):
             state=decoded["state"],
             size=int(decoded.get("size", 0)),
         )
+
+    def forget_content(self, *, digest: str, name: str) -> None:
+        self._run(self._forget_content, [self._map_prefix + digest], [name])
+
+    def is_initialised(self) -> bool:
+        return bool(self._guard(lambda: self._client.exists(self._initialised_key)))
+
+    def mark_initialised(self) -> None:
+        self._guard(lambda: self._client.set(self._initialised_key, b"1"))
 
     def ping(self) -> None:
         self._guard(self._client.ping)

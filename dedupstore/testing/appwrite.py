@@ -31,8 +31,10 @@ Known approximations, chosen because no real server can be compared here:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import hmac
 import http.server
 import json
 import math
@@ -172,6 +174,7 @@ _MESSAGES = {
         "X-Appwrite-Project header to ensure the correct project ID is being used."
     ),
     "general_rate_limit_exceeded": "File upload is busy. Try again.",
+    "token_not_found": "The requested token could not be found.",
     "general_server_error": "Server Error",
 }
 _CUSTOM_ID_DESCRIPTION = (
@@ -560,6 +563,75 @@ class _File:
         }[name]
 
 
+#: How long the JWT of a file token may live at most (``RESOURCE_TOKEN_MAX_AGE``: 10
+#: years); the token's own ``expire`` is what normally ends it.
+RESOURCE_TOKEN_MAX_AGE = 86400 * 365 * 10
+_TOKEN_ATTRIBUTES = frozenset({"expire", "$id", "$createdAt", "$sequence"})
+
+
+@dataclass(slots=True)
+class _Token:
+    """A file token (a document of Appwrite's ``resourceTokens`` collection)."""
+
+    id: str
+    sequence: int
+    created_at: str
+    bucket_id: str
+    file_id: str
+    bucket_sequence: int
+    file_sequence: int
+    expire: datetime | None
+    secret: str
+    accessed_at: str = ""
+
+    @property
+    def name(self) -> str:  # searched by the list route's ``search``
+        return self.id
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "$id": self.id,
+            "$createdAt": self.created_at,
+            "resourceId": f"{self.bucket_id}:{self.file_id}",
+            "resourceType": "files",
+            # A token without expiry has none; the SDK model wants a string.
+            "expire": _format_date(self.expire) if self.expire else "",
+            "secret": self.secret,
+            "accessedAt": self.accessed_at,
+        }
+
+    def attribute(self, name: str) -> Any:
+        return {
+            "$id": self.id,
+            "$sequence": self.sequence,
+            "$createdAt": self.created_at,
+            "expire": _format_date(self.expire) if self.expire else None,
+        }[name]
+
+
+def _format_date(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+00:00"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _parse_date(value: Any, param: str) -> datetime:
+    """Parse an ISO 8601 date as Appwrite's Datetime validator accepts it (UTC if naive)."""
+    if not isinstance(value, str):
+        raise _invalid_param(param, "Value must be valid date.")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _invalid_param(param, "Value must be valid date.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 # -- permissions -----------------------------------------------------------------------
 
 
@@ -618,8 +690,10 @@ class AppwriteTestServer:
         upload_lock_timeout: float = 30.0,
         data_dir: str | os.PathLike[str] | None = None,
         log_headers: bool = False,
+        port: int = 0,
     ) -> None:
         self.project_id = project_id
+        self._port_option = port
         self.api_key = api_key or "test-key-" + secrets.token_hex(16)
         self.storage_limit = storage_limit
         self.upload_lock_timeout = upload_lock_timeout
@@ -636,6 +710,11 @@ class AppwriteTestServer:
         self._log_lock = threading.Lock()
         self.requests: list[RequestRecord] = []
         self._faults: list[InjectedFault] = []
+        # File tokens: what the real server keeps in its resourceTokens collection, and
+        # the key it signs their JWT secrets with (_APP_OPENSSL_KEY_V1).
+        self._tokens: dict[str, _Token] = {}
+        self._token_key = secrets.token_bytes(32)
+        self._clock_offset = 0.0
         self._routes = self._build_routes()
 
     # -- lifecycle --------------------------------------------------------------------
@@ -650,7 +729,7 @@ class AppwriteTestServer:
         else:
             self._data_dir = Path(self._data_dir_option)
             self._data_dir.mkdir(parents=True, exist_ok=True)
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = _HTTPServer(("127.0.0.1", self._port_option), _Handler)
         self._httpd.app = self
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -724,6 +803,7 @@ class AppwriteTestServer:
                 for stored in bucket.files.values():
                     shutil.rmtree(stored.directory, ignore_errors=True)
             self._buckets.clear()
+            self._tokens.clear()
         self.clear_log()
         with self._log_lock:
             self._faults.clear()
@@ -781,6 +861,30 @@ class AppwriteTestServer:
         with self._log_lock:
             self._faults.append(fault)
         return fault
+
+    def advance_time(self, seconds: float) -> None:
+        """Move the server's clock forward, so tests see tokens expire without sleeping."""
+        with self._state_lock:
+            self._clock_offset += seconds
+
+    def now(self) -> datetime:
+        """Return the server's current time (the real clock plus ``advance_time``)."""
+        return datetime.fromtimestamp(time.time() + self._clock_offset, UTC)
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """Return every file token the server holds, as its API shows them."""
+        with self._state_lock:
+            return [token.to_json() for token in self._tokens.values()]
+
+    def stored_bytes(self) -> int:
+        """Return the bytes of every complete file held, as stored (``sizeActual``)."""
+        with self._state_lock:
+            return sum(
+                stored.size
+                for bucket in self._buckets.values()
+                for stored in bucket.files.values()
+                if stored.complete
+            )
 
     def file_path(self, bucket_id: str, file_id: str) -> Path:
         """Return where the bytes of a complete file are stored on disk."""
@@ -857,6 +961,19 @@ class AppwriteTestServer:
             _Route("GET", file + r"/download", self._download),
             _Route("GET", file + r"/view", self._view),
             _Route("GET", file + r"/preview", self._preview),
+            _Route(
+                "POST",
+                r"/tokens/buckets/(?P<bucket_id>[^/]+)/files/(?P<file_id>[^/]+)",
+                self._create_token,
+            ),
+            _Route(
+                "GET",
+                r"/tokens/buckets/(?P<bucket_id>[^/]+)/files/(?P<file_id>[^/]+)",
+                self._list_tokens,
+            ),
+            _Route("GET", r"/tokens/(?P<token_id>[^/]+)", self._get_token),
+            _Route("PATCH", r"/tokens/(?P<token_id>[^/]+)", self._update_token),
+            _Route("DELETE", r"/tokens/(?P<token_id>[^/]+)", self._delete_token),
         ]
 
     # -- checks, in the order the real server runs them --------------------------------
@@ -878,7 +995,7 @@ class AppwriteTestServer:
                 raise AppwriteError(401, "user_unauthorized")
             caller_is_key = True
         else:
-            if scope.startswith("buckets."):
+            if scope.startswith(("buckets.", "tokens.")):
                 raise AppwriteError(
                     401,
                     "general_unauthorized_scope",
@@ -1332,18 +1449,142 @@ class AppwriteTestServer:
     def _readable_file(
         self, request: _Request, bucket_id: str, file_id: str
     ) -> tuple[_Bucket, _File]:
+        """Check access to a file's bytes, as view/download/preview do, file tokens included.
+
+        A valid ``token`` for a file of this bucket stands in for the read permission;
+        any token that is not valid for this very file is then refused (401), key or not.
+        A malformed, unknown or expired token counts as no token at all.
+        """
         caller_is_key = self._authorize(request, "files.read")
         self._check_uid("bucketId", bucket_id)
         self._check_uid("fileId", file_id)
         bucket = self._bucket(bucket_id, caller_is_key=caller_is_key)
+        resource = self._resource_token(request)
+        is_token = resource is not None and resource.bucket_sequence == bucket.sequence
         stored = bucket.files.get(file_id)
-        self._check_permission(bucket, stored, "read", caller_is_key=caller_is_key)
+        if not is_token:
+            self._check_permission(bucket, stored, "read", caller_is_key=caller_is_key)
+        if resource is not None and (stored is None or resource.file_sequence != stored.sequence):
+            raise AppwriteError(401, "user_unauthorized")
         stored = self._file(bucket, file_id)
         if not stored.complete or not stored.data_path.exists():
             raise AppwriteError(
                 404, "storage_file_not_found", f"File not found in {stored.data_path}"
             )
+        if resource is not None:
+            with self._state_lock:
+                resource.accessed_at = _format_date(self.now())
         return bucket, stored
+
+    def _resource_token(self, request: _Request) -> _Token | None:
+        """Return the live token that ``?token=`` names, or None (Appwrite's resourceToken)."""
+        secret = request.query_value("token")
+        if not secret:
+            return None
+        try:
+            header, payload, signature = secret.split(".")
+            expected = hmac.new(
+                self._token_key, f"{header}.{payload}".encode(), hashlib.sha256
+            ).digest()
+            if not hmac.compare_digest(expected, _b64url_decode(signature)):
+                return None
+            claims = json.loads(_b64url_decode(payload))
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(claims, dict) or claims.get("exp", 0) < self.now().timestamp():
+            return None
+        with self._state_lock:
+            token = self._tokens.get(str(claims.get("tokenId", "")))
+        if token is None or (token.expire is not None and token.expire < self.now()):
+            return None
+        return token
+
+    # -- file tokens ------------------------------------------------------------------
+
+    def _create_token(self, request: _Request, bucket_id: str, file_id: str) -> _Response:
+        caller_is_key = self._authorize(request, "tokens.write")
+        self._check_uid("bucketId", bucket_id)
+        self._check_uid("fileId", file_id)
+        body = self._json_body(request)
+        expire = body.get("expire")
+        moment = None
+        if expire is not None:
+            moment = _parse_date(expire, "expire")
+            if moment <= self.now():
+                raise _invalid_param("expire", "Value must be valid date in the future.")
+        bucket = self._bucket(bucket_id, caller_is_key=caller_is_key)
+        stored = self._file(bucket, file_id)
+        token_id = _unique_id()
+        issued = int(self.now().timestamp())
+        header = _b64url(json.dumps({"typ": "JWT", "alg": "HS256"}).encode())
+        claims = {
+            "tokenId": token_id,
+            "resourceId": f"{bucket_id}:{file_id}",
+            "resourceType": "files",
+            "resourceInternalId": f"{bucket.sequence}:{stored.sequence}",
+            "iat": issued,
+            "exp": issued + RESOURCE_TOKEN_MAX_AGE,
+        }
+        payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        signature = hmac.new(self._token_key, f"{header}.{payload}".encode(), hashlib.sha256)
+        token = _Token(
+            id=token_id,
+            sequence=self._next_sequence(),
+            created_at=_format_date(self.now()),
+            bucket_id=bucket_id,
+            file_id=file_id,
+            bucket_sequence=bucket.sequence,
+            file_sequence=stored.sequence,
+            expire=moment,
+            secret=f"{header}.{payload}.{_b64url(signature.digest())}",
+        )
+        with self._state_lock:
+            self._tokens[token_id] = token
+        return _Response.json(201, token.to_json())
+
+    def _list_tokens(self, request: _Request, bucket_id: str, file_id: str) -> _Response:
+        caller_is_key = self._authorize(request, "tokens.read")
+        self._check_uid("bucketId", bucket_id)
+        self._check_uid("fileId", file_id)
+        bucket = self._bucket(bucket_id, caller_is_key=caller_is_key)
+        self._file(bucket, file_id)
+        with self._state_lock:
+            tokens = [
+                t for t in self._tokens.values() if (t.bucket_id, t.file_id) == (bucket_id, file_id)
+            ]
+        page, total = self._query(request, tokens, _TOKEN_ATTRIBUTES, "Token")
+        return _Response.json(200, {"total": total, "tokens": [t.to_json() for t in page]})
+
+    def _token(self, token_id: str) -> _Token:
+        self._check_uid("tokenId", token_id)
+        with self._state_lock:
+            token = self._tokens.get(token_id)
+        if token is None:
+            raise AppwriteError(404, "token_not_found")
+        return token
+
+    def _get_token(self, request: _Request, token_id: str) -> _Response:
+        self._authorize(request, "tokens.read")
+        return _Response.json(200, self._token(token_id).to_json())
+
+    def _update_token(self, request: _Request, token_id: str) -> _Response:
+        self._authorize(request, "tokens.write")
+        body = self._json_body(request)
+        token = self._token(token_id)
+        expire = body.get("expire")
+        moment = None if expire is None else _parse_date(expire, "expire")
+        if moment is not None and moment <= self.now():
+            raise _invalid_param("expire", "Value must be valid date in the future.")
+        with self._state_lock:
+            token.expire = moment
+        return _Response.json(200, token.to_json())
+
+    def _delete_token(self, request: _Request, token_id: str) -> _Response:
+        self._authorize(request, "tokens.write")
+        token = self._token(token_id)
+        with self._state_lock:
+            self._tokens.pop(token.id, None)
+        return _Response.no_content()
 
     def _serve(
         self, request: _Request, stored: _File, content_type: str, headers: dict[str, str]
@@ -1710,3 +1951,60 @@ else:  # pragma: no cover
 
     def appwrite_server() -> Iterator[AppwriteTestServer]:  # type: ignore[misc]
         raise RuntimeError("the appwrite_server fixture needs pytest")
+
+
+# -- standalone ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the test server in the foreground until Ctrl-C or SIGTERM.
+
+    For a development server or a front end: it prints the settings that point a Django
+    project at it. State lives in memory and a temporary directory, gone when it stops.
+    """
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m dedupstore.testing.appwrite",
+        description=(
+            "Run dedupstore's own Appwrite Storage test server on 127.0.0.1 (an emulation "
+            "for tests and development, not Appwrite)."
+        ),
+    )
+    parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any)")
+    parser.add_argument("--project-id", default="dedupstore-test")
+    parser.add_argument("--api-key", default=None, help="default: a random key, printed")
+    args = parser.parse_args(argv)
+
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server = AppwriteTestServer(
+            project_id=args.project_id, api_key=args.api_key, port=args.port
+        ).start()
+    except OSError as exc:
+        print(f"cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print("dedupstore's Appwrite test server (an emulation, not Appwrite) is running:")
+        print(f"APPWRITE_API_ENDPOINT = {server.endpoint!r}")
+        print(f"APPWRITE_PROJECT_ID = {server.project_id!r}")
+        print(f"APPWRITE_API_KEY = {server.api_key!r}")
+        print("Press Ctrl-C to stop.", flush=True)
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through a subprocess
+    raise SystemExit(main())

@@ -19,7 +19,9 @@ the subset of ``/api/v0`` the client uses, with Kubo's wire conventions:
 * ``delay``: seconds to stall before answering, to exercise client timeouts.
 
 It listens on ``127.0.0.1`` on a free port and is stopped by :meth:`stop` (or the
-context manager).
+context manager). ``stop()`` returns only once every request handler has ended: a handler
+stalled in ``delay`` abandons its command, and idle keep-alive connections are closed, so
+no request reaches the node after ``stop()`` (the node usually outlives the server).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -45,6 +48,9 @@ from dedupstore.backends.ipfs.unixfs import Blockstore, IncompleteDAGError, Unix
 __all__ = ["KuboRPCTestServer", "RecordedRequest"]
 
 _CHUNK = 256 * 1024
+#: How long stop() waits for request handlers to end (they end promptly once their
+#: connections are shut down; this only bounds a pathological case).
+_STOP_DEADLINE = 60.0
 
 
 @dataclass(frozen=True)
@@ -133,8 +139,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
-        if self.server.delay:
-            time.sleep(self.server.delay)
+        # Stalled on purpose: a stop() meanwhile cancels the command, which never runs.
+        if self.server.stopping.wait(self.server.delay) or self.server.stopping.is_set():
+            self.close_connection = True
+            return
         handler = getattr(self, "cmd_" + command.replace("/", "_"), None)
         if not parts.path.startswith("/api/v0/") or handler is None:
             self._drain()
@@ -386,17 +394,61 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (its timeout) closes the connection: expected in tests.
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
-
     node: EmbeddedNode
     blockstore: Blockstore
     auth: str | None
     delay: float
     requests: list[RecordedRequest]
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler]) -> None:
+        super().__init__(address, handler)
+        self.stopping = threading.Event()
+        self._handlers_lock = threading.Lock()
+        # Open connection -> the thread handling it, so stop() can end and join them all.
+        self.handlers: dict[socket.socket, threading.Thread] = {}
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._handle,
+            args=(request, client_address),
+            name="kubo-rpc-test-handler",
+            daemon=True,
+        )
+        with self._handlers_lock:
+            if self.stopping.is_set():
+                self.shutdown_request(request)
+                return
+            self.handlers[request] = thread
+        thread.start()
+
+    def _handle(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._handlers_lock:
+                self.handlers.pop(request, None)
+
+    def end_handlers(self, deadline: float) -> list[threading.Thread]:
+        """Shut every open connection down and join its handler; return any still alive."""
+        with self._handlers_lock:
+            handlers = list(self.handlers.items())
+        for connection, _ in handlers:
+            # Wakes a handler blocked reading the next keep-alive request or a body.
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        for _, thread in handlers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [thread for _, thread in handlers if thread.is_alive()]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (its timeout) closes the connection: expected in tests, as
+        # is a connection shut down by stop().
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError) or (
+            self.stopping.is_set() and isinstance(error, OSError)
+        ):
+            return
+        super().handle_error(request, client_address)
 
 
 class KuboRPCTestServer:
@@ -444,10 +496,22 @@ class KuboRPCTestServer:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        """Stop serving; return once no request handler runs any more.
+
+        Raises ``RuntimeError`` if a handler is still running after a long deadline.
+        """
+        deadline = time.monotonic() + _STOP_DEADLINE
+        self._server.stopping.set()
         if self._thread is not None:
-            self._thread.join(5)
+            self._server.shutdown()  # serve_forever() has returned: nothing new is accepted
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        alive = self._server.end_handlers(deadline)
+        self._server.server_close()
+        if alive:
+            raise RuntimeError(
+                f"the Kubo RPC test server on port {self.port}: {len(alive)} request "
+                f"handler(s) still running {_STOP_DEADLINE:g} s after stop()"
+            )
 
     def __enter__(self) -> KuboRPCTestServer:
         return self.start()

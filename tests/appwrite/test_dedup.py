@@ -36,13 +36,22 @@ class TestDedupOverAppwrite(DedupContract):
             inner=appwrite_inner(server), index=redis_url, namespace=f"aw-{uuid.uuid4().hex}"
         )
 
+    def test_identical_content_in_another_bucket_is_stored_again(
+        self, storage: DedupStorage
+    ) -> None:
+        first = storage.save("a/one.bin", ContentFile(b"same bytes"))
+        second = storage.save("b/two.bin", ContentFile(b"same bytes"))
+        assert (first.split("/")[0], second.split("/")[0]) == ("a", "b")
+        assert storage.references(first) == storage.references(second) == 1
+
     def test_a_hit_makes_zero_requests_to_appwrite(
         self, storage: DedupStorage, server: AppwriteTestServer
     ) -> None:
+        storage.verify_hits = False  # the default confirms a hit with one request
         payload = os.urandom(6 * 1024 * 1024)
         first = storage.save("hits/original.bin", ContentFile(payload))
         server.clear_log()
-        assert storage.save("elsewhere/copy.bin", ContentFile(payload)) == first
+        assert storage.save("elsewhere/hits/copy.bin", ContentFile(payload)) == first
         assert storage.save("hits/original.bin", ContentFile(payload)) == first
         assert server.request_count == 0
         assert storage.references(first) == 3
@@ -104,6 +113,7 @@ def test_same_name_same_content_is_a_hit_with_zero_requests(
     old_settings: Any, server: AppwriteTestServer
 ) -> None:
     old_settings.CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT = False
+    old_settings.DEDUPSTORE_VERIFY_HITS = False  # else one request confirms the hit
     made = AppWriteStorage()
     first = made.save("docs/a.txt", ContentFile(b"same"))
     server.clear_log()
@@ -143,13 +153,17 @@ def test_deconstruct_and_migrations_hold_no_key(
     assert rebuilt.reuse == "content"
 
 
-def test_namespace_does_not_depend_on_the_key(old_settings: Any) -> None:
+def test_namespace_follows_endpoint_and_project_not_key_or_default_bucket(
+    old_settings: Any,
+) -> None:
     old_settings.DEDUPSTORE_NAMESPACE = None
     one = AppWriteStorage(api_key="key-one")
     two = AppWriteStorage(api_key="key-two")
+    # Stored names carry their bucket, so the default bucket does not separate counts.
     other_bucket = AppWriteStorage(api_key="key-one", bucket_id="elsewhere")
-    assert one.namespace == two.namespace
-    assert one.namespace != other_bucket.namespace
+    other_project = AppWriteStorage(api_key="key-one", project_id="another-project")
+    assert one.namespace == two.namespace == other_bucket.namespace
+    assert one.namespace != other_project.namespace
 
 
 def test_as_the_default_storage(old_settings: Any, server: AppwriteTestServer) -> None:
@@ -196,6 +210,7 @@ def document_model() -> type[models.Model]:
 
 
 def test_per_field_and_callable_storages(old_settings: Any, server: AppwriteTestServer) -> None:
+    old_settings.DEDUPSTORE_VERIFY_HITS = False  # else one request confirms each hit
     AppwriteDocument = document_model()
     document = AppwriteDocument()
     document.per_field.save("report.pdf", ContentFile(b"%PDF-1.7 report"), save=False)

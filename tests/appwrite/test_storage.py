@@ -75,6 +75,7 @@ def test_options_fall_back_to_settings(server: AppwriteTestServer) -> None:
         APPWRITE_API_ENDPOINT=server.endpoint,
         APPWRITE_TIMEOUT=12,
         APPWRITE_PUBLIC_URL="https://files.example.com/v1/",
+        APPWRITE_URL_TOKENS=False,
     ):
         made = AppwriteStorage()
         assert made.bucket_id == "fromsettings"
@@ -226,9 +227,12 @@ def test_new_buckets_are_private_unless_configured(
     public_storage = AppwriteStorage(**server.storage_options(bucket_permissions=['read("any")']))
     public = public_storage.save("public/p.txt", ContentFile(b"open"))
     assert sdk.get_bucket("public").permissions == ['read("any")']
-    # A browser fetching url() with no key: public works, private does not.
-    assert requests.get(public_storage.url(public), timeout=10).content == b"open"
-    assert requests.get(storage.url(private), timeout=10).status_code == 401
+    # A browser fetching a plain link with no key: public works, private does not...
+    plain = AppwriteStorage(**server.storage_options(url_tokens=False))
+    assert requests.get(plain.url(public), timeout=10).content == b"open"
+    assert requests.get(plain.url(private), timeout=10).status_code == 401
+    # ... and a link with a file token opens the private file.
+    assert requests.get(storage.url(private), timeout=10).content == b"secret"
 
 
 def test_file_permissions(server: AppwriteTestServer, sdk: SDKStorage) -> None:
@@ -396,7 +400,10 @@ def test_url_is_encoded(storage: AppwriteStorage) -> None:
         f"{storage.endpoint}/storage/buckets/media/files/a.txt/view?project={storage.project_id}"
     )
     made = AppwriteStorage(
-        endpoint="http://127.0.0.1:9/v1", project_id="p&q", public_url="https://cdn.example/v1"
+        endpoint="http://127.0.0.1:9/v1",
+        project_id="p&q",
+        public_url="https://cdn.example/v1",
+        url_tokens=False,
     )
     assert made.url("m/b.txt") == (
         "https://cdn.example/v1/storage/buckets/m/files/b.txt/view?project=p%26q"
@@ -620,3 +627,38 @@ def test_bad_content_and_names(storage: AppwriteStorage) -> None:
     # A file-like object without chunks() is wrapped, as Django's Storage.save does.
     name = storage.save("bad/raw.bin", io.BytesIO(b"raw"))
     assert read(storage, name) == b"raw"
+
+
+def test_the_first_upload_into_a_missing_bucket_sends_the_content_once(
+    server: AppwriteTestServer, storage: AppwriteStorage
+) -> None:
+    payload = b"x" * 4096
+    assert storage.save("fresh/first.bin", ContentFile(payload)) == "fresh/first.bin"
+    calls = [(r.method, r.path, r.status) for r in server.requests]
+    assert calls == [
+        ("GET", "/v1/storage/buckets/fresh/files/first.bin", 404),
+        ("POST", "/v1/storage/buckets", 201),
+        ("POST", "/v1/storage/buckets/fresh/files", 201),
+    ]
+    assert sum(r.bytes_received for r in server.requests if r.path.endswith("/files")) < 5000
+
+
+def test_reuse_scope_is_the_bucket_and_location_is_endpoint_and_project() -> None:
+    made = AppwriteStorage(
+        api_key="secret-key",
+        project_id="proj",
+        bucket_id="default",
+        endpoint="https://Cloud.Appwrite.IO:443/v1",
+    )
+    assert made.dedupstore_reuse_scope("assets/statics/probemedia/t.txt") == "probemedia"
+    assert made.dedupstore_reuse_scope("probe3/logo.png") == "probe3"
+    assert made.dedupstore_reuse_scope("top.txt") == "default"
+    location = made.dedupstore_location()
+    assert location == "appwrite:https://cloud.appwrite.io/v1#project=proj"
+    assert "secret-key" not in location
+    other_bucket = AppwriteStorage(
+        api_key="k2", project_id="proj", bucket_id="b2", endpoint="https://cloud.appwrite.io/v1"
+    )
+    assert other_bucket.dedupstore_location() == location
+    port = AppwriteStorage(api_key="k", project_id="p", endpoint="http://127.0.0.1:8765/v1")
+    assert port.dedupstore_location() == "appwrite:http://127.0.0.1:8765/v1#project=p"

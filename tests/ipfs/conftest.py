@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dedupstore.backends.ipfs import InterPlanetaryFileSystemStorage
+from dedupstore.backends.ipfs import IPFSStorage
 from dedupstore.backends.ipfs.embedded import EmbeddedNode, get_node, stop_all_nodes
 from dedupstore.testing.kubo_rpc import KuboRPCTestServer
 
@@ -53,9 +53,9 @@ def make_node(ipfs_repos: Path) -> Iterator[Callable[[], EmbeddedNode]]:
 
 
 @pytest.fixture
-def storage(shared_node: EmbeddedNode) -> InterPlanetaryFileSystemStorage:
+def storage(shared_node: EmbeddedNode) -> IPFSStorage:
     """The storage over the shared isolated embedded node."""
-    return InterPlanetaryFileSystemStorage(embedded_repo=str(shared_node.repo), timeout=5)
+    return IPFSStorage(embedded_repo=str(shared_node.repo), timeout=5)
 
 
 @pytest.fixture
@@ -65,8 +65,8 @@ def rpc_server(shared_node: EmbeddedNode) -> Iterator[KuboRPCTestServer]:
 
 
 @pytest.fixture
-def rpc_storage(rpc_server: KuboRPCTestServer) -> InterPlanetaryFileSystemStorage:
-    return InterPlanetaryFileSystemStorage(api_url=rpc_server.multiaddr, timeout=5)
+def rpc_storage(rpc_server: KuboRPCTestServer) -> IPFSStorage:
+    return IPFSStorage(api_url=rpc_server.multiaddr, timeout=5)
 
 
 class NodeCalls:

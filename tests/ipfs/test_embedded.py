@@ -106,6 +106,19 @@ def test_one_node_per_repo_per_process(tmp_path: Path) -> None:
     assert get_node(tmp_path / "r") is get_node(str(tmp_path / "r"))
 
 
+def test_a_repo_reached_through_a_symlink_or_dot_dot_is_the_same_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Kubo locks a repo per process: a second node object for it could never start.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    node = get_node(tmp_path / "real" / "repo")
+    assert get_node(tmp_path / "link" / "repo") is node
+    assert get_node(f"{tmp_path}/link/../real/repo") is node
+    monkeypatch.chdir(tmp_path / "link")
+    assert get_node("repo") is node
+
+
 def test_import_is_quiet_needs_no_emtest_and_keeps_kubo_log_out_of_cwd(tmp_path: Path) -> None:
     code = (
         "import sys\n"

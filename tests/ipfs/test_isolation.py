@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.core.files.base import ContentFile
 
-from dedupstore.backends.ipfs import InterPlanetaryFileSystemStorage
+from dedupstore.backends.ipfs import IPFSStorage
 
 
 def _socket_inodes() -> set[str]:
@@ -69,7 +69,7 @@ def _loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 def test_node_sockets_are_loopback_only(make_node) -> None:  # type: ignore[no-untyped-def]
     first, second = make_node(), make_node()
     second.connect(f"{first.multiaddrs()[0]}/p2p/{first.peer_id()}")
-    storage = InterPlanetaryFileSystemStorage(embedded_repo=str(first.repo))
+    storage = IPFSStorage(embedded_repo=str(first.repo))
     storage.save("s.txt", ContentFile(b"socket check"))
     sockets = our_inet_sockets()
     listeners = [s for s in sockets if s[2][1] == 0]

@@ -12,11 +12,11 @@ from django.core.files.uploadedfile import TemporaryUploadedFile
 
 from dedupstore.backends.ipfs import (
     ContentNotFoundError,
-    InterPlanetaryFileSystemStorage,
     InvalidCIDError,
     IPFSAuthenticationError,
     IPFSConnectionError,
     IPFSRPCError,
+    IPFSStorage,
     IPFSTimeoutError,
 )
 from dedupstore.backends.ipfs.rpc import KuboRPCClient, api_base_url
@@ -25,7 +25,7 @@ from dedupstore.testing.kubo_rpc import KuboRPCTestServer
 ABSENT = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 
 
-def read(storage: InterPlanetaryFileSystemStorage, name: str) -> bytes:
+def read(storage: IPFSStorage, name: str) -> bytes:
     with storage.open(name) as handle:
         return handle.read()
 
@@ -45,7 +45,7 @@ def test_api_url_forms(address: str, base: str) -> None:
 
 
 def test_every_storage_method_over_rpc(
-    rpc_storage: InterPlanetaryFileSystemStorage, rpc_server: KuboRPCTestServer
+    rpc_storage: IPFSStorage, rpc_server: KuboRPCTestServer
 ) -> None:
     payload = os.urandom(1_500_000)
     name = rpc_storage.save("a/b.bin", ContentFile(payload))
@@ -65,7 +65,7 @@ def test_every_storage_method_over_rpc(
 
 
 def test_add_parameters_and_streaming(
-    rpc_storage: InterPlanetaryFileSystemStorage, rpc_server: KuboRPCTestServer
+    rpc_storage: IPFSStorage, rpc_server: KuboRPCTestServer
 ) -> None:
     rpc_storage.save("sized.bin", ContentFile(b"sized" * 1000))
 
@@ -92,7 +92,7 @@ def test_add_parameters_and_streaming(
 
 
 def test_temporary_upload_and_wrap_with_directory(rpc_server: KuboRPCTestServer) -> None:
-    storage = InterPlanetaryFileSystemStorage(api_url=rpc_server.url, wrap_with_directory=True)
+    storage = IPFSStorage(api_url=rpc_server.url, wrap_with_directory=True)
     upload = TemporaryUploadedFile("r é.pdf", "application/pdf", 0, None)
     upload.write(b"%PDF wrapped over rpc")
     upload.flush()
@@ -111,7 +111,7 @@ def test_temporary_upload_and_wrap_with_directory(rpc_server: KuboRPCTestServer)
 
 
 def test_ranged_reads_use_cat_offset(
-    rpc_storage: InterPlanetaryFileSystemStorage, rpc_server: KuboRPCTestServer
+    rpc_storage: IPFSStorage, rpc_server: KuboRPCTestServer
 ) -> None:
     payload = os.urandom(900_000)
     name = rpc_storage.save("r.bin", ContentFile(payload))
@@ -128,7 +128,7 @@ def test_ranged_reads_use_cat_offset(
 
 
 def test_missing_content_over_rpc_is_not_found_offline(
-    rpc_storage: InterPlanetaryFileSystemStorage, rpc_server: KuboRPCTestServer
+    rpc_storage: IPFSStorage, rpc_server: KuboRPCTestServer
 ) -> None:
     assert not rpc_storage.exists(ABSENT)
     with pytest.raises(ContentNotFoundError):
@@ -140,7 +140,7 @@ def test_missing_content_over_rpc_is_not_found_offline(
 
 
 def test_malformed_cid_never_reaches_the_server(
-    rpc_storage: InterPlanetaryFileSystemStorage, rpc_server: KuboRPCTestServer
+    rpc_storage: IPFSStorage, rpc_server: KuboRPCTestServer
 ) -> None:
     for method in (rpc_storage.open, rpc_storage.exists, rpc_storage.size, rpc_storage.delete):
         with pytest.raises(InvalidCIDError):
@@ -151,17 +151,17 @@ def test_malformed_cid_never_reaches_the_server(
 def test_authorization_required(shared_node) -> None:  # type: ignore[no-untyped-def]
     secret = "Bearer s3cret-token-value"
     with KuboRPCTestServer(shared_node, auth=secret) as server:
-        anonymous = InterPlanetaryFileSystemStorage(api_url=server.url)
+        anonymous = IPFSStorage(api_url=server.url)
         with pytest.raises(IPFSAuthenticationError, match="HTTP 401") as caught:
             anonymous.save("a.txt", ContentFile(b"auth"))
         assert server.url in str(caught.value) and "api_auth" in str(caught.value)
 
-        wrong = InterPlanetaryFileSystemStorage(api_url=server.url, api_auth="Bearer wrong-value")
+        wrong = IPFSStorage(api_url=server.url, api_auth="Bearer wrong-value")
         with pytest.raises(IPFSAuthenticationError) as caught:
             wrong.exists(ABSENT)
         assert "wrong-value" not in str(caught.value)
 
-        good = InterPlanetaryFileSystemStorage(api_url=server.url, api_auth=secret)
+        good = IPFSStorage(api_url=server.url, api_auth=secret)
         name = good.save("a.txt", ContentFile(b"auth ok"))
         assert read(good, name) == b"auth ok"
         assert secret not in repr(good.deconstruct())
@@ -170,7 +170,7 @@ def test_authorization_required(shared_node) -> None:  # type: ignore[no-untyped
 
 def test_timeouts_name_the_url(shared_node) -> None:  # type: ignore[no-untyped-def]
     with KuboRPCTestServer(shared_node, delay=2.0) as server:
-        storage = InterPlanetaryFileSystemStorage(api_url=server.url, timeout=0.3)
+        storage = IPFSStorage(api_url=server.url, timeout=0.3)
         with pytest.raises(IPFSTimeoutError, match=r"127\.0\.0\.1:\d+/api/v0"):
             storage.exists(ABSENT)
         with pytest.raises(IPFSTimeoutError, match="add"):
@@ -183,7 +183,7 @@ def test_unreachable_daemon_names_the_url() -> None:
     with socket.socket() as probe:  # a free port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    storage = InterPlanetaryFileSystemStorage(api_url=f"/ip4/127.0.0.1/tcp/{port}", timeout=2)
+    storage = IPFSStorage(api_url=f"/ip4/127.0.0.1/tcp/{port}", timeout=2)
     with pytest.raises(IPFSConnectionError, match=f"127.0.0.1:{port}"):
         storage.save("x.txt", ContentFile(b"x"))
 

@@ -10,14 +10,14 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage, storages
 
-from dedupstore.backends.ipfs import InterPlanetaryFileSystemStorage
+from dedupstore.backends.ipfs import IPFSStorage
 from dedupstore.backends.ipfs.storage import _EmbeddedTransport, _RPCTransport
 
 CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
 
 
 def test_defaults_point_at_the_local_daemon_and_ipfs_io() -> None:
-    storage = InterPlanetaryFileSystemStorage()
+    storage = IPFSStorage()
     assert storage.api_url == "http://127.0.0.1:5001"
     assert storage.url(CID) == f"https://ipfs.io/ipfs/{CID}"
     assert storage.timeout == 30.0
@@ -31,7 +31,7 @@ def test_defaults_point_at_the_local_daemon_and_ipfs_io() -> None:
 )
 def test_every_gateway_setting_spelling(settings, setting: str) -> None:  # type: ignore[no-untyped-def]
     setattr(settings, setting, "https://gw.example/ipfs/")
-    assert InterPlanetaryFileSystemStorage().url(CID) == f"https://gw.example/ipfs/{CID}"
+    assert IPFSStorage().url(CID) == f"https://gw.example/ipfs/{CID}"
 
 
 def test_settings_fallbacks(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -41,16 +41,16 @@ def test_settings_fallbacks(settings, tmp_path: Path) -> None:  # type: ignore[n
     settings.IPFS_STORAGE_WRAP_WITH_DIRECTORY = True
     settings.IPFS_STORAGE_GATEWAY_STYLE = "subdomain"
     settings.IPFS_STORAGE_URL_FILENAME = True
-    storage = InterPlanetaryFileSystemStorage()
+    storage = IPFSStorage()
     assert storage.transport.client.base_url == "http://127.0.0.1:5999/api/v0"  # type: ignore[union-attr]
     assert storage.timeout == 7.5
     assert storage.wrap_with_directory and storage.url_filename
     assert storage.gateway_style == "subdomain"
     # Keywords beat settings.
-    assert InterPlanetaryFileSystemStorage(timeout=2).timeout == 2.0
+    assert IPFSStorage(timeout=2).timeout == 2.0
     settings.IPFS_STORAGE_API_AUTH = None
     settings.IPFS_STORAGE_EMBEDDED_REPO = str(tmp_path / "repo")
-    embedded = InterPlanetaryFileSystemStorage()
+    embedded = IPFSStorage()
     assert isinstance(embedded.transport, _EmbeddedTransport)
 
 
@@ -74,21 +74,19 @@ def test_settings_fallbacks(settings, tmp_path: Path) -> None:  # type: ignore[n
 )
 def test_bad_options_are_improperly_configured(options: dict, match: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ImproperlyConfigured, match=match):
-        InterPlanetaryFileSystemStorage(**options)
+        IPFSStorage(**options)
 
 
 def test_bad_setting_is_improperly_configured(settings) -> None:  # type: ignore[no-untyped-def]
     settings.IPFS_STORAGE_TIMEOUT = -1
     with pytest.raises(ImproperlyConfigured, match="timeout"):
-        InterPlanetaryFileSystemStorage()
+        IPFSStorage()
 
 
 def test_deconstruct_never_contains_the_auth_value() -> None:
-    storage = InterPlanetaryFileSystemStorage(
-        api_url="http://127.0.0.1:5001", api_auth="Bearer secret", timeout=3
-    )
+    storage = IPFSStorage(api_url="http://127.0.0.1:5001", api_auth="Bearer secret", timeout=3)
     path, args, kwargs = storage.deconstruct()
-    assert path == "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage"
+    assert path == "dedupstore.backends.ipfs.IPFSStorage"
     assert args == ()
     assert kwargs == {"api_url": "http://127.0.0.1:5001", "timeout": 3}
     clone = pickle.loads(pickle.dumps(storage))
@@ -101,9 +99,9 @@ def test_works_as_the_default_storage(settings, shared_node) -> None:  # type: i
     settings.IPFS_STORAGE_EMBEDDED_REPO = str(shared_node.repo)
     settings.STORAGES = {
         **settings.STORAGES,
-        "default": {"BACKEND": "dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage"},
+        "default": {"BACKEND": "dedupstore.backends.ipfs.IPFSStorage"},
     }
-    assert isinstance(storages["default"], InterPlanetaryFileSystemStorage)
+    assert isinstance(storages["default"], IPFSStorage)
     name = default_storage.save("docs/default.txt", ContentFile(b"default storage"))
     assert default_storage.open(name).read() == b"default storage"
 

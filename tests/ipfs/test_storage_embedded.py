@@ -13,6 +13,7 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile, File
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 
+from dedupstore import DedupStorage
 from dedupstore.backends.ipfs import (
     ContentNotFoundError,
     InterPlanetaryFileSystemStorage,
@@ -27,18 +28,19 @@ from .conftest import NodeCalls
 ABSENT = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"  # "hello world\n", never saved here
 
 
-def read(storage: InterPlanetaryFileSystemStorage, name: str) -> bytes:
+def read(storage: IPFSStorage, name: str) -> bytes:
     with storage.open(name) as handle:
         return handle.read()
 
 
-def test_alias_and_content_addressed_flag() -> None:
-    assert IPFSStorage is InterPlanetaryFileSystemStorage
-    assert InterPlanetaryFileSystemStorage.content_addressed is True
+def test_the_raw_storage_is_content_addressed_and_the_old_name_counts_references() -> None:
+    assert IPFSStorage.content_addressed is True
+    assert issubclass(InterPlanetaryFileSystemStorage, DedupStorage)
+    assert not issubclass(IPFSStorage, DedupStorage)
 
 
 def test_save_returns_the_cid_and_identical_content_the_same_cid(
-    storage: InterPlanetaryFileSystemStorage,
+    storage: IPFSStorage,
 ) -> None:
     payload = os.urandom(1000)
     name = storage.save("docs/a.bin", ContentFile(payload))
@@ -49,7 +51,7 @@ def test_save_returns_the_cid_and_identical_content_the_same_cid(
     assert storage.size(name) == len(payload)
 
 
-def test_multi_block_content_reads_back_and_seeks(storage: InterPlanetaryFileSystemStorage) -> None:
+def test_multi_block_content_reads_back_and_seeks(storage: IPFSStorage) -> None:
     payload = os.urandom(3 * 1024 * 1024 + 12345)  # 13 leaves of 256 KiB
     name = storage.save("big.bin", ContentFile(payload))
     assert storage.size(name) == len(payload)
@@ -63,7 +65,7 @@ def test_multi_block_content_reads_back_and_seeks(storage: InterPlanetaryFileSys
 
 
 def test_temporary_uploaded_file_path_goes_straight_to_the_node(
-    storage: InterPlanetaryFileSystemStorage, node_calls: NodeCalls, tmp_path: Path
+    storage: IPFSStorage, node_calls: NodeCalls, tmp_path: Path
 ) -> None:
     upload = TemporaryUploadedFile("up.bin", "application/octet-stream", 0, None)
     payload = os.urandom(600_000)
@@ -77,9 +79,7 @@ def test_temporary_uploaded_file_path_goes_straight_to_the_node(
     assert read(storage, name) == payload
 
 
-def test_file_over_a_real_file_is_passed_through(
-    storage: InterPlanetaryFileSystemStorage, tmp_path: Path
-) -> None:
+def test_file_over_a_real_file_is_passed_through(storage: IPFSStorage, tmp_path: Path) -> None:
     path = tmp_path / "real.bin"
     path.write_bytes(b"on disk" * 1000)
     with path.open("rb") as handle:
@@ -88,7 +88,7 @@ def test_file_over_a_real_file_is_passed_through(
 
 
 def test_streams_and_in_memory_uploads_are_spooled(
-    storage: InterPlanetaryFileSystemStorage,
+    storage: IPFSStorage,
 ) -> None:
     class Pipe(io.RawIOBase):
         def __init__(self, data: bytes) -> None:
@@ -108,9 +108,7 @@ def test_streams_and_in_memory_uploads_are_spooled(
 
 
 def test_wrap_with_directory_names_dir_cid_slash_filename(shared_node) -> None:  # type: ignore[no-untyped-def]
-    storage = InterPlanetaryFileSystemStorage(
-        embedded_repo=str(shared_node.repo), wrap_with_directory=True
-    )
+    storage = IPFSStorage(embedded_repo=str(shared_node.repo), wrap_with_directory=True)
     name = storage.save("uploads/2024/report 1.pdf", ContentFile(b"%PDF-1.4 wrapped"))
     root, filename = name.split("/")
     assert filename == "report 1.pdf"
@@ -130,7 +128,7 @@ def test_wrap_with_directory_names_dir_cid_slash_filename(shared_node) -> None: 
     assert not storage.exists(name)
 
 
-def test_open_modes(storage: InterPlanetaryFileSystemStorage) -> None:
+def test_open_modes(storage: IPFSStorage) -> None:
     name = storage.save("m.bin", ContentFile(b"modes"))
     for mode in ("wb", "ab", "r+b", "w", "xb"):
         with pytest.raises(ReadOnlyContentError, match="immutable"):
@@ -140,7 +138,7 @@ def test_open_modes(storage: InterPlanetaryFileSystemStorage) -> None:
 
 
 def test_missing_content_is_not_found_without_a_network_search(
-    storage: InterPlanetaryFileSystemStorage, node_calls: NodeCalls
+    storage: IPFSStorage, node_calls: NodeCalls
 ) -> None:
     assert not storage.exists(ABSENT)
     with pytest.raises(FileNotFoundError):
@@ -152,7 +150,7 @@ def test_missing_content_is_not_found_without_a_network_search(
 
 
 def test_exists_lists_pins_once_then_answers_from_memory(
-    storage: InterPlanetaryFileSystemStorage, node_calls: NodeCalls
+    storage: IPFSStorage, node_calls: NodeCalls
 ) -> None:
     storage.node.stop()  # type: ignore[union-attr]  # forget everything known
     name = storage.save("e.bin", ContentFile(os.urandom(300_000)))
@@ -167,7 +165,7 @@ def test_exists_lists_pins_once_then_answers_from_memory(
     assert node_calls.calls.count("ListPins") == 2
 
 
-def test_delete_unpins_and_is_idempotent(storage: InterPlanetaryFileSystemStorage) -> None:
+def test_delete_unpins_and_is_idempotent(storage: IPFSStorage) -> None:
     name = storage.save("d.bin", ContentFile(os.urandom(100)))
     assert storage.exists(name)
     assert name in storage.listdir("")[1]
@@ -179,7 +177,7 @@ def test_delete_unpins_and_is_idempotent(storage: InterPlanetaryFileSystemStorag
 
 
 def test_listdir_lists_pinned_roots_not_their_blocks(
-    storage: InterPlanetaryFileSystemStorage,
+    storage: IPFSStorage,
 ) -> None:
     name = storage.save("multi.bin", ContentFile(os.urandom(600_000)))  # 3 leaves
     dirs, files = storage.listdir("")
@@ -192,9 +190,9 @@ def test_listdir_lists_pinned_roots_not_their_blocks(
 
 def test_url_styles(shared_node) -> None:  # type: ignore[no-untyped-def]
     cid = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
-    path = InterPlanetaryFileSystemStorage(embedded_repo=str(shared_node.repo))
+    path = IPFSStorage(embedded_repo=str(shared_node.repo))
     assert path.url(cid) == f"https://ipfs.io/ipfs/{cid}"
-    named = InterPlanetaryFileSystemStorage(
+    named = IPFSStorage(
         embedded_repo=str(shared_node.repo),
         gateway_url="https://gw.example/ipfs",
         url_filename=True,
@@ -204,7 +202,7 @@ def test_url_styles(shared_node) -> None:  # type: ignore[no-untyped-def]
     assert named.url(f"{cid}/r é.pdf") == (
         f"https://gw.example/ipfs/{cid}/r%20%C3%A9.pdf?filename=r%20%C3%A9.pdf"
     )
-    sub = InterPlanetaryFileSystemStorage(
+    sub = IPFSStorage(
         embedded_repo=str(shared_node.repo),
         gateway_url="https://dweb.link",
         gateway_style="subdomain",
@@ -219,7 +217,7 @@ def test_url_styles(shared_node) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_bad_names_are_rejected_before_any_node_call(
-    storage: InterPlanetaryFileSystemStorage, node_calls: NodeCalls
+    storage: IPFSStorage, node_calls: NodeCalls
 ) -> None:
     for method in (storage.open, storage.exists, storage.size, storage.delete, storage.url):
         with pytest.raises(InvalidCIDError):
@@ -231,7 +229,7 @@ def test_bad_names_are_rejected_before_any_node_call(
     assert node_calls.calls == []
 
 
-def test_times_are_not_implemented(storage: InterPlanetaryFileSystemStorage) -> None:
+def test_times_are_not_implemented(storage: IPFSStorage) -> None:
     for method in (
         storage.get_accessed_time,
         storage.get_created_time,
@@ -241,7 +239,7 @@ def test_times_are_not_implemented(storage: InterPlanetaryFileSystemStorage) -> 
             method(ABSENT)
 
 
-def test_pickles_without_its_node(storage: InterPlanetaryFileSystemStorage) -> None:
+def test_pickles_without_its_node(storage: IPFSStorage) -> None:
     name = storage.save("pk.bin", ContentFile(b"pickled"))
     assert storage._transport is not None
     clone = pickle.loads(pickle.dumps(storage))
@@ -249,9 +247,7 @@ def test_pickles_without_its_node(storage: InterPlanetaryFileSystemStorage) -> N
     assert read(clone, name) == b"pickled"
 
 
-def test_reading_a_big_file_keeps_memory_bounded(
-    storage: InterPlanetaryFileSystemStorage, tmp_path: Path
-) -> None:
+def test_reading_a_big_file_keeps_memory_bounded(storage: IPFSStorage, tmp_path: Path) -> None:
     path = tmp_path / "big.bin"
     block = os.urandom(1024 * 1024)
     with path.open("wb") as out:

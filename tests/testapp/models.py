@@ -31,3 +31,27 @@ class Attachment(models.Model):
         max_length=60,
         storage=DedupStorage(inner="plain", index="locmem://attachments", reuse="content"),
     )
+
+
+def live_storage() -> Storage:
+    """The storage whose live set the live-set and database-guard tests read."""
+    return storages["live"]
+
+
+class Album(models.Model):
+    """Two fields on one storage: one file may be held by several fields and rows."""
+
+    cover = models.FileField(upload_to="albums/", storage=live_storage, blank=True)
+    back = models.FileField(upload_to="albums/", storage=live_storage, blank=True)
+
+
+class Track(models.Model):
+    """Another model on the same storage."""
+
+    audio = models.FileField(upload_to="tracks/", storage=live_storage, blank=True)
+
+
+class Poster(models.Model):
+    """An image uploaded through the admin, on the default storage."""
+
+    image = models.ImageField(upload_to="uploads/")

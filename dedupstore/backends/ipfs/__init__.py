@@ -1,12 +1,15 @@
 """IPFS storage backend: files are added and pinned on IPFS and named by their CID.
 
-``InterPlanetaryFileSystemStorage`` (alias ``IPFSStorage``) keeps the class name and
-settings of django-ipfs-storage. Importing this package loads neither ``libkubo`` nor
+``IPFSStorage`` is the raw storage (``delete()`` unpins at once).
+``InterPlanetaryFileSystemStorage`` keeps the class name and settings of
+django-ipfs-storage and is a ``DedupStorage`` over ``IPFSStorage``: a CID stays pinned
+while any reference to it remains. Importing this package loads neither ``libkubo`` nor
 ``requests`` sessions: transports are built on first use.
 """
 
 from __future__ import annotations
 
+from .dropin import InterPlanetaryFileSystemStorage
 from .errors import (
     ContentNotFoundError,
     EmbeddedNodeError,
@@ -19,7 +22,7 @@ from .errors import (
     NodeIsolationError,
     ReadOnlyContentError,
 )
-from .storage import InterPlanetaryFileSystemStorage, IPFSStorage
+from .storage import IPFSStorage
 
 __all__ = [
     "ContentNotFoundError",

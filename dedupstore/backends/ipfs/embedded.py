@@ -458,8 +458,12 @@ _registry_lock = threading.Lock()
 
 
 def get_node(repo: str | os.PathLike[str], *, online: bool = False) -> EmbeddedNode:
-    """Return the process's node for ``repo`` (created on first use, not yet started)."""
-    path = Path(repo).expanduser().absolute()
+    """Return the process's node for ``repo`` (created on first use, not yet started).
+
+    The repo is keyed by its real path: a symlink or ``..`` to the same repo gets the same
+    node (Kubo locks a repo per process, so a second node for it could never start).
+    """
+    path = Path(os.path.realpath(Path(repo).expanduser()))
     with _registry_lock:
         node = _registry.get(path)
         if node is None:

@@ -32,7 +32,7 @@ from .errors import (
     IPFSTimeoutError,
 )
 
-__all__ = ["AddResult", "KuboRPCClient", "RPCCatReader", "api_base_url"]
+__all__ = ["AddResult", "KuboRPCClient", "RPCCatReader", "api_base_url", "multiaddr_origin"]
 
 DEFAULT_API_URL = "http://127.0.0.1:5001"
 _CHUNK_SIZE = 1024 * 1024
@@ -44,16 +44,36 @@ _MULTIADDR = re.compile(
 _NOT_LOCAL = ("not found locally", "could not find", "no link named", "not found")
 
 
+#: Addresses that mean "every interface" when listening: a client reaches them on loopback.
+_UNSPECIFIED_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def multiaddr_origin(address: str) -> str | None:
+    """Turn ``/ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>[/http|/https|/tls/http]`` into
+    ``http(s)://host:port``; return ``None`` if ``address`` is not such a multiaddr.
+
+    A listen-everywhere host (``0.0.0.0``, ``::``, as in django-ipfs-storage's defaults)
+    becomes the loopback address a client can actually reach.
+    """
+    match = _MULTIADDR.match(address.strip())
+    if not match:
+        return None
+    port = int(match["port"])
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} of {address!r} is out of range")
+    host = _UNSPECIFIED_HOSTS.get(match["host"], match["host"])
+    if match["proto"] == "ip6":
+        host = f"[{host}]"
+    scheme = "https" if match["scheme"] in ("/https", "/tls/http") else "http"
+    return f"{scheme}://{host}:{port}"
+
+
 def api_base_url(api_url: str) -> str:
     """Turn a multiaddr or an http(s) URL into the ``…/api/v0`` base URL."""
     api_url = api_url.strip()
-    match = _MULTIADDR.match(api_url)
-    if match:
-        host = match["host"]
-        if match["proto"] == "ip6":
-            host = f"[{host}]"
-        scheme = "https" if match["scheme"] in ("/https", "/tls/http") else "http"
-        return f"{scheme}://{host}:{match['port']}/api/v0"
+    origin = multiaddr_origin(api_url)
+    if origin is not None:
+        return f"{origin}/api/v0"
     parts = urlsplit(api_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(

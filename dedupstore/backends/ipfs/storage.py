@@ -1,4 +1,4 @@
-"""``InterPlanetaryFileSystemStorage``: a Django storage that adds and pins files on IPFS.
+"""``IPFSStorage``: the raw Django storage that adds and pins files on IPFS.
 
 The name of a saved file is its CID (or ``<dir-CID>/<filename>`` with
 ``wrap_with_directory``): identical content gets the same name, any IPFS user can fetch it
@@ -7,6 +7,10 @@ by that name, and ``url()`` points at an HTTP gateway. Two transports sit behind
 * an **embedded** node (``embedded_repo``): Kubo as a library, isolated to loopback unless
   ``embedded_online=True`` (see :mod:`.embedded`);
 * a **Kubo daemon** over its RPC API (``api_url``; see :mod:`.rpc`).
+
+It counts no references: ``delete()`` unpins at once. The django-ipfs-storage drop-in,
+:class:`~dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage`, is a ``DedupStorage``
+over this class.
 """
 
 from __future__ import annotations
@@ -33,10 +37,10 @@ from dedupstore.files import prepare_save
 from .cid import CID, IPFSPath, parse_cid, parse_name
 from .embedded import EmbeddedNode, get_node
 from .errors import ContentNotFoundError, IPFSTimeoutError, ReadOnlyContentError
-from .rpc import DEFAULT_API_URL, KuboRPCClient, RPCCatReader, api_base_url
+from .rpc import DEFAULT_API_URL, KuboRPCClient, RPCCatReader, api_base_url, multiaddr_origin
 from .unixfs import Blockstore, IncompleteDAGError, UnixFSReader, resolve
 
-__all__ = ["IPFSStorage", "InterPlanetaryFileSystemStorage"]
+__all__ = ["IPFSStorage", "gateway_base_url", "rpc_location"]
 
 DEFAULT_GATEWAY_URL = "https://ipfs.io/ipfs/"
 DEFAULT_TIMEOUT = 30.0
@@ -225,7 +229,8 @@ class _EmbeddedTransport:
             raise ContentNotFoundError(f"{path.name} is not available locally") from None
         if not node.is_directory:
             raise NotADirectoryError(f"{path.name} is not a directory")
-        dirs, files = [], []
+        dirs: list[str] = []
+        files: list[str] = []
         for link in node.links:
             is_dir = False
             if link.cid.codec == 0x70 and self.blockstore.has(link.cid):
@@ -269,7 +274,8 @@ class _RPCTransport:
             "ls", {"arg": f"/ipfs/{path.name}", "offline": "true"}, not_found_ok=True
         )
         objects = response.json().get("Objects") or []
-        dirs, files = [], []
+        dirs: list[str] = []
+        files: list[str] = []
         for link in (objects[0].get("Links") or []) if objects else []:
             (dirs if link.get("Type") == 1 else files).append(link.get("Name", ""))
         return dirs, files
@@ -283,15 +289,76 @@ def _setting(*names: str, default: Any = None) -> Any:
     return default
 
 
+#: The settings ``gateway_url`` falls back to, first found wins. django-ipfs-storage built
+#: its links from ``IPFS_STORAGE_GATEWAY_API_URL`` (``<it>/ipfs/<cid>``);
+#: ``IPFS_STORAGE_GATEWAY_URL`` was the *listen* address of the node's gateway (a multiaddr
+#: such as ``/ip4/0.0.0.0/tcp/8080``) and ``IPFS_GATEWAY_API_URL`` its README's name for
+#: the same. So the link base comes first: behind a proxy it is the only public one.
+GATEWAY_SETTINGS = (
+    "IPFS_STORAGE_GATEWAY_API_URL",
+    "IPFS_STORAGE_GATEWAY_URL",
+    "IPFS_GATEWAY_API_URL",
+)
+#: Old spellings whose bare ``http://host:port`` meant ``http://host:port/ipfs/``.
+_GATEWAY_ORIGIN_SETTINGS = frozenset({"IPFS_STORAGE_GATEWAY_API_URL", "IPFS_GATEWAY_API_URL"})
+
+
+def gateway_base_url(value: str, *, bare_origin_means_ipfs: bool = False) -> str:
+    """Return the gateway base URL for ``value``: an ``http(s)://`` URL or a multiaddr.
+
+    A multiaddr (``/ip4|ip6|dns4|dns6/<host>/tcp/<port>[/https]``) names a gateway's
+    address: it becomes ``http(s)://host:port/ipfs/``. With ``bare_origin_means_ipfs`` (the
+    old ``*_GATEWAY_API_URL`` settings), a URL without a path gets ``/ipfs/`` appended, as
+    django-ipfs-storage's ``url()`` did. Raises ``ValueError`` for anything else.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"a gateway address must be a string, not {type(value).__name__}")
+    origin = multiaddr_origin(value)
+    if origin is not None:
+        return f"{origin}/ipfs/"
+    if value.strip().startswith("/"):
+        raise ValueError(
+            f"{value!r} is not a gateway multiaddr (/ip4/<host>/tcp/<port>[/https]) "
+            "nor an http(s) URL"
+        )
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL nor a gateway multiaddr")
+    if bare_origin_means_ipfs and parts.path in ("", "/"):
+        return urlunsplit((parts.scheme, parts.netloc, "/ipfs/", "", ""))
+    return value.strip()
+
+
+#: Hosts that reach the same local daemon, so they name one location.
+_LOOPBACK_ALIASES = {"localhost": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def rpc_location(api_url: str) -> str:
+    """Return the normalised Kubo RPC API URL: scheme and host in lower case, the port
+    explicit, no credentials, the ``/api/v0`` path; local aliases of loopback folded.
+    """
+    parts = urlsplit(api_base_url(api_url))
+    host = (parts.hostname or "").lower()
+    host = _LOOPBACK_ALIASES.get(host, host)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    shown = f"[{host}]" if ":" in host else host
+    path = "/" + "/".join(segment for segment in parts.path.split("/") if segment)
+    return f"{parts.scheme.lower()}://{shown}:{port}{path}"
+
+
 def _bool_option(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ImproperlyConfigured(f"IPFS storage option {name} must be True or False")
     return value
 
 
-@deconstructible(path="dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage")
-class InterPlanetaryFileSystemStorage(Storage):
+@deconstructible(path="dedupstore.backends.ipfs.IPFSStorage")
+class IPFSStorage(Storage):
     """Store files on IPFS: saved files are added and pinned, and named by their CID.
+
+    The raw storage: it counts no references, so ``delete()`` unpins a CID that other
+    records may still use. Wrap it in ``DedupStorage`` (or use
+    ``InterPlanetaryFileSystemStorage``, which does) for reference counting.
 
     Every option is a keyword argument that falls back to a Django setting:
 
@@ -306,9 +373,11 @@ class InterPlanetaryFileSystemStorage(Storage):
     ``embedded_online`` / ``IPFS_STORAGE_EMBEDDED_ONLINE``
         Opt-in: run the embedded node with the repo's own config (by default Kubo's,
         which joins the public IPFS network). Default ``False``.
-    ``gateway_url`` / ``IPFS_STORAGE_GATEWAY_URL`` (also ``IPFS_STORAGE_GATEWAY_API_URL``
-    and ``IPFS_GATEWAY_API_URL``)
-        The HTTP gateway ``url()`` points at. Default ``https://ipfs.io/ipfs/``.
+    ``gateway_url`` / ``IPFS_STORAGE_GATEWAY_API_URL``, ``IPFS_STORAGE_GATEWAY_URL``,
+    ``IPFS_GATEWAY_API_URL`` (first set wins)
+        The HTTP gateway ``url()`` points at: an ``http(s)://`` URL or a multiaddr
+        (``/ip4/127.0.0.1/tcp/8080`` -> ``http://127.0.0.1:8080/ipfs/``). Default
+        ``https://ipfs.io/ipfs/``.
     ``gateway_style`` / ``IPFS_STORAGE_GATEWAY_STYLE``
         ``"path"`` (``<gateway>/<cid>``) or ``"subdomain"`` (``https://<cid>.ipfs.<host>/``,
         origin isolation for HTML/SVG uploads). Default ``"path"``.
@@ -371,17 +440,7 @@ class InterPlanetaryFileSystemStorage(Storage):
         if self._api_auth is not None and not isinstance(self._api_auth, str):
             raise ImproperlyConfigured("api_auth must be a string (an Authorization header value)")
 
-        self.gateway_url = gateway_url or _setting(
-            "IPFS_STORAGE_GATEWAY_URL",
-            "IPFS_STORAGE_GATEWAY_API_URL",
-            "IPFS_GATEWAY_API_URL",
-            default=DEFAULT_GATEWAY_URL,
-        )
-        parts = urlsplit(str(self.gateway_url))
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ImproperlyConfigured(
-                f"IPFS storage gateway_url must be an http(s) URL, not {self.gateway_url!r}"
-            )
+        self.gateway_url = self._gateway_option(gateway_url)
         self.gateway_style = gateway_style or _setting("IPFS_STORAGE_GATEWAY_STYLE", default="path")
         if self.gateway_style not in _GATEWAY_STYLES:
             raise ImproperlyConfigured(
@@ -408,6 +467,37 @@ class InterPlanetaryFileSystemStorage(Storage):
             raise ImproperlyConfigured("timeout must be a positive number of seconds")
         self._transport_lock = threading.Lock()
         self._transport: _Transport | None = None
+
+    @staticmethod
+    def _gateway_option(gateway_url: str | None) -> str:
+        if gateway_url is not None:
+            source, value = "gateway_url", gateway_url
+        else:
+            source, value = next(
+                (
+                    (name, getattr(settings, name))
+                    for name in GATEWAY_SETTINGS
+                    if getattr(settings, name, None) is not None
+                ),
+                ("the default", DEFAULT_GATEWAY_URL),
+            )
+        try:
+            return gateway_base_url(
+                value, bare_origin_means_ipfs=source in _GATEWAY_ORIGIN_SETTINGS
+            )
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"IPFS storage gateway ({source}): {exc}") from None
+
+    def dedupstore_location(self) -> str:
+        """Say where the bytes live: the embedded repo's real path, or the RPC API URL.
+
+        Neither credentials nor the gateway, timeouts or URL options take part: the
+        default index namespace derives from this, and must survive their changes.
+        """
+        if self.embedded_repo is not None:
+            repo = os.path.realpath(os.path.expanduser(os.fspath(self.embedded_repo)))
+            return f"ipfs-embedded:{repo}"
+        return f"ipfs-rpc:{rpc_location(str(self.api_url))}"
 
     def __repr__(self) -> str:
         where = (
@@ -560,6 +650,3 @@ class InterPlanetaryFileSystemStorage(Storage):
 
     def get_modified_time(self, name: str) -> datetime:
         return self._no_times(name)
-
-
-IPFSStorage = InterPlanetaryFileSystemStorage

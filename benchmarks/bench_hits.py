@@ -1,0 +1,145 @@
+"""Benchmark 4 KiB hits over FileSystemStorage, with and without verify_hits, against PING.
+
+A hit is one Redis round trip (plus, with ``verify_hits=True``, one ``exists()``: a stat on
+local disk), so redis-py's own ``PING`` rate on the same connection settings is its limit.
+Every figure is measured in this one run, the three workloads interleaved round by round
+(medians), because the machines are shared and noisy. Prints a table and writes
+``benchmarks/results/hits.json``. Run: ``python benchmarks/bench_hits.py [--quick]``;
+``--profile`` prints where the Python time of a verified hit goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+try:
+    from common import RESULTS, machine, setup_django
+except ImportError:  # run as `python -m benchmarks.bench_hits`
+    from benchmarks.common import RESULTS, machine, setup_django
+
+#: Targets from the project's issue: hits per second, and the ratio to PING.
+TARGET_HITS_PER_S = 3000
+TARGET_PING_RATIO = 0.8
+
+
+def _rate(operation: Callable[[], object], count: int) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        operation()
+    return count / (time.perf_counter() - started)
+
+
+def bench_hits(index: str, workdir: Path, count: int, rounds: int) -> dict[str, Any]:
+    """Hits per second with verify_hits True and False, and PINGs per second, interleaved."""
+    import redis
+    from django.core.files.base import ContentFile
+
+    from dedupstore import DedupStorage
+
+    def storage(verify: bool) -> DedupStorage:
+        return DedupStorage(
+            inner={
+                "BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": str(workdir / "media")},
+            },
+            index=index,
+            namespace="bench-hits",
+            verify_hits=verify,
+        )
+
+    payload = os.urandom(4096)
+    verified, unverified = storage(True), storage(False)
+    name = verified.save("hit.bin", ContentFile(payload))
+    # The same socket settings as the index's own client.
+    ping_client = redis.Redis.from_url(index, socket_timeout=5.0, socket_connect_timeout=5.0)
+    workloads: dict[str, Callable[[], object]] = {
+        "ping": ping_client.ping,
+        "verify_hits=True": lambda: verified.save("hit.bin", ContentFile(payload)),
+        "verify_hits=False": lambda: unverified.save("hit.bin", ContentFile(payload)),
+    }
+    for operation in workloads.values():  # warm-up: connections, scripts loaded
+        _rate(operation, 200)
+    assert verified.save("other.bin", ContentFile(payload)) == name
+    rates: dict[str, list[float]] = {key: [] for key in workloads}
+    for _ in range(rounds):
+        for key, operation in workloads.items():
+            rates[key].append(_rate(operation, count))
+    ping_client.close()
+    ping = statistics.median(rates["ping"])
+    rows = []
+    for key in ("verify_hits=True", "verify_hits=False"):
+        hits = statistics.median(rates[key])
+        rows.append(
+            {
+                "case": f"hit, 4 KiB, FileSystemStorage, {key}",
+                "hits_per_s": hits,
+                "ratio_to_ping": hits / ping,
+                "target": f">= {TARGET_HITS_PER_S}/s and >= {TARGET_PING_RATIO} x PING",
+                "ok": hits >= TARGET_HITS_PER_S and hits / ping >= TARGET_PING_RATIO,
+            }
+        )
+    return {"ping_per_s": ping, "rows": rows, "rounds": rounds, "count": count}
+
+
+def profile_hit(index: str, workdir: Path, count: int) -> None:
+    """Print the functions a verified 4 KiB hit spends its Python time in."""
+    from django.core.files.base import ContentFile
+
+    from dedupstore import DedupStorage
+
+    storage = DedupStorage(
+        inner={
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(workdir / "profiled")},
+        },
+        index=index,
+        namespace="bench-hits-profile",
+    )
+    payload = os.urandom(4096)
+    storage.save("hit.bin", ContentFile(payload))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(count):
+        storage.save("hit.bin", ContentFile(payload))
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer hits per round")
+    parser.add_argument("--profile", action="store_true", help="profile a verified hit")
+    args = parser.parse_args()
+    setup_django()
+    from dedupstore.testing.redis import RedisServer
+
+    with RedisServer() as server, tempfile.TemporaryDirectory(prefix="dedupbench-") as tmp:
+        if args.profile:
+            profile_hit(server.url, Path(tmp), 5000)
+            return
+        count, rounds = (1000, 5) if args.quick else (5000, 7)
+        results = {"machine": machine(), "quick": args.quick}
+        results["hits"] = bench_hits(server.url, Path(tmp), count, rounds)
+    print(f"PING: {results['hits']['ping_per_s']:.0f}/s (redis-py, same machine, same run)")
+    print(f"{'case':<58} {'hits/s':>8} {'x PING':>7}  ok")
+    for row in results["hits"]["rows"]:
+        print(
+            f"{row['case']:<58} {row['hits_per_s']:>8.0f} {row['ratio_to_ping']:>7.2f}  {row['ok']}"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "hits.json").write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {RESULTS / 'hits.json'}")
+
+
+if __name__ == "__main__":
+    main()

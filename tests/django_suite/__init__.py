@@ -1,0 +1,1 @@
+"""Django's own storage test suites, run against ``DedupStorage`` (see ``run.py``)."""

@@ -1,0 +1,41 @@
+"""Services the test settings need before Django starts: a private PostgreSQL cluster.
+
+The first process that imports the test settings starts the cluster and publishes its port
+in ``DEDUPSTORE_TEST_POSTGRES_PORT``; child processes (workers of the crash tests) inherit
+it and share the cluster. The starting process stops it by PID at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+
+from dedupstore.testing.postgres import PostgresServer, PostgresServerError
+
+PORT_VARIABLE = "DEDUPSTORE_TEST_POSTGRES_PORT"
+
+
+def postgres_database() -> dict[str, object] | None:
+    """Return a ``DATABASES`` entry for the suite's PostgreSQL, starting it if needed.
+
+    Returns None when PostgreSQL is not installed (the PostgreSQL tests then skip with
+    that reason; ``make test`` installs it).
+    """
+    port = os.environ.get(PORT_VARIABLE)
+    if not port:
+        try:
+            server = PostgresServer().start()
+        except PostgresServerError:
+            return None
+        atexit.register(server.stop)
+        port = str(server.port)
+        os.environ[PORT_VARIABLE] = port
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "postgres",
+        "USER": "dedupstore",
+        "PASSWORD": "",
+        "HOST": "127.0.0.1",
+        "PORT": port,
+        "TEST": {"NAME": f"test_dedupstore_{os.getpid()}"},
+    }

@@ -1,0 +1,106 @@
+"""Names: every method accepts, normalises or refuses a name the same way, with typed errors."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files.base import ContentFile
+
+from dedupstore import DedupStorage
+
+Make = Callable[..., DedupStorage]
+
+#: Every public method that takes a name, called with it.
+NAME_METHODS: dict[str, Callable[[DedupStorage, object], object]] = {
+    "save": lambda storage, name: storage.save(name, ContentFile(b"x")),
+    "open": lambda storage, name: storage.open(name),
+    "delete": lambda storage, name: storage.delete(name),
+    "exists": lambda storage, name: storage.exists(name),
+    "size": lambda storage, name: storage.size(name),
+    "url": lambda storage, name: storage.url(name),
+    "path": lambda storage, name: storage.path(name),
+    "listdir": lambda storage, name: storage.listdir(name),
+    "get_modified_time": lambda storage, name: storage.get_modified_time(name),
+    "get_accessed_time": lambda storage, name: storage.get_accessed_time(name),
+    "get_created_time": lambda storage, name: storage.get_created_time(name),
+    "references": lambda storage, name: storage.references(name),
+}
+
+
+@pytest.mark.parametrize("method", sorted(NAME_METHODS))
+def test_a_nul_byte_in_a_name_is_a_suspicious_file_operation_in_every_method(
+    make_fs_dedup: Make, method: str
+) -> None:
+    storage = make_fs_dedup()
+    with pytest.raises(SuspiciousFileOperation, match="NUL"):
+        NAME_METHODS[method](storage, "bad\x00name.txt")
+
+
+def test_a_path_name_is_accepted_by_every_method_as_django_does(make_fs_dedup: Make) -> None:
+    storage = make_fs_dedup()
+    name = storage.save(Path("docs/p.txt"), ContentFile(b"pathlib"))
+    assert name == "docs/p.txt"
+    stored = Path(name)
+    assert storage.exists(stored)
+    assert storage.size(stored) == 7
+    with storage.open(stored) as handle:
+        assert handle.read() == b"pathlib"
+    assert storage.url(stored).endswith("docs/p.txt")
+    assert storage.path(stored).endswith("docs/p.txt")
+    assert storage.get_modified_time(stored)
+    assert storage.references(stored) == 1
+    assert storage.listdir(Path("")) == (["docs"], [])
+    assert storage.listdir(Path("docs")) == ([], ["p.txt"])
+    storage.delete(stored)
+    assert not storage.exists(name)
+    assert storage.references(name) == 0
+
+
+@pytest.mark.parametrize("name", [None, ""])
+def test_delete_without_a_name_raises_djangos_value_error(make_fs_dedup: Make, name) -> None:
+    storage = make_fs_dedup()
+    with pytest.raises(ValueError, match=r"The name must be given to delete\(\)\."):
+        storage.delete(name)
+
+
+def test_a_backslash_reaches_the_same_object_in_every_method(make_fs_dedup: Make) -> None:
+    storage = make_fs_dedup()
+    keep = storage.save("a/b.txt", ContentFile(b"shared"))
+    name = storage.save("a\\b.txt", ContentFile(b"shared"))
+    assert name == keep == "a/b.txt"
+    assert storage.references("a\\b.txt") == 2
+    assert storage.exists("a\\b.txt")
+    assert storage.size("a\\b.txt") == 6
+    with storage.open("a\\b.txt") as handle:
+        assert handle.read() == b"shared"
+    assert storage.path("a\\b.txt") == storage.path("a/b.txt")
+    assert storage.url("a\\b.txt") == storage.url("a/b.txt")
+    # The delete drops one of the two references of a/b.txt, not another file's.
+    storage.delete("a\\b.txt")
+    assert storage.references("a/b.txt") == 1
+    assert storage.exists("a/b.txt")
+    with pytest.raises(SuspiciousFileOperation):
+        storage.open("..\\escape.txt")
+
+
+def test_a_name_that_is_not_nfc_reaches_the_nfc_object_in_every_method(
+    make_fs_dedup: Make,
+) -> None:
+    storage = make_fs_dedup()
+    composed = unicodedata.normalize("NFC", "café.txt")
+    decomposed = unicodedata.normalize("NFD", "café.txt")
+    assert composed != decomposed
+    name = storage.save(decomposed, ContentFile(b"accent"))
+    assert name == composed
+    assert storage.exists(decomposed)
+    assert storage.size(decomposed) == 6
+    assert storage.references(decomposed) == 1
+    with storage.open(decomposed) as handle:
+        assert handle.read() == b"accent"
+    storage.delete(decomposed)
+    assert not storage.exists(composed)
+    assert storage.references(composed) == 0
