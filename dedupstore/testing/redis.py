@@ -50,12 +50,17 @@ class RedisServer:
         executable: str | None = None,
         start_timeout: float = 10.0,
         port: int | None = None,
+        own_session: bool = False,
     ) -> None:
         self.executable = executable or shutil.which("redis-server") or "/usr/bin/redis-server"
         self.start_timeout = start_timeout
         self.host = "127.0.0.1"
         #: The port asked for; None picks a free one (and retries on a race for it).
         self.requested_port = port
+        #: Start the server in a session of its own, so a terminal's Ctrl-C reaches only
+        #: its parent, which then stops it by its PID (the standalone command). Off by
+        #: default: the suite's servers stay as they always were.
+        self.own_session = own_session
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
@@ -104,9 +109,7 @@ class RedisServer:
                 ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                # Its own session: a Ctrl-C in the terminal reaches only us, and we stop
-                # the server by its PID, in order.
-                start_new_session=True,
+                start_new_session=self.own_session,
             )
             if self._wait_ready(process, port):
                 self.process, self.port = process, port
@@ -185,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         try:
-            server = RedisServer(port=args.port).start()
+            server = RedisServer(port=args.port, own_session=True).start()
         except RedisServerError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

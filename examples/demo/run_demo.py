@@ -91,8 +91,16 @@ class Row:
     stored: str
     size: int
     reused: bool
-    inner_calls: int
+    calls: Counter[str]
     record_id: int
+
+    @property
+    def inner_calls(self) -> int:
+        return sum(self.calls.values())
+
+    def describe_calls(self) -> str:
+        names = ", ".join(sorted(self.calls))
+        return f"{self.inner_calls} ({names})" if names else "0"
 
 
 @dataclass
@@ -128,6 +136,14 @@ class InnerCalls:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    def snapshot(self) -> Counter[str]:
+        return Counter(self.counts)
+
+
+def hit_calls_expected(storage: Any) -> Counter[str]:
+    """Return the inner calls a hit makes: none, or the one exists() of verify_hits."""
+    return Counter({"exists": 1}) if getattr(storage, "verify_hits", False) else Counter()
+
 
 def ipfs_available() -> bool:
     try:
@@ -139,7 +155,7 @@ def ipfs_available() -> bool:
 
 def appwrite_available() -> bool:
     try:
-        import appwrite  # noqa: F401
+        import appwrite  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return False
     return True
@@ -312,7 +328,8 @@ def demonstrate(
     )
     calls = InnerCalls(default_storage.inner)  # type: ignore[attr-defined]
     rows = save_through_model(UploadRecord, corpus, calls)
-    report(rows, contents)
+    report(rows, contents, hit_calls_expected(default_storage))
+    demonstrate_trusted_hit(default_storage, corpus)
 
     appwrite_links: list[tuple[str, str, bytes]] = []
     if appwrite_server is not None:
@@ -332,7 +349,7 @@ def save_through_model(model: Any, corpus: list[Upload], calls: InnerCalls) -> l
     rows: list[Row] = []
     seen: set[str] = set()
     for upload in corpus:
-        before = calls.total
+        before = calls.snapshot()
         record = model.objects.create(
             title=upload.title, file=ContentFile(upload.payload, name=upload.title)
         )
@@ -343,7 +360,7 @@ def save_through_model(model: Any, corpus: list[Upload], calls: InnerCalls) -> l
                 stored,
                 len(upload.payload),
                 stored in seen,
-                calls.total - before,
+                calls.snapshot() - before,
                 record.id,
             )
         )
@@ -351,12 +368,13 @@ def save_through_model(model: Any, corpus: list[Upload], calls: InnerCalls) -> l
     return rows
 
 
-def report(rows: list[Row], contents: int) -> None:
-    print(f"{'upload':<20} {'size':>9}  {'result':<6} {'inner calls':>11}  stored as")
+def report(rows: list[Row], contents: int, expected_hit_calls: Counter[str]) -> None:
+    print(f"{'upload':<20} {'size':>9}  {'result':<6} {'inner calls':<18} stored as")
     for row in rows:
         result = "reused" if row.reused else "stored"
         print(
-            f"{row.title:<20} {human(row.size):>9}  {result:<6} {row.inner_calls:>11}  {row.stored}"
+            f"{row.title:<20} {human(row.size):>9}  {result:<6} {row.describe_calls():<18} "
+            f"{row.stored}"
         )
     hits = [row for row in rows if row.reused]
     misses = [row for row in rows if not row.reused]
@@ -370,6 +388,7 @@ def report(rows: list[Row], contents: int) -> None:
     print(
         f"inner calls:        {sum(row.inner_calls for row in misses)} for the "
         f"{len(misses)} stored, {sum(row.inner_calls for row in hits)} for the {len(hits)} reused"
+        + (" (verify_hits: one exists() confirms each hit)" if expected_hit_calls else "")
     )
     print(f"bytes uploaded:     {human(uploaded)}")
     print(f"bytes stored:       {human(stored)}")
@@ -380,8 +399,38 @@ def report(rows: list[Row], contents: int) -> None:
     )
     if len(misses) != contents:
         raise DemoFailure(f"{len(misses)} objects stored for {contents} distinct contents")
-    if any(row.inner_calls for row in hits):
-        raise DemoFailure("a reused upload called the inner storage")
+    if any(row.calls != expected_hit_calls for row in hits):
+        raise DemoFailure("a reused upload made other inner calls than verify_hits' exists()")
+
+
+def demonstrate_trusted_hit(storage: Any, corpus: list[Upload]) -> None:
+    """Save one more duplicate with verify_hits=False: a hit with no inner call at all."""
+    from django.core.files.base import ContentFile
+
+    from dedupstore import DedupStorage
+
+    if not hasattr(storage, "verify_hits"):
+        return
+    trusting = DedupStorage(
+        inner=storage.inner_config,
+        index=storage.index_url,
+        namespace=storage.namespace,
+        verify_hits=False,
+    )
+    calls = InnerCalls(trusting.inner)
+    popular = Counter(upload.payload for upload in corpus).most_common(1)[0][0]
+    title = next(upload.title for upload in corpus if upload.payload == popular)
+    name = trusting.save(f"uploads/again-{title}", ContentFile(popular))
+    save_calls = calls.total
+    refs = trusting.references(name)
+    trusting.delete(name)  # and that reference goes again
+    print(
+        "\nthe same content once more with verify_hits=False (the index is trusted): "
+        f"{save_calls} inner calls, one index round trip; {name} had {refs} references "
+        f"for a moment, {trusting.references(name)} again after its delete"
+    )
+    if save_calls or trusting.references(name) != refs - 1:
+        raise DemoFailure("a hit with verify_hits=False called the inner storage")
 
 
 def compare_over_appwrite(
@@ -396,18 +445,19 @@ def compare_over_appwrite(
     calls = InnerCalls(dedup.inner)
     measured: dict[str, dict[str, int]] = {}
     stored_by: dict[str, list[str]] = {}
-    hit_requests = hit_calls = hits = 0
+    hit_requests = hit_calls = hit_bytes = hits = 0
     for label, storage, directory in (("plain", plain, "plain"), ("dedup", dedup, "uploads")):
         server.clear_log()
         names: list[str] = []
         for upload in corpus:
-            before_requests, before_calls = server.request_count, calls.total
+            before = (server.request_count, calls.total, server.bytes_received)
             # The name a FileField(upload_to=<directory>) gives the upload.
             name = storage.save(f"{directory}/{upload.title}", ContentFile(upload.payload))
             if label == "dedup" and name in names:
                 hits += 1
-                hit_requests += server.request_count - before_requests
-                hit_calls += calls.total - before_calls
+                hit_requests += server.request_count - before[0]
+                hit_calls += calls.total - before[1]
+                hit_bytes += server.bytes_received - before[2]
             names.append(name)
         measured[label] = {"requests": server.request_count, "sent": server.bytes_received}
         stored_by[label] = names
@@ -434,11 +484,15 @@ def compare_over_appwrite(
         f"{'saved':<34} {saved['requests']:>8} {human(saved['sent']):>11} "
         f"{human(saved['stored']):>13} {saved['objects']:>6}"
     )
-    print(f"the {hits} reused uploads: {hit_requests} requests, {hit_calls} inner calls")
-    if hit_requests or hit_calls:
-        raise DemoFailure("a reused upload reached the Appwrite server")
+    per_hit = sum(hit_calls_expected(dedup).values())
+    print(
+        f"the {hits} reused uploads: {hit_requests} requests, {human(hit_bytes)} sent"
+        + (" (verify_hits: one existence check each)" if per_hit else "")
+    )
+    if hit_requests != per_hit * hits or hit_calls != per_hit * hits or hit_bytes:
+        raise DemoFailure("a reused upload sent more to the Appwrite server than a check")
 
-    payloads = {}
+    payloads: dict[str, bytes] = {}
     for upload, name in zip(corpus, stored_by["dedup"], strict=True):
         payloads.setdefault(name, upload.payload)
     return [
