@@ -80,6 +80,26 @@ def _oneline(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
+def _wait_for_index(storage: Any, deadline: float) -> None:
+    """After an index error, wait until the index answers again (a restarted Redis).
+
+    Otherwise a worker would spend its operations failing at once while Redis is down.
+    """
+    import time
+
+    from dedupstore.exceptions import IndexUnavailable
+
+    give_up = time.monotonic() + deadline
+    while True:
+        try:
+            storage.index.lookup("crash-test-probe")
+            return
+        except IndexUnavailable:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.05)
+
+
 def _unique_content(rng: random.Random, worker: str, op: int) -> bytes:
     size = rng.choice([1, 40, 4096, 70_000])
     head = f"{worker}:{op}:".encode()
@@ -130,6 +150,7 @@ def run(config: dict[str, Any]) -> None:
                 plain.delete(name)
             except explained as exc:
                 log.write("e", type(exc).__name__, _oneline(exc))
+                _wait_for_index(plain, config["wait_timeout"])
             continue
         if held and roll < 0.45:
             name, digest = rng.choice(held)
@@ -156,6 +177,7 @@ def run(config: dict[str, Any]) -> None:
                 stored = replacing.save(name, ContentFile(data))
             except explained as exc:
                 log.write("e", type(exc).__name__, _oneline(exc))
+                _wait_for_index(plain, config["wait_timeout"])
                 if len(mine) == 1:
                     held.remove(mine[0])
                     retired += 1
@@ -180,6 +202,7 @@ def run(config: dict[str, Any]) -> None:
             stored = plain.save(name, ContentFile(data))
         except explained as exc:
             log.write("e", type(exc).__name__, _oneline(exc))
+            _wait_for_index(plain, config["wait_timeout"])
             continue
         held.append((stored, digest_of(data)))
         log.write("+", stored, digest_of(data))

@@ -66,6 +66,8 @@ class Faults:
     redis_restarts: int
     #: How long a stopped worker stays stopped, in seconds (drawn between the two).
     stop_seconds: tuple[float, float]
+    #: The workers' claim_ttl.
+    claim_ttl: float = CLAIM_TTL
 
     def scaled(self) -> list[str]:
         factor = max(1.0, OPERATIONS / 40)
@@ -78,6 +80,9 @@ class Faults:
 
 #: Stops stay below claim_ttl/3 (the keeper renews every claim_ttl/3): no lease lapses.
 KILLS_AND_SHORT_STOPS = Faults(kills=6, stops=6, redis_restarts=2, stop_seconds=(0.05, 1.0))
+#: Stops of 1.5 to 3 claim lifetimes: leases lapse, and others take over what a stopped
+#: worker was doing.
+LONG_STOPS = Faults(kills=2, stops=10, redis_restarts=1, stop_seconds=(1.5, 3.0), claim_ttl=1.0)
 
 
 class Worker:
@@ -179,7 +184,7 @@ def run_crash_test(tmp_path: Path, faults: Faults, seed: int) -> None:
             "media": str(media),
             "index": redis_server.url,
             "namespace": f"crash-{uuid.uuid4().hex}",
-            "claim_ttl": CLAIM_TTL,
+            "claim_ttl": faults.claim_ttl,
             "wait_timeout": WAIT_TIMEOUT,
             "index_timeout": INDEX_TIMEOUT,
             "operations": OPERATIONS,
@@ -302,3 +307,8 @@ def test_workers_killed_stopped_and_cut_off_from_redis_keep_every_name_they_hold
     tmp_path: Path,
 ) -> None:
     run_crash_test(tmp_path, KILLS_AND_SHORT_STOPS, SEED)
+
+
+@pytest.mark.slow
+def test_workers_stopped_beyond_their_leases_keep_every_name_they_hold(tmp_path: Path) -> None:
+    run_crash_test(tmp_path, LONG_STOPS, SEED)
