@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: a real redis-server started on a free loopback port."""
+"""Fixtures shared by the whole suite: a real redis-server and moto's S3 server on loopback."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from dedupstore import DedupStorage
 from dedupstore.testing.redis import RedisServer
+from dedupstore.testing.s3 import S3Server
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +19,19 @@ def redis_server() -> Iterator[RedisServer]:
     """Start one private redis-server for the test session and stop it by PID."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """Start one private moto S3 server (127.0.0.1) for the session and stop it by PID."""
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """Create an empty bucket of its own for one test and return its name."""
+    return s3_server.create_bucket(f"test-{uuid.uuid4().hex[:20]}")
 
 
 @pytest.fixture

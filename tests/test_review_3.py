@@ -24,6 +24,10 @@ Make = Callable[..., DedupStorage]
 
 #: Claim lifetime of the crash tests.
 SHORT_TTL = 0.05
+#: Claim lifetime of a party that stays alive while a test waits: its keeper renews every
+#: LIVE_TTL/3, which a busy machine's scheduling delays (tens of ms) never make late,
+#: where SHORT_TTL's every 17 ms did.
+LIVE_TTL = 1.5
 
 
 def _start_replace(storage: DedupStorage, name: str, data: bytes, claim_ttl: float) -> str:
@@ -204,7 +208,8 @@ def test_a_dead_untracked_deletes_tombstone_lapses_and_an_overlapping_save_write
 ) -> None:
     lifetime = 0.3
     _short_tombstones(monkeypatch, lifetime)
-    storage = make_fs_dedup(index=index_url, claim_ttl=SHORT_TTL, wait_timeout=PATIENCE)
+    # The saver stays alive (its claim must hold while it waits); the deleter dies.
+    storage = make_fs_dedup(index=index_url, claim_ttl=LIVE_TTL, wait_timeout=PATIENCE)
     write = Paused(storage.inner, "_save")
     saver = Background(lambda: storage.save("x.txt", ContentFile(b"the saved content")))
     write.wait()  # x.txt is written, not committed yet
@@ -228,12 +233,12 @@ def test_a_live_untracked_deletes_tombstone_is_renewed_with_its_lease(
 ) -> None:
     lifetime = 0.1
     _short_tombstones(monkeypatch, lifetime)
-    storage = make_fs_dedup(index=index_url, claim_ttl=SHORT_TTL, wait_timeout=PATIENCE)
+    storage = make_fs_dedup(index=index_url, claim_ttl=LIVE_TTL, wait_timeout=PATIENCE)
     storage.inner.save("slow.txt", ContentFile(b"stored before the wrapper"))
     delete = Paused(storage.inner, "delete")
     deleter = Background(lambda: storage.delete("slow.txt"))
     delete.wait()
-    time.sleep((SHORT_TTL + lifetime) * 4)  # far beyond its first lifetime
+    time.sleep((LIVE_TTL + lifetime) * 2)  # far beyond its first lifetime
     assert _tombstone_state(storage, "slow.txt") == "deleting"
     delete.release.set()
     deleter.result()

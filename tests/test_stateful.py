@@ -98,6 +98,7 @@ def make_machine(index_url: str, reuse: str, overwrite: bool) -> type[RuleBasedS
     return DedupMachine
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("reuse", "overwrite"),
     [("content", False), ("name", False), ("never", False), ("content", True)],

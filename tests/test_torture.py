@@ -592,6 +592,7 @@ def _check_counts(storage: DedupStorage, model: Model, names: set[str], when: st
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("inner_kind", ["named", "content-addressed", "short-tombstones"])
 @pytest.mark.parametrize("index_kind", ["locmem", "redis"])

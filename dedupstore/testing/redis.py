@@ -37,11 +37,15 @@ def find_free_port(host: str = "127.0.0.1") -> int:
 class RedisServer:
     """A ``redis-server`` process of our own, bound to 127.0.0.1 and stopped by its PID.
 
-    Persistence is off (no RDB, no AOF) and the data directory is a private temporary
-    directory, so the server leaves nothing behind.  Use it as a context manager::
+    By default persistence is off (no RDB, no AOF) and the data directory is a private
+    temporary directory, so the server leaves nothing behind.  Use it as a context manager::
 
         with RedisServer() as server:
             storage = DedupStorage(inner=..., index=server.url)
+
+    ``appendonly=True`` turns the append-only file on with ``appendfsync always`` (every
+    acknowledged write is on disk), so ``kill()`` then ``restart()`` (same port, same
+    directory) loses nothing a client was told was written: a crash test's Redis crash.
     """
 
     def __init__(
@@ -51,9 +55,11 @@ class RedisServer:
         start_timeout: float = 10.0,
         port: int | None = None,
         own_session: bool = False,
+        appendonly: bool = False,
     ) -> None:
         self.executable = executable or shutil.which("redis-server") or "/usr/bin/redis-server"
         self.start_timeout = start_timeout
+        self.appendonly = appendonly
         self.host = "127.0.0.1"
         #: The port asked for; None picks a free one (and retries on a race for it).
         self.requested_port = port
@@ -89,34 +95,70 @@ class RedisServer:
         last_error = ""
         for _attempt in range(1 if self.requested_port else 5):
             port = self.requested_port or find_free_port(self.host)
-            process = subprocess.Popen(
-                [
-                    self.executable,
-                    "--bind",
-                    self.host,
-                    "--port",
-                    str(port),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    self._workdir.name,
-                    "--protected-mode",
-                    "yes",
-                    "--loglevel",
-                    "warning",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=self.own_session,
-            )
+            process = self._spawn(port)
             if self._wait_ready(process, port):
                 self.process, self.port = process, port
                 return self
             last_error = self._stop_process(process)
         self._workdir.cleanup()
         raise RedisServerError(f"redis-server did not start: {last_error.strip()[-500:]}")
+
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        assert self._workdir is not None
+        persistence = ["--appendonly", "no"]
+        if self.appendonly:
+            persistence = ["--appendonly", "yes", "--appendfsync", "always"]
+        return subprocess.Popen(
+            [
+                self.executable,
+                "--bind",
+                self.host,
+                "--port",
+                str(port),
+                "--save",
+                "",
+                *persistence,
+                "--dir",
+                self._workdir.name,
+                "--protected-mode",
+                "yes",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=self.own_session,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the server by its PID (a crash); its port and directory are kept."""
+        if self.process is None:
+            raise RedisServerError("the Redis server is not running")
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+        self.process = None
+
+    def restart(self) -> None:
+        """Start the server again on the same port and directory (after ``kill()``).
+
+        With ``appendonly=True`` it reloads its append-only file: nothing acknowledged is lost.
+        """
+        if self.port is None or self._workdir is None:
+            raise RedisServerError("restart() needs a server that was started")
+        if self.process is not None:
+            raise RedisServerError("the Redis server is still running: kill() it first")
+        last_error = ""
+        # The killed server's port is usually bindable at once (redis sets SO_REUSEADDR);
+        # a client's connection attempt racing the bind is retried here.
+        for _attempt in range(5):
+            process = self._spawn(self.port)
+            if self._wait_ready(process, self.port):
+                self.process = process
+                return
+            last_error = self._stop_process(process)
+        raise RedisServerError(f"redis-server did not restart: {last_error.strip()[-500:]}")
 
     def _wait_ready(self, process: subprocess.Popen[bytes], port: int) -> bool:
         deadline = time.monotonic() + self.start_timeout
