@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed
 PYENV_BINS := $(shell d=$$(pyenv root 2>/dev/null) && for v in "$$d"/versions/3.12* "$$d"/versions/3.13*; do [ -x "$$v/bin/python" ] && printf '%s:' "$$v/bin"; done)
 TOX_ENVS := py311-django42,py312-django6,py313-django6
 
-.PHONY: test demo bench lint docs tox venv redis-server system-packages old-packages clean django-suite
+.PHONY: test demo bench lint types docs tox venv redis-server system-packages old-packages clean django-suite
 
-test: venv redis-server old-packages lint docs django-suite
+test: venv redis-server old-packages lint types docs django-suite
 	scripts/loopback-only $(BIN)/python -m pytest
 	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox run -e $(TOX_ENVS) --skip-missing-interpreters=false
 
@@ -19,6 +19,10 @@ tox: venv redis-server
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy over dedupstore/ (its settings are pyproject.toml's [tool.mypy]).
+types: venv
+	$(BIN)/mypy
 
 # Sphinx, warnings as errors.
 docs: venv

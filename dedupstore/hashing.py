@@ -22,7 +22,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from blake3 import blake3
 from django.core.files.base import ContentFile, File
@@ -111,7 +111,9 @@ class PrecomputedDigest:
         """Describe ``upload`` as it is now (called when the upload is complete)."""
         path = _temporary_file_path(upload)
         if path is not None:
-            upload.file.flush()
+            # Buffered writes must reach the file before its identity is taken.
+            if upload.file is not None:
+                upload.file.flush()
             return cls(key_id, digest, size, file_stat=_stat_identity(path))
         raw = _innermost_file(upload)
         if isinstance(raw, io.BytesIO):
@@ -197,7 +199,8 @@ class ContentHasher:
         if path is not None:
             # Writes still in the upload's buffer must reach the file we read by path.
             with contextlib.suppress(AttributeError, OSError, ValueError):
-                content.file.flush()
+                if content.file is not None:
+                    content.file.flush()
             with open(path, "rb") as handle:
                 return self._rewound(content, *self._hash_fileno(handle, handle.fileno()))
 
@@ -258,8 +261,10 @@ class ContentHasher:
                     # Roll over to a TemporaryUploadedFile: an inner FileSystemStorage
                     # then moves it into place instead of copying it a second time.
                     upload = TemporaryUploadedFile(name, None, 0, None)
-                    upload.file.write(memory.getbuffer())
-                    spool, memory = upload.file, io.BytesIO()
+                    # Its file is the NamedTemporaryFile it always opens.
+                    spool = cast(IO[bytes], upload.file)
+                    spool.write(memory.getbuffer())
+                    memory = io.BytesIO()
                 hasher.update(chunk)
                 spool.write(chunk)
                 size += len(chunk)
@@ -270,7 +275,7 @@ class ContentHasher:
         if upload is None:
             spooled: File = File(memory, name=name)
         else:
-            upload.file.flush()
+            spool.flush()
             upload.size = size
             spooled = upload
         spooled.seek(0)

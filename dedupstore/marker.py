@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from django.apps import apps
-from django.db import DatabaseError
+from django.db import DatabaseError, models
 
 if TYPE_CHECKING:
     from dedupstore.storage import DedupStorage
@@ -30,7 +30,7 @@ class IndexState(enum.Enum):
     UNMARKED = "unmarked"
 
 
-def _marker_model() -> type | None:
+def _marker_model() -> type[models.Model] | None:
     if not apps.is_installed("dedupstore"):
         return None
     return apps.get_model("dedupstore", "IndexMarker")

@@ -306,7 +306,8 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
                 f"{type(self).__name__} got unknown option(s) {', '.join(sorted(unknown))}; "
                 f"valid options are: {', '.join(self.default_options)}"
             )
-        given = {
+        # Each option's type is the keyword's; the attributes below restate it.
+        given: dict[str, Any] = {
             "inner": inner,
             "index": index,
             "namespace": namespace,
@@ -659,7 +660,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         _check_relative_name(stored)
         return stored
 
-    def _save(self, name: str, content: File, max_length: int | None = None) -> str:  # type: ignore[override]
+    def _save(self, name: str, content: File, max_length: int | None = None) -> str:
         if self.overwrite and not getattr(self.inner, "content_addressed", False):
             # As FileSystemStorage(allow_overwrite=True) does: a name too long for the
             # field is shortened, and then replaced like any other.
@@ -1073,7 +1074,8 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         """
         inner = self.inner
         if type(inner).save is Storage.save or getattr(inner, "dedupstore_direct_save", False):
-            stored = inner._save(name, content)
+            # _save is the hook every concrete storage implements; Storage declares none.
+            stored = inner._save(name, content)  # type: ignore[attr-defined]
         else:
             stored = inner.save(name, content, max_length=max_length)
         return self._checked_write(content, stored, remove=inner.delete)
@@ -1325,7 +1327,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
     def get_valid_name(self, name: str) -> str:
         return self.inner.get_valid_name(name)
 
-    def generate_filename(self, filename: str) -> str:
+    def generate_filename(self, filename: str | os.PathLike[str]) -> str:
         return self.inner.generate_filename(filename)
 
     # -- introspection ---------------------------------------------------------------

@@ -31,9 +31,11 @@ def storages_in_use() -> Iterator[tuple[str, DedupStorage]]:
             yield f"STORAGES[{alias!r}]", storage
     for model in apps.get_models():
         for field in model._meta.local_concrete_fields:
-            storage = getattr(field, "storage", None)
-            if not isinstance(field, models.FileField) or not isinstance(storage, DedupStorage):
+            field_storage = getattr(field, "storage", None)
+            if not isinstance(field, models.FileField) or not isinstance(
+                field_storage, DedupStorage
+            ):
                 continue
-            if storage.namespace not in seen:
-                seen.add(storage.namespace)
-                yield f"{model._meta.label}.{field.name}", storage
+            if field_storage.namespace not in seen:
+                seen.add(field_storage.namespace)
+                yield f"{model._meta.label}.{field.name}", field_storage

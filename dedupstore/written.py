@@ -63,6 +63,10 @@ class WrittenContent(File):
     content's, so the inner storage sees the same object it would have seen.
     """
 
+    # The original content's own file object, whatever it is (a real file, a BytesIO, a
+    # SpooledTemporaryFile...): it is read through as the inner storage would read it.
+    file: Any
+
     def __init__(
         self, hashed: HashedContent, hasher: ContentHasher, before: tuple[int, int] | None
     ) -> None:

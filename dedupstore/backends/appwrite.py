@@ -299,7 +299,7 @@ class AppwriteFile(File):
         self._size = size
 
     @property
-    def size(self) -> int:  # type: ignore[override]
+    def size(self) -> int:
         return self._size
 
 
@@ -881,22 +881,25 @@ class AppwriteStorage(Storage):
     def _all_pages(self, kind: str, bucket: str | None) -> Iterator[Any]:
         from appwrite.query import Query
 
+        def page_of(queries: list[str]) -> list[Any]:
+            # A function of its own: its lambdas see these queries, not the loop's next.
+            if kind == "files":
+                return self._call(
+                    lambda sdk: sdk.list_files(bucket, queries=queries, total=False),
+                    bucket or "",
+                    bucket=bucket,
+                ).files
+            return self._call(
+                lambda sdk: sdk.list_buckets(queries=queries, total=False), ""
+            ).buckets
+
         page_size = 100
         cursor: str | None = None
         while True:
             queries = [Query.limit(page_size)]
             if cursor:
                 queries.append(Query.cursor_after(cursor))
-            if kind == "files":
-                page = self._call(
-                    lambda sdk, q=queries: sdk.list_files(bucket, queries=q, total=False),
-                    bucket or "",
-                    bucket=bucket,
-                ).files
-            else:
-                page = self._call(
-                    lambda sdk, q=queries: sdk.list_buckets(queries=q, total=False), ""
-                ).buckets
+            page = page_of(queries)
             yield from page
             if len(page) < page_size:
                 return
@@ -1278,8 +1281,13 @@ class _ChunkUploader:
             while True:
                 body = _ChunkBody(self.head, view, self.tail)
                 try:
+                    # The stubs want read() -> bytes; http.client sends the memoryviews
+                    # as they are, which is the point (no copy of the chunk).
                     response = session.post(
-                        self.url, data=body, headers=headers, timeout=storage.timeout
+                        self.url,
+                        data=body,  # type: ignore[arg-type]
+                        headers=headers,
+                        timeout=storage.timeout,
                     )
                 except requests.ConnectionError as exc:
                     if attempt < storage.retry_attempts and not isinstance(exc, requests.Timeout):
@@ -1543,7 +1551,7 @@ class AppWriteStorage(DedupStorage):
             f"content {hashed.digest[:16]}... (matching {stored!r})",
         )
         if decision.action == "hit":
-            return cast(str, decision.name)  # another save recorded it meanwhile
+            return decision.name  # another save recorded it meanwhile
         keeper = self._claim_keeper
         keeper.keep(hashed.digest, token)
         try:

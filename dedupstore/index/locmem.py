@@ -451,12 +451,12 @@ class LocMemIndex(Index):
                 )
                 return DeleteDecision("unknown", digest=lease)
             if record.state == "replacing" and record.token != token:
-                lease = self._lease_held(record)
-                if lease is not None:
+                replacer = self._lease_held(record)
+                if replacer is not None:
                     return DeleteDecision(
                         "wait",
                         digest=record.digest,
-                        retry_after=max(lease.expires - time.monotonic(), 0.001),
+                        retry_after=max(replacer.expires - time.monotonic(), 0.001),
                     )
                 # The replacer died (or stalled: it may still write the name): the name
                 # still has its one reference, which goes now.

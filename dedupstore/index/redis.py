@@ -7,7 +7,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from django.core.exceptions import ImproperlyConfigured
@@ -50,6 +50,8 @@ _REFUSALS: tuple[type[Exception], ...] = tuple(
     for name in ("ReadOnlyError", "OutOfMemoryError", "MasterDownError")
     if hasattr(redis.exceptions, name)
 )
+#: What _guard reports as IndexUnavailable (a name of its own: mypy reads no starred except).
+_UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, *_REFUSALS)
 
 # Mark the delete of a name finished (KEYS[n]: its tombstone) and number it after every
 # save that began before (the delete counter): such a save's commit then writes again,
@@ -723,7 +725,7 @@ class RedisIndex(Index):
             if not self._policy_checked:
                 self._check_eviction_policy()
             return call()
-        except (redis.ConnectionError, redis.TimeoutError, *_REFUSALS) as exc:
+        except _UNAVAILABLE as exc:
             raise IndexUnavailable(self.display_url, exc) from exc
         except redis.ResponseError as exc:
             if _refused(exc):
@@ -970,7 +972,7 @@ class RedisIndex(Index):
                 _milliseconds(QUARANTINE_TTL),
             ],
         )
-        return result.decode()  # type: ignore[no-any-return]
+        return result.decode()
 
     def abort_replace(self, *, name: str, token: str, inner_deleted: bool) -> None:
         self._run(
@@ -1045,7 +1047,11 @@ class RedisIndex(Index):
         )
 
     def lookup(self, name: str) -> ObjectRecord | None:
-        fields = self._guard(lambda: self._client.hgetall(self._record_prefix + name))
+        # The client is built without decode_responses: every reply is bytes.
+        fields = cast(
+            dict[bytes, bytes],
+            self._guard(lambda: self._client.hgetall(self._record_prefix + name)),
+        )
         if not fields:
             return None
         decoded = {key.decode(): value.decode() for key, value in fields.items()}

@@ -1949,7 +1949,7 @@ if pytest is not None:
 
 else:  # pragma: no cover
 
-    def appwrite_server() -> Iterator[AppwriteTestServer]:  # type: ignore[misc]
+    def appwrite_server() -> Iterator[AppwriteTestServer]:
         raise RuntimeError("the appwrite_server fixture needs pytest")
 
 

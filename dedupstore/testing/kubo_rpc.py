@@ -35,12 +35,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from dedupstore.backends.ipfs.cid import parse_cid, parse_name
+from dedupstore.backends.ipfs.cid import CID, IPFSPath, parse_cid, parse_name
 from dedupstore.backends.ipfs.embedded import EmbeddedNode
 from dedupstore.backends.ipfs.errors import InvalidCIDError
 from dedupstore.backends.ipfs.unixfs import Blockstore, IncompleteDAGError, UnixFSReader, resolve
@@ -92,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         while length > 0:
             length -= len(self.rfile.read(min(length, _CHUNK)))
 
-    def _body_chunks(self):  # type: ignore[no-untyped-def]
+    def _body_chunks(self) -> Iterator[bytes]:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
@@ -166,7 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
     def store(self) -> Blockstore:
         return self.server.blockstore
 
-    def _path(self, params: dict[str, str]):  # type: ignore[no-untyped-def]
+    def _path(self, params: dict[str, str]) -> IPFSPath:
         arg = params.get("arg")
         if not arg:
             raise _Error('argument "ipfs-path" is required', 400)
@@ -176,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (InvalidCIDError, ValueError) as exc:
             raise _Error(f"invalid path {arg!r}: {exc}") from None
 
-    def _local_cid(self, params: dict[str, str]):  # type: ignore[no-untyped-def]
+    def _local_cid(self, params: dict[str, str]) -> tuple[IPFSPath, CID]:
         path = self._path(params)
         try:
             return path, resolve(self.store, path)

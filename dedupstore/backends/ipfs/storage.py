@@ -588,13 +588,13 @@ class IPFSStorage(Storage):
             raise ReadOnlyContentError(f"open {name!r} with mode 'rb', not {mode!r}")
         path = parse_name(name)
         raw = self.transport.open(path)
-        stream = io.BufferedReader(raw, buffer_size=256 * 1024)  # type: ignore[arg-type]
+        stream = io.BufferedReader(raw, buffer_size=256 * 1024)
         file = File(stream, name=name)
         size = getattr(raw, "size", None)
         if size is None:
             size = os.fstat(raw.fileno()).st_size
         file.size = size
-        file.mode = mode  # type: ignore[attr-defined]
+        file.mode = mode
         return file
 
     def exists(self, name: str) -> bool:

@@ -118,24 +118,24 @@ def decode_node(cid: CID, block: bytes) -> DagNode:
             hash_, name, tsize = b"", "", 0
             for lfield, lwire, lvalue in _fields(value):
                 if lfield == 1 and lwire == 2:
-                    hash_ = bytes(lvalue)  # type: ignore[arg-type]
+                    hash_ = bytes(lvalue)
                 elif lfield == 2 and lwire == 2:
-                    name = bytes(lvalue).decode("utf-8", "replace")  # type: ignore[arg-type]
+                    name = bytes(lvalue).decode("utf-8", "replace")
                 elif lfield == 3 and lwire == 0:
-                    tsize = int(lvalue)  # type: ignore[arg-type]
+                    tsize = int(lvalue)
             links.append(Link(CID.from_bytes(hash_), name, tsize))
         elif field == 1 and wire == 2:
-            unixfs = bytes(value)  # type: ignore[arg-type]
+            unixfs = bytes(value)
     type_, data, filesize, blocksizes = UNIXFS_FILE, b"", None, []
     for field, wire, value in _fields(unixfs):
         if field == 1 and wire == 0:
-            type_ = int(value)  # type: ignore[arg-type]
+            type_ = int(value)
         elif field == 2 and wire == 2:
-            data = bytes(value)  # type: ignore[arg-type]
+            data = bytes(value)
         elif field == 3 and wire == 0:
-            filesize = int(value)  # type: ignore[arg-type]
+            filesize = int(value)
         elif field == 4 and wire == 0:
-            blocksizes.append(int(value))  # type: ignore[arg-type]
+            blocksizes.append(int(value))
         elif field == 4 and wire == 2:  # packed repeated varint
             view, pos = value, 0
             assert isinstance(view, memoryview)
