@@ -16,6 +16,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import IO, Any, Literal, TypeVar, cast
 
 from django.conf import settings
@@ -983,7 +984,9 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
                 reserved.append(candidate)
                 return candidate
             directory, file_name = posixpath.split(name)
-            root, ext = posixpath.splitext(file_name)
+            # Every suffix, as Django's get_available_name keeps them (a.tar.gz: .tar.gz).
+            ext = "".join(PurePosixPath(file_name).suffixes)
+            root = file_name.removesuffix(ext) if ext else file_name
             alternative = posixpath.join(directory, self.inner.get_alternative_name(root, ext))
             candidate = self._free_name(alternative, max_length)
         raise SuspiciousFileOperation(

@@ -145,7 +145,6 @@ def result(call: Background) -> Any:
 # -- issue 9, case 3: an inner write that replaces whatever the name holds ----------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 case 3: fixed on branch races")
 def test_two_saves_of_different_content_under_one_free_name_keep_both_contents(
     make_s3_dedup: Make, settle: Settle
 ) -> None:
@@ -164,7 +163,6 @@ def test_two_saves_of_different_content_under_one_free_name_keep_both_contents(
         assert read_all(first, again) == data
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 case 3: fixed on branch races")
 def test_a_delayed_upload_never_lands_on_a_name_that_became_shared(
     make_s3_dedup: Make, settle: Settle
 ) -> None:
@@ -186,7 +184,6 @@ def test_a_delayed_upload_never_lands_on_a_name_that_became_shared(
 # -- issue 9, case 4: overwrite=True must write before it switches -------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 case 4: fixed on branch races")
 def test_a_replace_whose_upload_fails_keeps_the_old_version_readable_and_counted(
     make_s3_dedup: Make,
 ) -> None:
@@ -201,7 +198,6 @@ def test_a_replace_whose_upload_fails_keeps_the_old_version_readable_and_counted
     # Plain S3Storage(file_overwrite=True) keeps the old object too: nothing was lost.
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 case 4: fixed on branch races")
 def test_readers_get_the_old_version_while_a_replace_uploads(make_s3_dedup: Make) -> None:
     storage = make_s3_dedup(overwrite=True)
     assert storage.save("r.bin", ContentFile(b"old version")) == "r.bin"
