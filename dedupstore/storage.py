@@ -16,7 +16,6 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from pathlib import PurePosixPath
 from typing import IO, Any, Literal, TypeVar, cast
 
 from django.conf import settings
@@ -983,12 +982,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
             if self.index.reserve_name(name=candidate, token=token, digest=digest):
                 reserved.append(candidate)
                 return candidate
-            directory, file_name = posixpath.split(name)
-            # Every suffix, as Django's get_available_name keeps them (a.tar.gz: .tar.gz).
-            ext = "".join(PurePosixPath(file_name).suffixes)
-            root = file_name.removesuffix(ext) if ext else file_name
-            alternative = posixpath.join(directory, self.inner.get_alternative_name(root, ext))
-            candidate = self._free_name(alternative, max_length)
+            candidate = self._free_name(naming.alternative_name(self.inner, name), max_length)
         raise SuspiciousFileOperation(
             f"dedupstore: no free name for {name!r} after {MAX_RESERVE_ATTEMPTS} attempts"
         )
@@ -1011,6 +1005,13 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
             self.index.display_url,
             name,
         )
+        if not naming.creates_exclusively(inner) and not getattr(
+            inner, "dedupstore_direct_save", False
+        ):
+            # Without the index no reservation keeps another save (one whose index is up)
+            # off a free name while it uploads, and this store's write would replace its
+            # object: take a random alternative name nobody else picks.
+            name = naming.alternative_name(inner, name)
         name = self._free_name(name, max_length)
         return self._inner_save(name, hashed.content, max_length)
 
