@@ -180,7 +180,7 @@ def run_crash_test(tmp_path: Path, faults: Faults, seed: int) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     with RedisServer(appendonly=True) as redis_server:
-        config = {
+        config: dict[str, Any] = {
             "media": str(media),
             "index": redis_server.url,
             "namespace": f"crash-{uuid.uuid4().hex}",
