@@ -9,13 +9,16 @@ twin where the logic is shared.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile
 
 from dedupstore import DedupStorage
+from dedupstore.index import CommitDecision
 from tests.contract import read_all
 from tests.helpers import PATIENCE, Background, Paused
 
@@ -82,14 +85,24 @@ def test_a_save_over_a_name_being_replaced_waits_for_the_live_replacer(
     # A live replacer (its claim held for long) has deleted the old object ...
     token = _start_replace(storage, "a.txt", b"new", claim_ttl=PATIENCE)
     # ... and S, finding the name free, writes it.
+    index = storage.index
+    commit_save = index.commit_save
+    told_to_wait = threading.Event()
+
+    def watched_commit_save(**arguments: Any) -> CommitDecision:
+        decision = commit_save(**arguments)
+        if decision.action == "wait":
+            told_to_wait.set()
+        return decision
+
+    index.commit_save = watched_commit_save  # type: ignore[method-assign]
     write = Paused(storage.inner, "_save")
     saver = Background(lambda: storage.save("a.txt", ContentFile(b"other")))
     write.wait()
     write.release.set()
-    time.sleep(0.1)  # S's commit finds the name "replacing"
+    assert told_to_wait.wait(PATIENCE)  # S's commit finds the name "replacing"
     # The replacer goes on: FileSystemStorage never overwrites, so its write lands under
     # another name; the replaced name is gone (abort_replace) and it commits its own.
-    index = storage.index
     digest = storage.digest(ContentFile(b"new"))
     stored = storage.inner._save("a.txt", ContentFile(b"new"))
     assert stored != "a.txt"
