@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ConnectionClosedError
+from botocore.exceptions import ConnectionClosedError  # type: ignore[import-untyped]
 from django.core.files.base import ContentFile
 
 from dedupstore import DedupStorage
@@ -185,11 +185,11 @@ def test_a_delayed_upload_never_lands_on_a_name_that_became_shared(
 
 
 def test_a_replace_whose_upload_fails_keeps_the_old_version_readable_and_counted(
-    make_s3_dedup: Make,
+    make_s3_dedup: Make, s3_server: S3Server
 ) -> None:
     storage = make_s3_dedup(overwrite=True)
     assert storage.save("r.bin", ContentFile(b"old version")) == "r.bin"
-    dropped = ConnectionClosedError(endpoint_url=storage.inner.endpoint_url)
+    dropped = ConnectionClosedError(endpoint_url=s3_server.endpoint_url)
     FailingInner(storage.inner, "_save", dropped)
     with pytest.raises(ConnectionClosedError):
         storage.save("r.bin", ContentFile(b"new version"))
@@ -223,7 +223,7 @@ def test_processes_saving_one_new_content_at_once_upload_it_once(
     bucket = s3_server.create_bucket(f"test-{uuid.uuid4().hex[:20]}", versioning=True)
     payload = os.urandom(512 * 1024)
     (tmp_path / "payload").write_bytes(payload)
-    config = {
+    config: dict[str, Any] = {
         "options": s3_server.storage_options(bucket),
         "index": redis_url,
         "namespace": f"test-{uuid.uuid4().hex}",
