@@ -67,6 +67,11 @@ class WrittenContent(File):
     # SpooledTemporaryFile...): it is read through as the inner storage would read it.
     file: Any
 
+    def __bool__(self) -> bool:
+        # File.__bool__ is bool(self.name), and a ContentFile may have none: an inner
+        # storage testing `if content:` must still see content.
+        return True
+
     def __init__(
         self, hashed: HashedContent, hasher: ContentHasher, before: tuple[int, int] | None
     ) -> None:
