@@ -16,7 +16,14 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 
-from dedupstore.index.base import TOMBSTONE_TTL, UNTRACKED_DELETE_LEASE, Index
+from dedupstore.index.base import (
+    TOMBSTONE_TTL,
+    UNTRACKED_DELETE_LEASE,
+    CommitDecision,
+    DeleteDecision,
+    Index,
+    SaveDecision,
+)
 from dedupstore.index.locmem import get_locmem_index
 from dedupstore.index.redis import RedisIndex
 from dedupstore.testing.redis import RedisServer
@@ -183,12 +190,12 @@ class Runner:
         assert state(locmem_index) == state(redis_index), f"after {method}({arguments})"
         # Shown by --hypothesis-show-statistics: which decisions the runs reached.
         event(f"{method}: {summary(expected)}")
-        if method == "begin_save" and getattr(answer, "action", None) == "claimed":
-            self.since[token] = answer.since  # type: ignore[union-attr]
-        if method == "commit_save" and getattr(answer, "action", None) in ("rewrite", "verify"):
-            self.since[token] = answer.since  # type: ignore[union-attr]
-        if method == "begin_delete" and getattr(answer, "action", None) in ("delete", "unknown"):
-            self.lease[token] = answer.digest  # type: ignore[union-attr]
+        if isinstance(answer, SaveDecision) and answer.action == "claimed":
+            self.since[token] = answer.since
+        if isinstance(answer, CommitDecision) and answer.action in ("rewrite", "verify"):
+            self.since[token] = answer.since
+        if isinstance(answer, DeleteDecision) and answer.action in ("delete", "unknown"):
+            self.lease[token] = answer.digest
         return answer
 
 
