@@ -982,10 +982,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
             if self.index.reserve_name(name=candidate, token=token, digest=digest):
                 reserved.append(candidate)
                 return candidate
-            directory, file_name = posixpath.split(name)
-            root, ext = posixpath.splitext(file_name)
-            alternative = posixpath.join(directory, self.inner.get_alternative_name(root, ext))
-            candidate = self._free_name(alternative, max_length)
+            candidate = self._free_name(naming.alternative_name(self.inner, name), max_length)
         raise SuspiciousFileOperation(
             f"dedupstore: no free name for {name!r} after {MAX_RESERVE_ATTEMPTS} attempts"
         )
@@ -1008,6 +1005,13 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
             self.index.display_url,
             name,
         )
+        if not naming.creates_exclusively(inner) and not getattr(
+            inner, "dedupstore_direct_save", False
+        ):
+            # Without the index no reservation keeps another save (one whose index is up)
+            # off a free name while it uploads, and this store's write would replace its
+            # object: take a random alternative name nobody else picks.
+            name = naming.alternative_name(inner, name)
         name = self._free_name(name, max_length)
         return self._inner_save(name, hashed.content, max_length)
 
