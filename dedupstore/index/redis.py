@@ -75,36 +75,8 @@ _ABORT_REPLACE = _load_script("abort_replace")
 _BEGIN_DELETE = _load_script("lease_held", "quarantine", "begin_delete")
 _COMMIT_DELETE = _load_script("close_tombstone", "commit_delete")
 _FORGET_CONTENT = _load_script("forget_content")
+_CANCEL_DELETE = _load_script("cancel_delete")
 
-
-# KEYS: record, claim (the decision's lease), tombstone, content map of the digest.
-# ARGV: token, refs, name, digest ('' for none), size.
-# Replies 1 when the delete was cancelled, 0 when the token no longer holds the name.
-_CANCEL_DELETE = """
-local f = redis.call('HMGET', KEYS[1], 'state', 'token')
-if f[1] == 'deleting' and f[2] == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'state', 'live', 'refs', ARGV[2])
-  redis.call('HDEL', KEYS[1], 'token', 'lease')
-  redis.call('SET', KEYS[4], ARGV[3], 'NX')
-elseif not f[1] then
-  local t = redis.call('HMGET', KEYS[3], 'state', 'token')
-  if t[1] ~= 'deleting' or t[2] ~= ARGV[1] then
-    return 0
-  end
-  redis.call('DEL', KEYS[3])
-  if ARGV[4] ~= '' then
-    redis.call('HSET', KEYS[1], 'digest', ARGV[4], 'refs', ARGV[2], 'state', 'live',
-               'size', ARGV[5], 'nlen', string.len(ARGV[3]))
-    redis.call('SET', KEYS[4], ARGV[3], 'NX')
-  end
-else
-  return 0
-end
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[2])
-end
-return 1
-"""
 
 #: What a save whose hit (or claim) was sent, with its reply lost, may have done.
 _SAVE_MAYBE_COUNTED = (

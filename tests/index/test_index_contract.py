@@ -452,6 +452,43 @@ class BaseIndexTests:
     def test_lookup_of_an_unknown_name_is_none(self, index: Index) -> None:
         assert index.lookup("nothing") is None
 
+    def test_cancel_delete_gives_a_tracked_record_back_its_references(self, index: Index) -> None:
+        save(index, "a")
+        decision = index.begin_delete(name="a", token="guarded", claim_ttl=TTL)
+        assert decision.action == "delete"
+        assert index.cancel_delete(
+            name="a", token="guarded", digest=decision.digest, refs=2, size=0, lease=decision.digest
+        )
+        record = index.lookup("a")
+        assert record is not None and (record.state, record.refs) == ("live", 2)
+        hit(index, "a")  # content reuse finds it again
+        assert index.lookup("a").refs == 3  # type: ignore[union-attr]
+
+    def test_cancel_delete_records_an_untracked_name_it_kept(self, index: Index) -> None:
+        decision = index.begin_delete(name="old", token="guarded", claim_ttl=TTL)
+        assert decision.action == "unknown"
+        assert index.cancel_delete(
+            name="old", token="guarded", digest=D1, refs=1, size=5, lease=decision.digest
+        )
+        record = index.lookup("old")
+        assert record is not None and (record.digest, record.refs, record.state) == (D1, 1, "live")
+
+    def test_cancel_delete_by_a_token_that_lost_the_name_changes_nothing(
+        self, index: Index
+    ) -> None:
+        save(index, "a")
+        decision = index.begin_delete(name="a", token="guarded", claim_ttl=TTL)
+        assert not index.cancel_delete(
+            name="a",
+            token="someone-else",
+            digest=decision.digest,
+            refs=5,
+            size=0,
+            lease=decision.digest,
+        )
+        record = index.lookup("a")
+        assert record is not None and record.state == "deleting"
+
     def test_the_initialisation_mark_stays_once_set(self, index: Index) -> None:
         assert not index.is_initialised()
         index.mark_initialised()
