@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import django
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
@@ -103,7 +104,9 @@ def check_old_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
     """
     messages: list[checks.CheckMessage] = []
     storages = getattr(settings, "STORAGES", {})
-    for setting, alias in _REMOVED_STORAGE_SETTINGS:
+    # Before Django 5.1 these settings still work (Django itself warns that they go).
+    removed = _REMOVED_STORAGE_SETTINGS if django.VERSION >= (5, 1) else ()
+    for setting, alias in removed:
         if not hasattr(settings, setting):
             continue
         value = getattr(settings, setting)
