@@ -1209,16 +1209,17 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         """Return the inner storage's URL for ``name``, with its extra arguments.
 
         Leading slashes are dropped as Django's ``FileSystemStorage`` drops them, so an
-        old name such as ``/logo.png`` still renders; ``..`` is refused. Extra arguments
+        old name such as ``/logo.png`` still renders; ``..`` and NUL bytes are refused.
+        Extra arguments
         (django-storages' ``parameters``, ``expire``, ``http_method``) go to the inner
         ``url()``.
         """
         if name is not None:
             name = naming.url_name(name)
-            # The spelling save() recorded (NFC), but no refusal of what a link may hold:
-            # Django percent-encodes a NUL, and "" (or "/") is the base URL.
-            if not name.isascii():
-                name = unicodedata.normalize("NFC", name)
+            # "" (or "/") is the base URL, as in Django; any other name is checked and
+            # spelled as save() recorded it (a NUL byte is refused, as in every method).
+            if name:
+                name = self._validate_name(name)
         return self.inner.url(name, *args, **kwargs)
 
     def path(self, name: str) -> str:

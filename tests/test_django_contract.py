@@ -254,12 +254,17 @@ def test_url_of_a_name_with_leading_slashes_is_djangos_sanitised_url(make_dedup)
     assert storage.url("a/b c.txt") == "/media/a/b%20c.txt"
 
 
-def test_url_gives_djangos_url_for_names_no_save_would_store(make_dedup) -> None:
-    # A link is not a stored name: Django percent-encodes what a name cannot hold.
+def test_url_of_an_empty_name_is_the_base_url_as_in_django(make_dedup) -> None:
     storage = make_dedup(inner_options={"base_url": "/media/"})
-    assert storage.url("ab\0c") == "/media/ab%00c"
     assert storage.url("/") == "/media/"
     assert storage.url("") == "/media/"
+
+
+def test_url_refuses_a_nul_byte_as_every_method_does(make_dedup) -> None:
+    # Django percent-encodes it; no name holding one can be stored, so it is bad input.
+    storage = make_dedup(inner_options={"base_url": "/media/"})
+    with pytest.raises(SuspiciousFileOperation, match="NUL"):
+        storage.url("ab\0c")
 
 
 def test_url_spells_a_name_as_save_recorded_it(make_dedup) -> None:
