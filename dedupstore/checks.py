@@ -58,7 +58,7 @@ def _check_one(
                 id="dedupstore.W001",
             )
         )
-    messages.extend(_overwrite_hazards(inner, where))
+    messages.extend(_overwrite_hazards(inner, where, storage.on_index_error == "bypass"))
     return messages
 
 
@@ -224,52 +224,52 @@ def check_namespaces(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     return messages
 
 
-def _overwrite_hazards(inner: Any, where: str) -> list[checks.CheckMessage]:
-    """W002: say when two saves can write one name, and what the inner's switch changes.
+def _overwrite_hazards(inner: Any, where: str, bypass: bool) -> list[checks.CheckMessage]:
+    """W002: say when a write can replace an object that records use, per kind of inner.
 
-    DedupStorage picks free names itself, so an inner storage's ``allow_overwrite`` or
-    ``file_overwrite`` no longer makes a save replace a taken name. What remains is the
-    race: two saves of different content that pick the same free name at the same moment
-    both write it, and unless the inner storage refuses to create a name that exists
-    (``FileSystemStorage`` without ``allow_overwrite`` does), the second write replaces
-    the first one's bytes under a name recorded for the first.
+    DedupStorage picks free names itself and reserves each in the index before writing
+    it, so an inner storage's ``allow_overwrite`` or ``file_overwrite`` no longer decides
+    anything for saves that go through the index, and two of them never write one name.
+    What such a switch still changes, and what an object store always does, concerns the
+    writes the index does not see: saves with ``on_index_error="bypass"`` while the index
+    is down (they reserve nothing), and code writing to the inner storage directly.
     """
     if getattr(inner, "content_addressed", False) or getattr(
         inner, "dedupstore_direct_save", False
     ):
         return []  # names derive from content, or the storage creates exclusively
-    flag = naming.overwrite_flag(inner)
     backend = type(inner).__name__
-    race = (
-        "two saves of different content that pick the same free name at the same moment "
-        "both write it, and the second replaces the first one's bytes under a name the "
-        "index records for the first"
-    )
     if hasattr(inner, "OS_OPEN_FLAGS"):
         if naming.creates_exclusively(inner):
             return []
         return [
             checks.Warning(
                 f"the inner {backend} has allow_overwrite=True (or OS_OPEN_FLAGS without "
-                "O_EXCL): DedupStorage still never picks a taken name, but the inner "
-                f"storage no longer refuses to write one that exists, so {race}",
-                hint="turn allow_overwrite off on the inner storage: under DedupStorage it "
-                "changes nothing else; use DedupStorage's overwrite option to replace "
-                "unshared objects",
+                "O_EXCL), which changes nothing for saves through DedupStorage's index (it "
+                "picks and reserves free names itself), but lets a write the index does not "
+                "see (a save with on_index_error='bypass' while the index is down, or code "
+                "writing to the inner storage directly) replace an object that records still "
+                "use, where FileSystemStorage would refuse to write a name that exists",
+                hint="turn allow_overwrite off on the inner storage; use DedupStorage's "
+                "overwrite option to replace unshared objects",
                 obj=where,
                 id="dedupstore.W002",
             )
         ]
-    if flag is None or flag[0] not in ("file_overwrite", "overwrite_files"):
-        return []  # a storage whose write semantics are unknown: nothing to say
+    flag = naming.overwrite_flag(inner)
+    if not bypass or flag is None or flag[0] not in ("file_overwrite", "overwrite_files"):
+        # An object store's switch changes nothing under DedupStorage, and the index's
+        # name reservations keep its saves apart: nothing to flag.
+        return []
     return [
         checks.Warning(
-            f"the inner {backend} has {flag[0]}={flag[1]}, which changes nothing under "
-            "DedupStorage (it picks free names itself, and overwrite decides replacing); "
-            f"but an object store replaces an object on every write, so {race}",
-            hint="give uploads names no other upload takes at the same moment (an "
-            "upload_to that adds a unique part), or silence dedupstore.W002 if one "
-            "process writes a given name at a time",
+            f"on_index_error='bypass' over {backend}: while the index is down, saves store "
+            "without reserving their names, and an object store replaces an object on "
+            "every write, so two saves that pick the same free name at the same moment "
+            f"keep only the later one's bytes ({flag[0]}={flag[1]} changes nothing under "
+            "DedupStorage either way)",
+            hint="use on_index_error='raise' (the default), or give uploads names no other "
+            "upload takes at the same moment (an upload_to that adds a unique part)",
             obj=where,
             id="dedupstore.W002",
         )

@@ -353,13 +353,18 @@ def test_empty_files_follow_the_reuse_policy(make_dedup) -> None:
 # -- system check W002 -------------------------------------------------------------------
 
 
-def _w002(settings: Any, inner: dict[str, Any]) -> list[str]:
+def _w002(settings: Any, inner: dict[str, Any], **options: Any) -> list[str]:
     settings.STORAGES = {
         **settings.STORAGES,
         "inner-under-test": inner,
         "deduped": {
             "BACKEND": "dedupstore.DedupStorage",
-            "OPTIONS": {"inner": "inner-under-test", "index": "locmem://w002"},
+            "OPTIONS": {
+                "inner": "inner-under-test",
+                "index": "locmem://w002",
+                "namespace": "w002",
+                **options,
+            },
         },
     }
     settings.DEBUG = True  # keep W001 (locmem) out of the way
@@ -370,34 +375,45 @@ def _w002(settings: Any, inner: dict[str, Any]) -> list[str]:
 def test_w002_flags_a_filesystem_storage_with_allow_overwrite(settings: Any) -> None:
     messages = _w002(settings, {"BACKEND": FS, "OPTIONS": {"allow_overwrite": True}})
     assert len(messages) == 1
-    assert "allow_overwrite=True" in messages[0] and "same free name" in messages[0]
+    assert "allow_overwrite=True" in messages[0] and "changes nothing" in messages[0]
+    assert "on_index_error='bypass'" in messages[0]
 
 
 def test_w002_is_silent_for_a_filesystem_storage_that_creates_exclusively(settings: Any) -> None:
     assert _w002(settings, {"BACKEND": FS}) == []
+    assert _w002(settings, {"BACKEND": FS}, on_index_error="bypass") == []
 
 
-def test_w002_says_file_overwrite_changes_nothing_and_flags_object_store_writes(
+S3_OPTIONS = {
+    "bucket_name": "bucket",
+    "endpoint_url": "http://127.0.0.1:9",
+    "access_key": "test",
+    "secret_key": "test",
+}
+
+
+def test_w002_does_not_fire_on_file_overwrite_which_changes_nothing(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Saves reserve their names in the index: two of them never write one name.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for file_overwrite in (True, False):
+        inner = {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {**S3_OPTIONS, "file_overwrite": file_overwrite},
+        }
+        assert _w002(settings, inner) == [], file_overwrite
+
+
+def test_w002_flags_bypassing_saves_over_an_object_store(
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    options = {
-        "bucket_name": "bucket",
-        "endpoint_url": "http://127.0.0.1:9",
-        "access_key": "test",
-        "secret_key": "test",
-    }
-    for file_overwrite in (True, False):
-        messages = _w002(
-            settings,
-            {
-                "BACKEND": "storages.backends.s3.S3Storage",
-                "OPTIONS": {**options, "file_overwrite": file_overwrite},
-            },
-        )
-        assert len(messages) == 1, file_overwrite
-        assert "changes nothing" in messages[0]
-        assert "same free name" in messages[0]
+    inner = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": S3_OPTIONS}
+    messages = _w002(settings, inner, on_index_error="bypass")
+    assert len(messages) == 1
+    assert "without reserving their names" in messages[0]
+    assert "file_overwrite=True changes nothing" in messages[0]
 
 
 def test_every_dedupstore_system_check_returns_a_list() -> None:
