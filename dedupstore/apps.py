@@ -26,6 +26,9 @@ class DedupStoreConfig(AppConfig):
         checks.register(check_index_eviction_policy)
         checks.register(check_namespaces)
         post_migrate.connect(_initialise_indexes, sender=self)
+        from dedupstore.liveset import connect_row_signals
+
+        connect_row_signals()
 
 
 def _initialise_indexes(using: str = "default", **kwargs: Any) -> None:

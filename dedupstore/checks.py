@@ -58,7 +58,7 @@ def _check_one(
                 id="dedupstore.W001",
             )
         )
-    messages.extend(_overwrite_hazards(inner, where, storage.on_index_error == "bypass"))
+    messages.extend(_overwrite_hazards(inner, where))
     return messages
 
 
@@ -224,52 +224,32 @@ def check_namespaces(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     return messages
 
 
-def _overwrite_hazards(inner: Any, where: str, bypass: bool) -> list[checks.CheckMessage]:
-    """W002: say when a write can replace an object that records use, per kind of inner.
+def _overwrite_hazards(inner: Any, where: str) -> list[checks.CheckMessage]:
+    """W002: say what an inner storage's overwrite switch still changes under the wrapper.
 
     DedupStorage picks free names itself and reserves each in the index before writing
-    it, so an inner storage's ``allow_overwrite`` or ``file_overwrite`` no longer decides
-    anything for saves that go through the index, and two of them never write one name.
-    What such a switch still changes, and what an object store always does, concerns the
-    writes the index does not see: saves with ``on_index_error="bypass"`` while the index
-    is down (they reserve nothing), and code writing to the inner storage directly.
+    it (a save that bypasses a down index takes a random name on a store whose write
+    replaces), so ``allow_overwrite`` or django-storages' ``file_overwrite`` decides
+    nothing for its saves, and two of them never write one name. Only
+    ``FileSystemStorage(allow_overwrite=True)`` still changes something: a write that
+    does not go through DedupStorage may replace an object that records use, where
+    ``FileSystemStorage`` would refuse to write a name that exists.
     """
-    if getattr(inner, "content_addressed", False) or getattr(
-        inner, "dedupstore_direct_save", False
-    ):
-        return []  # names derive from content, or the storage creates exclusively
-    backend = type(inner).__name__
-    if hasattr(inner, "OS_OPEN_FLAGS"):
-        if naming.creates_exclusively(inner):
-            return []
-        return [
-            checks.Warning(
-                f"the inner {backend} has allow_overwrite=True (or OS_OPEN_FLAGS without "
-                "O_EXCL), which changes nothing for saves through DedupStorage's index (it "
-                "picks and reserves free names itself), but lets a write the index does not "
-                "see (a save with on_index_error='bypass' while the index is down, or code "
-                "writing to the inner storage directly) replace an object that records still "
-                "use, where FileSystemStorage would refuse to write a name that exists",
-                hint="turn allow_overwrite off on the inner storage; use DedupStorage's "
-                "overwrite option to replace unshared objects",
-                obj=where,
-                id="dedupstore.W002",
-            )
-        ]
-    flag = naming.overwrite_flag(inner)
-    if not bypass or flag is None or flag[0] not in ("file_overwrite", "overwrite_files"):
-        # An object store's switch changes nothing under DedupStorage, and the index's
-        # name reservations keep its saves apart: nothing to flag.
+    if getattr(inner, "content_addressed", False) or not hasattr(inner, "OS_OPEN_FLAGS"):
+        # Names derive from content; or an object store (S3, Google Cloud, Azure...),
+        # whose file_overwrite changes nothing under DedupStorage: nothing to flag.
+        return []
+    if naming.creates_exclusively(inner):
         return []
     return [
         checks.Warning(
-            f"on_index_error='bypass' over {backend}: while the index is down, saves store "
-            "without reserving their names, and an object store replaces an object on "
-            "every write, so two saves that pick the same free name at the same moment "
-            f"keep only the later one's bytes ({flag[0]}={flag[1]} changes nothing under "
-            "DedupStorage either way)",
-            hint="use on_index_error='raise' (the default), or give uploads names no other "
-            "upload takes at the same moment (an upload_to that adds a unique part)",
+            f"the inner {type(inner).__name__} has allow_overwrite=True (or OS_OPEN_FLAGS "
+            "without O_EXCL), which changes nothing for DedupStorage's saves (they pick "
+            "and reserve free names themselves) but lets code that writes to the inner "
+            "storage directly replace an object that records still use, where "
+            "FileSystemStorage would refuse to write a name that exists",
+            hint="turn allow_overwrite off on the inner storage; use DedupStorage's "
+            "overwrite option to replace unshared objects",
             obj=where,
             id="dedupstore.W002",
         )

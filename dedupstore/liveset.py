@@ -10,8 +10,10 @@ are streamed with ``values_list(...).iterator(chunk_size=...)``, never as model 
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, models, router
+from django.db import connections, models, router, transaction
 from django.db.models import F
 from django.db.models.functions import Collate
 from django.utils.module_loading import import_string
@@ -29,10 +31,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FieldReference",
+    "has_witnesses",
     "holders_of",
     "live_counts",
     "reference_fields",
     "reference_sources",
+    "rows_holding",
 ]
 
 #: Rows fetched per round trip when streaming a field's values.
@@ -105,6 +109,29 @@ def reference_sources() -> list[Callable[[DedupStorage], Iterable[str]]]:
     return sources
 
 
+def has_witnesses(storage: DedupStorage) -> bool:
+    """Return True when the database can say who holds ``storage``'s names."""
+    return bool(reference_fields(storage) or reference_sources())
+
+
+def rows_holding(storage: DedupStorage, name: str) -> dict[str, int]:
+    """Return, per field (``app.Model.field (db)``) and source, how many rows hold ``name``.
+
+    One ``COUNT`` query per field, then the reference sources; fields without such a row
+    are left out.
+    """
+    rows: dict[str, int] = {}
+    for ref in reference_fields(storage):
+        count = ref.queryset().filter(**{ref.field: name}).count()
+        if count:
+            rows[ref.label] = count
+    for source in reference_sources():
+        count = sum(1 for held in source(storage) if held == name)
+        if count:
+            rows[f"{source.__module__}.{source.__qualname__}"] = count
+    return rows
+
+
 def holders_of(storage: DedupStorage, name: str) -> list[str]:
     """Return the fields (``app.Model.field (db)``) with a row that holds ``name``.
 
@@ -150,3 +177,52 @@ def live_counts(
     streams.extend(sorted(source(storage)) for source in reference_sources())
     for name, group in itertools.groupby(heapq.merge(*streams)):
         yield name, sum(1 for _ in group)
+
+
+# -- a delete kept for the caller's own row --------------------------------------------
+#
+# ``FieldFile.delete()`` calls ``storage.delete(name)`` while its own row still holds the
+# name, and saves the row only afterwards: the guard then keeps the object for that very
+# row. The name waits here; when a row of a model whose fields use the storage is saved or
+# deleted, the delete is asked again once the transaction commits, and the guard then
+# lets the object go if no row holds it any more.
+
+_waiting: dict[str, tuple[DedupStorage, set[str]]] = {}
+_waiting_lock = threading.Lock()
+
+
+def delete_again_after_rows_change(storage: DedupStorage, name: str) -> None:
+    """Ask ``storage.delete(name)`` again after the next save or delete of a holding model."""
+    with _waiting_lock:
+        _waiting.setdefault(storage.namespace, (storage, set()))[1].add(name)
+
+
+def _on_row_change(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    """``post_save``/``post_delete``: delete again the waiting names the row let go of."""
+    if not _waiting:
+        return
+    deleted = kwargs.get("signal") is models.signals.post_delete
+    for field in sender._meta.concrete_fields:
+        if not isinstance(field, models.FileField):
+            continue
+        with _waiting_lock:
+            entry = _waiting.get(getattr(field.storage, "namespace", None) or "")
+            if entry is None:
+                continue
+            storage, names = entry
+            value = getattr(instance, field.attname) or ""
+            held = "" if deleted else str(value)
+            released = {name for name in names if name != held}
+            names -= released
+            if not names:
+                _waiting.pop(storage.namespace, None)
+        using = kwargs.get("using") or "default"
+        for name in released:
+            # After the commit: a transaction that rolls back still holds the name.
+            transaction.on_commit(functools.partial(storage.delete, name), using=using)
+
+
+def connect_row_signals() -> None:
+    """Connect the row-change handler (the app config does this when Django starts)."""
+    models.signals.post_save.connect(_on_row_change, dispatch_uid="dedupstore-row-saved")
+    models.signals.post_delete.connect(_on_row_change, dispatch_uid="dedupstore-row-deleted")

@@ -137,7 +137,7 @@ _KNOWN: Mapping[str, Callable[[Any], str]] = {
     "storages.backends.gcloud.GoogleCloudStorage": _gcs,
     "storages.backends.azure_storage.AzureStorage": _azure,
     "dedupstore.backends.appwrite.AppwriteStorage": _appwrite,
-    "dedupstore.backends.ipfs.storage.InterPlanetaryFileSystemStorage": _ipfs,
+    "dedupstore.backends.ipfs.storage.IPFSStorage": _ipfs,
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pathlib
 import posixpath
+from pathlib import PurePosixPath
 
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import Storage
@@ -39,6 +40,17 @@ def overwrite_flag(inner: Storage) -> tuple[str, bool] | None:
         if isinstance(value, bool):
             return flag.lstrip("_"), value
     return None
+
+
+def alternative_name(inner: Storage, name: str) -> str:
+    """Return ``inner``'s alternative for ``name``, keeping every suffix as Django does.
+
+    ``a.tar.gz`` becomes ``a_<7 chars>.tar.gz``, as ``Storage.get_available_name`` names it.
+    """
+    directory, file_name = posixpath.split(name)
+    ext = "".join(PurePosixPath(file_name).suffixes)
+    root = file_name.removesuffix(ext) if ext else file_name
+    return posixpath.join(directory, inner.get_alternative_name(root, ext))
 
 
 def creates_exclusively(inner: Storage) -> bool:

@@ -24,15 +24,16 @@ from django.core.files.base import File
 from django.core.files.storage import Storage
 from django.core.files.utils import validate_file_name
 from django.core.signals import setting_changed
+from django.db import DatabaseError
 from django.utils.deconstruct import deconstructible
 from django.utils.module_loading import import_string
 
 from dedupstore import naming
-from dedupstore.exceptions import ClaimTimeout, IndexUnavailable
+from dedupstore.exceptions import ClaimTimeout, IndexLost, IndexUnavailable
 from dedupstore.files import prepare_save, refuse_write_mode
 from dedupstore.hashing import DEFAULT_CHUNK_SIZE, ContentHasher, HashedContent, resolve_hash_key
 from dedupstore.index import CommitDecision, Index, mask_url, open_index, validate_index_url
-from dedupstore.index.base import ClaimKeeper
+from dedupstore.index.base import ClaimKeeper, DeleteDecision
 from dedupstore.namespace import default_namespace
 from dedupstore.scopes import content_key, inner_reuse_scope, own_reuse_scope, validate_reuse_scope
 from dedupstore.written import WrittenContent, file_identity
@@ -278,6 +279,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         "wait_timeout": 60.0,
         "index_timeout": 5.0,
         "verify_hits": True,
+        "db_guard": True,
     }
 
     def __init__(
@@ -296,6 +298,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         wait_timeout: float = _UNSET,
         index_timeout: float = _UNSET,
         verify_hits: bool = _UNSET,
+        db_guard: bool = _UNSET,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -317,6 +320,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
             "wait_timeout": wait_timeout,
             "index_timeout": index_timeout,
             "verify_hits": verify_hits,
+            "db_guard": db_guard,
         }
         #: The options passed explicitly: a pickle keeps these, the rest is read again.
         self._given_options = {name: value for name, value in given.items() if value is not _UNSET}
@@ -344,6 +348,8 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         self.wait_timeout = float(options["wait_timeout"])
         self.index_timeout = float(options["index_timeout"])
         self.verify_hits: bool = options["verify_hits"]
+        #: Ask the database before an inner object goes (see dedupstore.liveset).
+        self.db_guard: bool = options["db_guard"]
         self._inner_lock = threading.Lock()
         self._index_lock = threading.Lock()
         self._inner: Storage | None = None
@@ -405,6 +411,8 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         validate_reuse_scope(options["reuse_scope"], cls)
         if not isinstance(options["overwrite"], bool):
             raise ImproperlyConfigured(f"{cls}: 'overwrite' must be True or False")
+        if not isinstance(options["db_guard"], bool):
+            raise ImproperlyConfigured(f"{cls}: 'db_guard' must be True or False")
         if not isinstance(options["verify_hits"], bool):
             raise ImproperlyConfigured(f"{cls}: 'verify_hits' must be True or False")
         hash_key = options["hash_key"]
@@ -974,10 +982,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
             if self.index.reserve_name(name=candidate, token=token, digest=digest):
                 reserved.append(candidate)
                 return candidate
-            directory, file_name = posixpath.split(name)
-            root, ext = posixpath.splitext(file_name)
-            alternative = posixpath.join(directory, self.inner.get_alternative_name(root, ext))
-            candidate = self._free_name(alternative, max_length)
+            candidate = self._free_name(naming.alternative_name(self.inner, name), max_length)
         raise SuspiciousFileOperation(
             f"dedupstore: no free name for {name!r} after {MAX_RESERVE_ATTEMPTS} attempts"
         )
@@ -1000,6 +1005,13 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
             self.index.display_url,
             name,
         )
+        if not naming.creates_exclusively(inner) and not getattr(
+            inner, "dedupstore_direct_save", False
+        ):
+            # Without the index no reservation keeps another save (one whose index is up)
+            # off a free name while it uploads, and this store's write would replace its
+            # object: take a random alternative name nobody else picks.
+            name = naming.alternative_name(inner, name)
         name = self._free_name(name, max_length)
         return self._inner_save(name, hashed.content, max_length)
 
@@ -1129,6 +1141,8 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         keeper = self._claim_keeper
         keeper.keep(decision.digest, token)
         try:
+            if self.db_guard and self._kept_for_rows(name, decision, token):
+                return
             try:
                 with contextlib.suppress(FileNotFoundError):
                     self.inner.delete(name)
@@ -1163,6 +1177,72 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
             raise
         finally:
             keeper.release(token)
+
+    def _kept_for_rows(self, name: str, decision: DeleteDecision, token: str) -> bool:
+        """Keep the object of ``name`` while database rows hold it: the second witness.
+
+        Called when the index would delete (its last reference went, or it never knew the
+        name). Rows that still hold the name win: the delete is cancelled, and the record
+        counts one reference per row (a name the index did not know is hashed and recorded).
+        Without rows, a name the index did not know in a namespace the database says had an
+        index means the index was lost: ``IndexLost``. Storages no model field uses (and no
+        ``DEDUPSTORE_REFERENCE_SOURCES``) have no second witness: nothing is asked.
+        """
+        from dedupstore import liveset
+        from dedupstore.marker import IndexState, index_state
+
+        if not liveset.has_witnesses(self):
+            return False
+        try:
+            rows = liveset.rows_holding(self, name)
+        except DatabaseError:
+            logger.warning(
+                "dedupstore: the database could not say whether rows hold %r; keeping it",
+                name,
+                exc_info=True,
+            )
+            rows = {"(database unavailable)": 1}
+        if not rows:
+            if decision.action == "unknown" and index_state(self) is IndexState.LOST:
+                self.index.cancel_delete(
+                    name=name, token=token, digest="", refs=0, size=0, lease=decision.digest
+                )
+                raise IndexLost(self.namespace, self.index.display_url)
+            return False
+        digest, size = decision.digest, 0
+        if decision.action == "unknown":
+            digest, size = self._content_key_of_stored(name)
+        cancelled = self.index.cancel_delete(
+            name=name,
+            token=token,
+            digest=digest,
+            refs=sum(rows.values()),
+            size=size,
+            lease=decision.digest,
+        )
+        logger.warning(
+            "dedupstore: kept %r: the index %s, but rows still hold it (%s)%s",
+            name,
+            "counted no reference left" if decision.action == "delete" else "did not know it",
+            ", ".join(f"{label}: {count}" for label, count in sorted(rows.items())),
+            "; its count is repaired" if cancelled else "",
+        )
+        # The caller may be FieldFile.delete(), whose own row forgets the name only next.
+        liveset.delete_again_after_rows_change(self, name)
+        return True
+
+    def _content_key_of_stored(self, name: str) -> tuple[str, int]:
+        """Hash the stored object of ``name``; return its content key and size (or '', 0)."""
+        try:
+            with self.inner.open(name, "rb") as stored:
+                hashed = self.hasher.hash(stored)
+        except FileNotFoundError:
+            return "", 0
+        try:
+            return self._content_key(name, hashed.digest), hashed.size
+        finally:
+            if hashed.spooled:
+                hashed.content.close()
 
     # -- reading: delegated, and independent of the index ------------------------
 
@@ -1209,17 +1289,16 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         """Return the inner storage's URL for ``name``, with its extra arguments.
 
         Leading slashes are dropped as Django's ``FileSystemStorage`` drops them, so an
-        old name such as ``/logo.png`` still renders; ``..`` and NUL bytes are refused.
-        Extra arguments
+        old name such as ``/logo.png`` still renders; ``..`` is refused. Extra arguments
         (django-storages' ``parameters``, ``expire``, ``http_method``) go to the inner
         ``url()``.
         """
         if name is not None:
             name = naming.url_name(name)
-            # "" (or "/") is the base URL, as in Django; any other name is checked and
-            # spelled as save() recorded it (a NUL byte is refused, as in every method).
-            if name:
-                name = self._validate_name(name)
+            # The spelling save() recorded (NFC), but no refusal of what a link may hold:
+            # Django percent-encodes a NUL, and "" (or "/") is the base URL.
+            if not name.isascii():
+                name = unicodedata.normalize("NFC", name)
         return self.inner.url(name, *args, **kwargs)
 
     def path(self, name: str) -> str:

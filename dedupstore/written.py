@@ -63,6 +63,11 @@ class WrittenContent(File):
     content's, so the inner storage sees the same object it would have seen.
     """
 
+    def __bool__(self) -> bool:
+        # File.__bool__ is bool(self.name), and a ContentFile may have none: an inner
+        # storage testing `if content:` must still see content.
+        return True
+
     def __init__(
         self, hashed: HashedContent, hasher: ContentHasher, before: tuple[int, int] | None
     ) -> None:

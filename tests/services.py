@@ -11,8 +11,29 @@ import atexit
 import os
 
 from dedupstore.testing.postgres import PostgresServer, PostgresServerError
+from dedupstore.testing.redis import RedisServer, RedisServerError
 
 PORT_VARIABLE = "DEDUPSTORE_TEST_POSTGRES_PORT"
+REDIS_PORT_VARIABLE = "DEDUPSTORE_TEST_REDIS_PORT"
+
+
+def settings_redis_url() -> str:
+    """Return the URL of a Redis for storages the test settings define, starting it once.
+
+    Model fields resolve their storage at import, before any fixture runs: the storages
+    they use need an index that exists by then. Falls back to ``locmem://`` when no
+    redis-server is installed.
+    """
+    port = os.environ.get(REDIS_PORT_VARIABLE)
+    if not port:
+        try:
+            server = RedisServer().start()
+        except RedisServerError:
+            return "locmem://settings-redis"
+        atexit.register(server.stop)
+        port = str(server.port)
+        os.environ[REDIS_PORT_VARIABLE] = port
+    return f"redis://127.0.0.1:{port}/0"
 
 
 def postgres_database() -> dict[str, object] | None:

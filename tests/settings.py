@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 
-from tests.services import postgres_database
+from tests.services import postgres_database, settings_redis_url
 
 SECRET_KEY = "dedupstore-tests-not-a-secret"
 DEBUG = False
@@ -18,6 +18,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "dedupstore",
     "tests.testapp",
+    # Only the models marked with @cleanup.select (tests.testapp's live-set models).
+    "django_cleanup.apps.CleanupSelectedConfig",
 ]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 POSTGRES = postgres_database()
@@ -57,7 +59,7 @@ STORAGES = {
     # The storage of tests.testapp's live-set models (a fixed namespace: fields keep it).
     "live": {
         "BACKEND": "dedupstore.DedupStorage",
-        "OPTIONS": {"inner": "plain", "index": "locmem://live", "namespace": "tests-live"},
+        "OPTIONS": {"inner": "plain", "index": settings_redis_url(), "namespace": "tests-live"},
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }

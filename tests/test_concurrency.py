@@ -77,23 +77,30 @@ def test_a_slow_writer_keeps_its_claim_past_claim_ttl(make_fs_dedup: Any) -> Non
 
     from django.core.files.base import ContentFile
 
-    storage = make_fs_dedup(claim_ttl=0.3, wait_timeout=10)
+    # Renewals come every claim_ttl/3 = 0.2 s: a busy machine's scheduling delays stay far
+    # below the 0.4 s that would make one late.
+    storage = make_fs_dedup(claim_ttl=0.6, wait_timeout=30)
     inner = storage.inner
     original_save = inner._save
     writes: list[str] = []
+    writing = threading.Event()
 
     def slow_save(*args: Any, **kwargs: Any) -> str:
         writes.append(args[0])
-        time.sleep(1.2)  # four claim lifetimes
+        writing.set()
+        time.sleep(2.4)  # four claim lifetimes
         return original_save(*args, **kwargs)
 
     inner._save = slow_save
-    names: list[str] = []
-    first = threading.Thread(target=lambda: names.append(storage.save("a.bin", ContentFile(b"S"))))
+    names: dict[str, str] = {}
+    first = threading.Thread(
+        target=lambda: names.update(a=storage.save("a.bin", ContentFile(b"S")))
+    )
     first.start()
-    time.sleep(0.4)  # the first claim would have expired by now without renewal
-    names.append(storage.save("b.bin", ContentFile(b"S")))
-    first.join()
+    assert writing.wait(10), "the first save never started writing"  # it holds the claim
+    time.sleep(0.8)  # the first claim would have expired by now without renewal
+    names["b"] = storage.save("b.bin", ContentFile(b"S"))
+    first.join(30)
     assert len(writes) == 1
-    assert names == ["a.bin", "a.bin"]
+    assert names == {"a": "a.bin", "b": "a.bin"}
     assert storage.references("a.bin") == 2

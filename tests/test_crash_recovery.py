@@ -4,8 +4,9 @@ Six worker processes (``tests/crash_worker.py``) save, read and delete shared an
 contents under colliding names, through ``DedupStorage`` with ``overwrite`` off and on,
 over one ``FileSystemStorage`` directory and one real ``redis-server`` with the append-only
 file on (``appendfsync always``). Meanwhile the test SIGKILLs workers (each is replaced by a
-fresh one), SIGSTOPs others and SIGCONTs them later, and SIGKILLs Redis and restarts it on
-the same port and directory. Faults are spread by the workers' progress (lines in their
+fresh one), SIGSTOPs others and SIGCONTs them later (two scenarios: short stops that keep
+every lease, and stops beyond the leases), and SIGKILLs Redis and restarts it on the same
+port and directory. Faults are spread by the workers' progress (lines in their
 logs), not by time, and every wait has a generous deadline, so a busy machine only makes
 the run slower.
 
@@ -20,8 +21,8 @@ call). At the end, replaying the logs:
 3. no worker saw a held name read back wrong while running, and no worker died of an
    error the faults do not explain.
 
-``DEDUPSTORE_CRASH_OPERATIONS=<n>`` gives each worker n operations (default 40, about a
-minute for the whole module on an idle machine), ``DEDUPSTORE_CRASH_SEED=<seed>`` replays a
+``DEDUPSTORE_CRASH_OPERATIONS=<n>`` gives each worker n operations (default 40, under a
+minute per scenario), ``DEDUPSTORE_CRASH_SEED=<seed>`` replays a
 seed (the failure message prints it); faults scale with the operations.
 """
 
@@ -180,7 +181,7 @@ def run_crash_test(tmp_path: Path, faults: Faults, seed: int) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     with RedisServer(appendonly=True) as redis_server:
-        config = {
+        config: dict[str, Any] = {
             "media": str(media),
             "index": redis_server.url,
             "namespace": f"crash-{uuid.uuid4().hex}",

@@ -20,7 +20,8 @@ from dedupstore import DedupStorage
 from dedupstore.checks import check_storages
 from tests.testapp.models import Attachment, Document, Picture
 
-pytestmark = pytest.mark.django_db
+# Every database: the delete guard asks each one whether rows still hold a name.
+pytestmark = pytest.mark.django_db(databases="__all__")
 
 
 @pytest.fixture
@@ -55,16 +56,30 @@ def media_files(settings: Any) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
-def test_default_storage_deduplicates_model_files(dedup_settings: Any) -> None:
+def test_default_storage_deduplicates_model_files(
+    dedup_settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
     first = Document.objects.create(file=ContentFile(b"report", name="report.pdf"))
     second = Document.objects.create(file=ContentFile(b"report", name="copy.pdf"))
     assert isinstance(storages["default"], DedupStorage)
     assert first.file.name == second.file.name == "docs/report.pdf"
     assert media_files(dedup_settings) == ["docs/report.pdf"]
-    first.file.delete(save=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        first.file.delete()
     assert media_files(dedup_settings) == ["docs/report.pdf"]
-    second.file.delete(save=False)
+    # FieldFile.delete() asks the storage while its own row still holds the name: the
+    # object stays for that row, and goes once the row, saved, forgot it (on commit).
+    with django_capture_on_commit_callbacks(execute=True):
+        second.file.delete()
     assert media_files(dedup_settings) == []
+
+
+def test_a_field_file_delete_without_saving_keeps_the_object_the_row_still_holds(
+    dedup_settings: Any,
+) -> None:
+    row = Document.objects.create(file=ContentFile(b"kept", name="kept.pdf"))
+    row.file.delete(save=False)  # the row in the database still names the file
+    assert media_files(dedup_settings) == ["docs/kept.pdf"]
 
 
 def test_image_field_through_a_callable_storage(dedup_settings: Any) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -206,3 +208,20 @@ def test_a_save_waiting_too_long_raises_claim_timeout(make_fs_dedup: Make) -> No
     with pytest.raises(ClaimTimeout, match="waiting for another process"):
         storage.save("a.txt", ContentFile(b"held"))
     assert not storage.inner.exists("a.txt")
+
+
+def test_index_down_bypass_on_an_overwriting_store_never_writes_the_requested_free_name(
+    dead_index_url: str,
+) -> None:
+    # Another process, whose index is up, may hold "report.pdf" reserved while it uploads;
+    # this store's write would replace that object, so a bypassed save takes another name.
+    storage = DedupStorage(
+        inner={"BACKEND": "django.core.files.storage.InMemoryStorage"},
+        index=dead_index_url,
+        namespace=f"bypass-{uuid.uuid4().hex}",
+        on_index_error="bypass",
+        index_timeout=0.5,
+    )
+    stored = storage.save("docs/report.tar.gz", ContentFile(b"untracked"))
+    assert re.fullmatch(r"docs/report_[A-Za-z0-9]{7}\.tar\.gz", stored), stored
+    assert storage.open(stored).read() == b"untracked"

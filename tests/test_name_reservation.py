@@ -8,6 +8,7 @@ Redis and the locmem twin.
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.core.files.base import ContentFile
@@ -95,3 +96,20 @@ def test_a_reservation_whose_holder_lapsed_is_not_taken_over(index_url: str) -> 
     assert index.reserve_name(name="a.txt", token="stalled", digest=digest)
     name = storage.save("a.txt", ContentFile(b"other"))
     assert name != "a.txt" and read_all(storage, name) == b"other"
+
+
+def test_a_reserved_name_gets_an_alternative_that_keeps_every_suffix(index_url: str) -> None:
+    storage = _in_memory(index_url)
+    # Another save holds the free name "backup.tar.gz" for its write, with a live lease.
+    storage.index.begin_save(
+        digest="other",
+        reuse="never",
+        name="backup.tar.gz",
+        max_length=None,
+        token="other-save",
+        claim_ttl=60.0,
+    )
+    assert storage.index.reserve_name(name="backup.tar.gz", token="other-save", digest="other")
+    stored = storage.save("backup.tar.gz", ContentFile(b"archive"))
+    # As Django's get_available_name names it: backup_<7 chars>.tar.gz.
+    assert re.fullmatch(r"backup_[A-Za-z0-9]{7}\.tar\.gz", stored), stored

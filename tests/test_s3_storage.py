@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ConnectionClosedError
+from botocore.exceptions import ConnectionClosedError  # type: ignore[import-untyped]
 from django.core.files.base import ContentFile
 
 from dedupstore import DedupStorage
@@ -145,7 +145,6 @@ def result(call: Background) -> Any:
 # -- issue 9, case 3: an inner write that replaces whatever the name holds ----------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 case 3: fixed on branch races")
 def test_two_saves_of_different_content_under_one_free_name_keep_both_contents(
     make_s3_dedup: Make, settle: Settle
 ) -> None:
@@ -164,7 +163,6 @@ def test_two_saves_of_different_content_under_one_free_name_keep_both_contents(
         assert read_all(first, again) == data
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 case 3: fixed on branch races")
 def test_a_delayed_upload_never_lands_on_a_name_that_became_shared(
     make_s3_dedup: Make, settle: Settle
 ) -> None:
@@ -186,13 +184,12 @@ def test_a_delayed_upload_never_lands_on_a_name_that_became_shared(
 # -- issue 9, case 4: overwrite=True must write before it switches -------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 case 4: fixed on branch races")
 def test_a_replace_whose_upload_fails_keeps_the_old_version_readable_and_counted(
-    make_s3_dedup: Make,
+    make_s3_dedup: Make, s3_server: S3Server
 ) -> None:
     storage = make_s3_dedup(overwrite=True)
     assert storage.save("r.bin", ContentFile(b"old version")) == "r.bin"
-    dropped = ConnectionClosedError(endpoint_url=storage.inner.endpoint_url)
+    dropped = ConnectionClosedError(endpoint_url=s3_server.endpoint_url)
     FailingInner(storage.inner, "_save", dropped)
     with pytest.raises(ConnectionClosedError):
         storage.save("r.bin", ContentFile(b"new version"))
@@ -201,7 +198,6 @@ def test_a_replace_whose_upload_fails_keeps_the_old_version_readable_and_counted
     # Plain S3Storage(file_overwrite=True) keeps the old object too: nothing was lost.
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 case 4: fixed on branch races")
 def test_readers_get_the_old_version_while_a_replace_uploads(make_s3_dedup: Make) -> None:
     storage = make_s3_dedup(overwrite=True)
     assert storage.save("r.bin", ContentFile(b"old version")) == "r.bin"
@@ -227,7 +223,7 @@ def test_processes_saving_one_new_content_at_once_upload_it_once(
     bucket = s3_server.create_bucket(f"test-{uuid.uuid4().hex[:20]}", versioning=True)
     payload = os.urandom(512 * 1024)
     (tmp_path / "payload").write_bytes(payload)
-    config = {
+    config: dict[str, Any] = {
         "options": s3_server.storage_options(bucket),
         "index": redis_url,
         "namespace": f"test-{uuid.uuid4().hex}",

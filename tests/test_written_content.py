@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile, File
-from django.core.files.storage import FileSystemStorage
+from django.core.files.storage import FileSystemStorage, InMemoryStorage
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
 from dedupstore import ContentChangedError, DedupStorage
@@ -141,3 +141,22 @@ def test_content_that_does_not_change_is_written_and_recorded(
     assert Path(storage.path(moved)).read_bytes() == HASHED
     assert Path(storage.path(streamed)).read_bytes() == WRITTEN
     assert storage.references(moved) == storage.references(streamed) == 1
+
+
+class TruthTestingStorage(InMemoryStorage):
+    """An inner storage that tests ``if content:``, as some third-party storages do."""
+
+    def _save(self, name: str, content: Any) -> str:
+        if not content:
+            raise ValueError("no content")
+        return super()._save(name, content)
+
+
+def test_an_inner_storage_testing_the_contents_truth_gets_the_content(index_url: str) -> None:
+    storage = DedupStorage(
+        inner={"BACKEND": f"{__name__}.TruthTestingStorage"},
+        index=index_url,
+        namespace=f"truth-{uuid.uuid4().hex}",
+    )
+    name = storage.save("nameless.bin", ContentFile(b"no name of its own"))
+    assert storage.open(name).read() == b"no name of its own"

@@ -272,6 +272,19 @@ class Index(abc.ABC):
         """
 
     @abc.abstractmethod
+    def cancel_delete(
+        self, *, name: str, token: str, digest: str, refs: int, size: int, lease: str
+    ) -> bool:
+        """Undo ``begin_delete`` before the inner object was touched: it stays, held by rows.
+
+        A ``delete`` decision's record (``deleting``, ``token``'s) is live again with
+        ``refs`` references and content reuse finds it again; an ``unknown`` decision's
+        tombstone is dropped and, when ``digest`` is given, a live record made with ``refs``
+        references and ``size``. ``lease`` is the claim the decision named; it is released.
+        Return False, changing nothing, if ``token`` no longer holds the name.
+        """
+
+    @abc.abstractmethod
     def is_initialised(self) -> bool:
         """Return True if this namespace's index carries its initialisation mark."""
 

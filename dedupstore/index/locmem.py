@@ -522,6 +522,30 @@ class LocMemIndex(Index):
             if self._store.content.get(map_key) == name:
                 del self._store.content[map_key]
 
+    def cancel_delete(
+        self, *, name: str, token: str, digest: str, refs: int, size: int, lease: str
+    ) -> bool:
+        with self._store.lock:
+            key = self._prefix + name
+            record = self._store.records.get(key)
+            if record is not None:
+                if record.state != "deleting" or record.token != token:
+                    return False
+                record.state, record.refs, record.token, record.lease = "live", refs, "", ""
+                self._store.content.setdefault(self._prefix + record.digest, name)
+            else:
+                tombstone = self._tombstone(name)
+                if tombstone is None or tombstone.state != "deleting" or tombstone.token != token:
+                    return False
+                del self._store.tombstones[key]
+                if digest:
+                    self._store.records[key] = _Record(digest, refs, "live", size)
+                    self._store.content.setdefault(self._prefix + digest, name)
+            holder = self._claim_holder(lease)
+            if holder is not None and holder.token == token:
+                del self._store.claims[self._prefix + lease]
+            return True
+
     def is_initialised(self) -> bool:
         with self._store.lock:
             return self._prefix in self._store.initialised

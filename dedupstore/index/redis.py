@@ -503,6 +503,35 @@ return 1
 )
 
 
+# KEYS: record, claim (the decision's lease), tombstone, content map of the digest.
+# ARGV: token, refs, name, digest ('' for none), size.
+# Replies 1 when the delete was cancelled, 0 when the token no longer holds the name.
+_CANCEL_DELETE = """
+local f = redis.call('HMGET', KEYS[1], 'state', 'token')
+if f[1] == 'deleting' and f[2] == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'state', 'live', 'refs', ARGV[2])
+  redis.call('HDEL', KEYS[1], 'token', 'lease')
+  redis.call('SET', KEYS[4], ARGV[3], 'NX')
+elseif not f[1] then
+  local t = redis.call('HMGET', KEYS[3], 'state', 'token')
+  if t[1] ~= 'deleting' or t[2] ~= ARGV[1] then
+    return 0
+  end
+  redis.call('DEL', KEYS[3])
+  if ARGV[4] ~= '' then
+    redis.call('HSET', KEYS[1], 'digest', ARGV[4], 'refs', ARGV[2], 'state', 'live',
+               'size', ARGV[5], 'nlen', string.len(ARGV[3]))
+    redis.call('SET', KEYS[4], ARGV[3], 'NX')
+  end
+else
+  return 0
+end
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+"""
+
 #: What a save whose hit (or claim) was sent, with its reply lost, may have done.
 _SAVE_MAYBE_COUNTED = (
     "The save was sent, but its reply was lost: it may have counted one reference to an "
@@ -672,6 +701,7 @@ class RedisIndex(Index):
         self._begin_delete = register(_BEGIN_DELETE)
         self._commit_delete = register(_COMMIT_DELETE)
         self._forget_content = register(_FORGET_CONTENT)
+        self._cancel_delete = register(_CANCEL_DELETE)
 
     @property
     def client(self) -> redis.Redis:
@@ -995,6 +1025,23 @@ class RedisIndex(Index):
             ],
             [token, _milliseconds(TOMBSTONE_TTL)],
             lambda lost: IndexUnavailable(self.display_url, lost),
+        )
+
+    def cancel_delete(
+        self, *, name: str, token: str, digest: str, refs: int, size: int, lease: str
+    ) -> bool:
+        map_digest = digest or lease
+        return bool(
+            self._run(
+                self._cancel_delete,
+                [
+                    self._record_prefix + name,
+                    self._claim_prefix + lease,
+                    self._tombstone_prefix + name,
+                    self._map_prefix + map_digest,
+                ],
+                [token, refs, name, digest, size],
+            )
         )
 
     def lookup(self, name: str) -> ObjectRecord | None:

@@ -127,7 +127,7 @@ class S3Server:
     def client(self) -> Any:
         """Return a boto3 S3 client for this server (loopback endpoint, dummy keys)."""
         os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-        import boto3
+        import boto3  # type: ignore[import-untyped]
 
         return boto3.client(
             "s3",

@@ -155,6 +155,22 @@ def test_the_namespace_follows_the_node_not_its_credentials_or_links(tmp_path: A
     assert namespace(embedded_repo=str(repo), namespace="mine") == "mine"
 
 
+def test_it_shares_reference_counts_with_a_dedup_storage_over_the_same_node(
+    tmp_path: Any,
+) -> None:
+    repo = str(tmp_path / "repo")
+    old = InterPlanetaryFileSystemStorage(embedded_repo=repo, index="locmem://shared-node")
+    core = DedupStorage(
+        inner={
+            "BACKEND": "dedupstore.backends.ipfs.IPFSStorage",
+            "OPTIONS": {"embedded_repo": repo},
+        },
+        index="locmem://shared-node",
+    )
+    # One node, one set of counts: a delete through either never unpins the other's rows.
+    assert old.namespace == core.namespace
+
+
 def test_without_redis_saves_and_deletes_fail_fast_and_clearly_and_reads_still_work(
     settings: Any, shared_node: EmbeddedNode
 ) -> None:
@@ -194,6 +210,8 @@ def test_without_redis_saves_and_deletes_fail_fast_and_clearly_and_reads_still_w
     assert isinstance(storage, DedupStorage)
 
 
+# Every database: the delete guard asks whether rows (tests.testapp's) still hold a name.
+@pytest.mark.django_db(databases="__all__")
 def test_as_the_default_storage_it_counts_references_and_passes_the_system_checks(
     settings: Any, old_readme_node: EmbeddedNode
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.files.storage import Storage, storages
 from django.db import models
+from django_cleanup import cleanup
 
 from dedupstore import DedupStorage
 
@@ -38,6 +39,7 @@ def live_storage() -> Storage:
     return storages["live"]
 
 
+@cleanup.select
 class Album(models.Model):
     """Two fields on one storage: one file may be held by several fields and rows."""
 
@@ -45,6 +47,7 @@ class Album(models.Model):
     back = models.FileField(upload_to="albums/", storage=live_storage, blank=True)
 
 
+@cleanup.select
 class Track(models.Model):
     """Another model on the same storage."""
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
-from blake3 import blake3
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.deconstruct import deconstructible
 
 from dedupstore.exceptions import IndexUnavailable
 from dedupstore.storage import DedupStorage
-
-from .storage import IPFSStorage
 
 __all__ = ["IPFS_OPTIONS", "InterPlanetaryFileSystemStorage"]
 
@@ -97,20 +94,6 @@ class InterPlanetaryFileSystemStorage(DedupStorage):
         # The Authorization value must never reach a migration: the setting supplies it.
         args, kwargs = self._constructor_args
         self._constructor_args = (args, {k: v for k, v in kwargs.items() if k != "api_auth"})
-
-    @property
-    def namespace(self) -> str:
-        """Name the index keys by where the bytes live: the node, never its credentials.
-
-        The default namespace derives from ``IPFSStorage.dedupstore_location()`` (the
-        embedded repo's real path, or the normalised RPC API URL), worked out on first use
-        when the settings are final: old-settings users pass no options, so the options
-        alone cannot tell two nodes apart.
-        """
-        if self._namespace is None and self._default_inner:
-            location = cast(IPFSStorage, self.inner).dedupstore_location()
-            self._namespace = "dedupstore:ipfs:" + blake3(location.encode()).hexdigest()[:16]
-        return cast(str, DedupStorage.namespace.fget(self))  # type: ignore[attr-defined]
 
     @contextlib.contextmanager
     def _explained(self) -> Iterator[None]:
