@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import django
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
@@ -103,7 +104,9 @@ def check_old_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
     """
     messages: list[checks.CheckMessage] = []
     storages = getattr(settings, "STORAGES", {})
-    for setting, alias in _REMOVED_STORAGE_SETTINGS:
+    # Before Django 5.1 these settings still work (Django itself warns that they go).
+    removed = _REMOVED_STORAGE_SETTINGS if django.VERSION >= (5, 1) else ()
+    for setting, alias in removed:
         if not hasattr(settings, setting):
             continue
         value = getattr(settings, setting)
@@ -225,51 +228,31 @@ def check_namespaces(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 
 
 def _overwrite_hazards(inner: Any, where: str) -> list[checks.CheckMessage]:
-    """W002: say when two saves can write one name, and what the inner's switch changes.
+    """W002: say what an inner storage's overwrite switch still changes under the wrapper.
 
-    DedupStorage picks free names itself, so an inner storage's ``allow_overwrite`` or
-    ``file_overwrite`` no longer makes a save replace a taken name. What remains is the
-    race: two saves of different content that pick the same free name at the same moment
-    both write it, and unless the inner storage refuses to create a name that exists
-    (``FileSystemStorage`` without ``allow_overwrite`` does), the second write replaces
-    the first one's bytes under a name recorded for the first.
+    DedupStorage picks free names itself and reserves each in the index before writing
+    it (a save that bypasses a down index takes a random name on a store whose write
+    replaces), so ``allow_overwrite`` or django-storages' ``file_overwrite`` decides
+    nothing for its saves, and two of them never write one name. Only
+    ``FileSystemStorage(allow_overwrite=True)`` still changes something: a write that
+    does not go through DedupStorage may replace an object that records use, where
+    ``FileSystemStorage`` would refuse to write a name that exists.
     """
-    if getattr(inner, "content_addressed", False) or getattr(
-        inner, "dedupstore_direct_save", False
-    ):
-        return []  # names derive from content, or the storage creates exclusively
-    flag = naming.overwrite_flag(inner)
-    backend = type(inner).__name__
-    race = (
-        "two saves of different content that pick the same free name at the same moment "
-        "both write it, and the second replaces the first one's bytes under a name the "
-        "index records for the first"
-    )
-    if hasattr(inner, "OS_OPEN_FLAGS"):
-        if naming.creates_exclusively(inner):
-            return []
-        return [
-            checks.Warning(
-                f"the inner {backend} has allow_overwrite=True (or OS_OPEN_FLAGS without "
-                "O_EXCL): DedupStorage still never picks a taken name, but the inner "
-                f"storage no longer refuses to write one that exists, so {race}",
-                hint="turn allow_overwrite off on the inner storage: under DedupStorage it "
-                "changes nothing else; use DedupStorage's overwrite option to replace "
-                "unshared objects",
-                obj=where,
-                id="dedupstore.W002",
-            )
-        ]
-    if flag is None or flag[0] not in ("file_overwrite", "overwrite_files"):
-        return []  # a storage whose write semantics are unknown: nothing to say
+    if getattr(inner, "content_addressed", False) or not hasattr(inner, "OS_OPEN_FLAGS"):
+        # Names derive from content; or an object store (S3, Google Cloud, Azure...),
+        # whose file_overwrite changes nothing under DedupStorage: nothing to flag.
+        return []
+    if naming.creates_exclusively(inner):
+        return []
     return [
         checks.Warning(
-            f"the inner {backend} has {flag[0]}={flag[1]}, which changes nothing under "
-            "DedupStorage (it picks free names itself, and overwrite decides replacing); "
-            f"but an object store replaces an object on every write, so {race}",
-            hint="give uploads names no other upload takes at the same moment (an "
-            "upload_to that adds a unique part), or silence dedupstore.W002 if one "
-            "process writes a given name at a time",
+            f"the inner {type(inner).__name__} has allow_overwrite=True (or OS_OPEN_FLAGS "
+            "without O_EXCL), which changes nothing for DedupStorage's saves (they pick "
+            "and reserve free names themselves) but lets code that writes to the inner "
+            "storage directly replace an object that records still use, where "
+            "FileSystemStorage would refuse to write a name that exists",
+            hint="turn allow_overwrite off on the inner storage; use DedupStorage's "
+            "overwrite option to replace unshared objects",
             obj=where,
             id="dedupstore.W002",
         )

@@ -1551,7 +1551,8 @@ class AppWriteStorage(DedupStorage):
             f"content {hashed.digest[:16]}... (matching {stored!r})",
         )
         if decision.action == "hit":
-            return decision.name  # another save recorded it meanwhile
+            # Another save recorded it meanwhile: an ordinary hit, confirmed like any other.
+            return self._confirmed_hit(decision.name, name, hashed, max_length)
         keeper = self._claim_keeper
         keeper.keep(hashed.digest, token)
         try:

@@ -1,7 +1,8 @@
 """An in-process dedup index (``locmem://``), like Django's LocMemCache: one process only.
 
-It mirrors the Redis scripts of ``dedupstore.index.redis`` operation for operation; the
-stateful property test runs both against one model to keep them in step.
+It mirrors the Lua scripts of ``dedupstore/index/lua/`` operation for operation, receipts
+included; ``tests/index/`` runs one contract against both and feeds both the same random
+calls, comparing every decision. The state machine: ``docs/internals.md``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 from dedupstore.exceptions import ClaimLost
 from dedupstore.index.base import (
@@ -26,7 +28,9 @@ from dedupstore.index.base import (
     untracked_delete_name,
 )
 
-__all__ = ["LocMemIndex", "get_locmem_index"]
+__all__ = ["RECEIPT_TTL", "LocMemIndex", "get_locmem_index"]
+
+_Decision = TypeVar("_Decision", CommitDecision, DeleteDecision)
 
 
 @dataclass(slots=True)
@@ -67,6 +71,18 @@ class _Claim:
     expires: float
 
 
+@dataclass(slots=True)
+class _Receipt:
+    """What a ``commit_save`` or ``begin_delete`` decided, for a second run of the call."""
+
+    decision: CommitDecision | DeleteDecision
+    expires: float
+
+
+#: How long (seconds) a receipt stays: the Redis index's with its default ``wait_timeout``.
+RECEIPT_TTL = 120.0
+
+
 class _Store:
     """The shared state of one ``locmem://<name>`` index."""
 
@@ -83,6 +99,8 @@ class _Store:
         self.untracked_deletes: dict[str, int] = {}
         #: Namespace prefixes whose index carries its initialisation mark.
         self.initialised: set[str] = set()
+        #: The answer of a call that changed something, per token, until it expires.
+        self.receipts: dict[str, _Receipt] = {}
 
 
 _stores: dict[str, _Store] = {}
@@ -236,6 +254,10 @@ class LocMemIndex(Index):
         elapsed: float = 0.0,
     ) -> CommitDecision:
         with self._store.lock:
+            receipt = self._receipt(token)
+            if isinstance(receipt, CommitDecision):
+                # The same commit again: answer as the first run did, count nothing twice.
+                return receipt
             key = self._prefix + name
             previous = self._store.records.get(key)
             reservation = self._reservation(name)
@@ -332,7 +354,26 @@ class LocMemIndex(Index):
             self._drop_claim(digest, token)
             if reservation is not None:
                 del self._store.reservations[key]
-            return CommitDecision("committed")
+            return self._decided(token, CommitDecision("committed"))
+
+    def _receipt(self, token: str) -> CommitDecision | DeleteDecision | None:
+        receipt = self._store.receipts.get(self._prefix + token)
+        if receipt is not None and receipt.expires <= time.monotonic():
+            del self._store.receipts[self._prefix + token]
+            return None
+        return receipt.decision if receipt is not None else None
+
+    def _decided(self, token: str, decision: _Decision) -> _Decision:
+        """Keep ``decision`` as the receipt of ``token``'s call and return it."""
+        self._store.receipts[self._prefix + token] = _Receipt(
+            decision, time.monotonic() + RECEIPT_TTL
+        )
+        # Drop expired receipts now and then, as Redis expires its keys.
+        if len(self._store.receipts) % 256 == 0:
+            now = time.monotonic()
+            for key in [k for k, r in self._store.receipts.items() if r.expires <= now]:
+                del self._store.receipts[key]
+        return decision
 
     def _drop_claim(self, digest: str, token: str) -> None:
         holder = self._claim_holder(digest)
@@ -422,72 +463,107 @@ class LocMemIndex(Index):
 
     def begin_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
         with self._store.lock:
-            record = self._store.records.get(self._prefix + name)
-            if record is None:
-                # Untracked: stored before the wrapper, deleted already, or the index was
-                # lost. A save of this very name may have written its object and not
-                # committed yet: hold a tombstone on the name while the inner object is
-                # deleted, so that save learns of it (see commit_save). Its lease is a claim
-                # of its own; a dead deleter's is taken over.
-                tombstone = self._tombstone(name)
-                if tombstone is not None and tombstone.state == "deleting":
-                    holder = self._claim_holder(tombstone.lease)
-                    if tombstone.token != token and holder and holder.token == tombstone.token:
-                        return DeleteDecision(
-                            "wait", retry_after=max(holder.expires - time.monotonic(), 0.001)
-                        )
-                    if tombstone.token != token:
-                        # A dead (or stalled) deleter's: it may still delete the name.
-                        self._quarantine(name)
-                # Renewed with its lease (see refresh_claim), the tombstone outlasts a dead
-                # deleter's last possible inner delete by TOMBSTONE_TTL.
-                lease = f"{UNTRACKED_DELETE_LEASE}{token}:{name}"
-                self._set_claim(lease, token, claim_ttl)
-                self._store.tombstones[self._prefix + name] = _Tombstone(
-                    "deleting",
-                    token=token,
-                    lease=lease,
-                    expires=time.monotonic() + claim_ttl + TOMBSTONE_TTL,
-                )
-                return DeleteDecision("unknown", digest=lease)
-            if record.state == "replacing" and record.token != token:
-                replacer = self._lease_held(record)
-                if replacer is not None:
+            receipt = self._receipt(token)
+            if isinstance(receipt, DeleteDecision):
+                return self._delete_again(receipt, name=name, token=token, claim_ttl=claim_ttl)
+            decision = self._decide_delete(name=name, token=token, claim_ttl=claim_ttl)
+            return decision if decision.action == "wait" else self._decided(token, decision)
+
+    def _delete_again(
+        self, receipt: DeleteDecision, *, name: str, token: str, claim_ttl: float
+    ) -> DeleteDecision:
+        """Answer a second run of a ``begin_delete`` as the first run did, or ``done``."""
+        if receipt.action not in ("delete", "unknown"):
+            return receipt
+        # The lease the first run took was renewed by nobody since: if it lapsed, a save
+        # or delete may have taken the name over, and the inner object now is theirs. Go
+        # on only while the record (or tombstone) is still ours and nobody else claims
+        # the lease; then renew it for the inner delete.
+        held = (
+            self._store.records.get(self._prefix + name)
+            if receipt.action == "delete"
+            else self._tombstone(name)
+        )
+        claim = self._claim_holder(receipt.digest)
+        if (
+            held is None
+            or held.state != "deleting"
+            or held.token != token
+            or (claim is not None and claim.token != token)
+        ):
+            return DeleteDecision("done", digest=receipt.digest)
+        self._set_claim(receipt.digest, token, claim_ttl)
+        if isinstance(held, _Tombstone):
+            held.expires = time.monotonic() + claim_ttl + TOMBSTONE_TTL
+        return receipt
+
+    def _decide_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
+        record = self._store.records.get(self._prefix + name)
+        if record is None:
+            # Untracked: stored before the wrapper, deleted already, or the index was
+            # lost. A save of this very name may have written its object and not
+            # committed yet: hold a tombstone on the name while the inner object is
+            # deleted, so that save learns of it (see commit_save). Its lease is a claim
+            # of its own; a dead deleter's is taken over.
+            tombstone = self._tombstone(name)
+            if tombstone is not None and tombstone.state == "deleting":
+                holder = self._claim_holder(tombstone.lease)
+                if tombstone.token != token and holder and holder.token == tombstone.token:
                     return DeleteDecision(
-                        "wait",
-                        digest=record.digest,
-                        retry_after=max(replacer.expires - time.monotonic(), 0.001),
+                        "wait", retry_after=max(holder.expires - time.monotonic(), 0.001)
                     )
-                # The replacer died (or stalled: it may still write the name): the name
-                # still has its one reference, which goes now.
-                self._quarantine(name)
-            if (
-                record.state == "deleting"
-                and record.token
-                and record.token != token
-                and self._lease_held(record) is None
-            ):
-                # An interrupted deletion whose deleter was not seen to finish: it may still
-                # delete whatever the name holds once it is saved again.
-                self._quarantine(name)
-            if record.state == "live" and record.refs > 1:
-                record.refs -= 1
-                return DeleteDecision("kept", digest=record.digest, refs=record.refs)
-            holder = self._claim_holder(record.digest)
-            if holder is not None and holder.token != token:
+                if tombstone.token != token:
+                    # A dead (or stalled) deleter's: it may still delete the name.
+                    self._quarantine(name)
+            # Renewed with its lease (see refresh_claim), the tombstone outlasts a dead
+            # deleter's last possible inner delete by TOMBSTONE_TTL.
+            lease = f"{UNTRACKED_DELETE_LEASE}{token}:{name}"
+            self._set_claim(lease, token, claim_ttl)
+            self._store.tombstones[self._prefix + name] = _Tombstone(
+                "deleting",
+                token=token,
+                lease=lease,
+                expires=time.monotonic() + claim_ttl + TOMBSTONE_TTL,
+            )
+            return DeleteDecision("unknown", digest=lease)
+        if record.state == "replacing" and record.token != token:
+            replacer = self._lease_held(record)
+            if replacer is not None:
                 return DeleteDecision(
                     "wait",
                     digest=record.digest,
-                    retry_after=max(holder.expires - time.monotonic(), 0.001),
+                    retry_after=max(replacer.expires - time.monotonic(), 0.001),
                 )
-            self._set_claim(record.digest, token, claim_ttl)
-            # That claim is also this deletion's lease.
-            record.state, record.refs, record.token = "deleting", 0, token
-            record.lease = record.digest
-            map_key = self._prefix + record.digest
-            if self._store.content.get(map_key) == name:
-                del self._store.content[map_key]
-            return DeleteDecision("delete", digest=record.digest)
+            # The replacer died (or stalled: it may still write the name): the name
+            # still has its one reference, which goes now.
+            self._quarantine(name)
+        if (
+            record.state == "deleting"
+            and record.token
+            and record.token != token
+            and self._lease_held(record) is None
+        ):
+            # An interrupted deletion whose deleter was not seen to finish: it may still
+            # delete whatever the name holds once it is saved again.
+            self._quarantine(name)
+        if record.state == "live" and record.refs > 1:
+            record.refs -= 1
+            return DeleteDecision("kept", digest=record.digest, refs=record.refs)
+        holder = self._claim_holder(record.digest)
+        if holder is not None and holder.token != token:
+            return DeleteDecision(
+                "wait",
+                digest=record.digest,
+                retry_after=max(holder.expires - time.monotonic(), 0.001),
+            )
+        self._set_claim(record.digest, token, claim_ttl)
+        # That claim is also this deletion's lease.
+        record.state, record.refs, record.token = "deleting", 0, token
+        record.lease = record.digest
+        map_key = self._prefix + record.digest
+        if self._store.content.get(map_key) == name:
+            del self._store.content[map_key]
+        return DeleteDecision("delete", digest=record.digest)
 
     def commit_delete(self, *, name: str, digest: str, token: str) -> None:
         with self._store.lock:
