@@ -20,13 +20,13 @@ import io
 import mmap
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from blake3 import blake3
 from django.core.files.base import ContentFile, File
-from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.core.files.uploadedfile import InMemoryUploadedFile, TemporaryUploadedFile
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -195,6 +195,13 @@ class ContentHasher:
         ):
             return self._rewound(content, precomputed.digest, precomputed.size)
 
+        chunks = getattr(content, "chunks", None)
+        if getattr(chunks, "__func__", chunks) not in _STANDARD_CHUNKS and callable(chunks):
+            # A chunks() of its own (a File subclass, or one set on the object) may
+            # transform or check the data: what it yields is what Django's storages write,
+            # so that is what is hashed and written. Called as they call it, with no size.
+            return self._hash_while_spooling(content, chunks())
+
         path = _temporary_file_path(content)
         if path is not None:
             # Writes still in the upload's buffer must reach the file we read by path.
@@ -220,7 +227,7 @@ class ContentHasher:
             return HashedContent(self.hash_bytes(data), len(data), as_bytes)
 
         if not _is_seekable(raw):
-            return self._hash_while_spooling(content, raw)
+            return self._hash_while_spooling(content, _read_chunks(raw, self.chunk_size))
 
         fileno = _regular_fileno(raw)
         if fileno is not None:
@@ -248,7 +255,7 @@ class ContentHasher:
             size += len(chunk)
         return hasher.hexdigest(), size
 
-    def _hash_while_spooling(self, content: File, raw: IO[Any]) -> HashedContent:
+    def _hash_while_spooling(self, content: File, chunks: Iterable[bytes]) -> HashedContent:
         name = os.path.basename(getattr(content, "name", None) or "upload")
         hasher = self.new()
         memory = io.BytesIO()
@@ -256,7 +263,12 @@ class ContentHasher:
         upload: TemporaryUploadedFile | None = None
         size = 0
         try:
-            for chunk in _read_chunks(raw, self.chunk_size):
+            for chunk in chunks:
+                if not isinstance(chunk, bytes | bytearray | memoryview):
+                    raise TypeError(
+                        f"{type(content).__name__}.chunks() yielded {type(chunk).__name__}; "
+                        "save() takes content whose chunks are bytes"
+                    )
                 if upload is None and size + len(chunk) > self.spool_max_size:
                     # Roll over to a TemporaryUploadedFile: an inner FileSystemStorage
                     # then moves it into place instead of copying it a second time.
@@ -286,6 +298,11 @@ class ContentHasher:
         if _is_seekable(content):
             content.seek(0)
         return HashedContent(digest, size, content)
+
+
+#: ``chunks()`` methods that read the file as it is: content with another one is read
+#: through its own.
+_STANDARD_CHUNKS = frozenset({File.chunks, InMemoryUploadedFile.chunks})
 
 
 def _temporary_file_path(content: object) -> str | None:

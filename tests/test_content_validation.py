@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,3 +81,34 @@ def test_opening_for_reading_works_in_every_read_mode(make_fs_dedup: Make, mode:
     with storage.open(name, mode) as handle:
         data = handle.read()
     assert data in (b"readable", "readable")
+
+
+class UpperCaseFile(File):
+    """A File subclass whose chunks() transforms the data, as Django's storages honour."""
+
+    def chunks(self) -> Iterator[bytes]:  # type: ignore[override]  # as Django's SlowFile
+        for chunk in super().chunks():
+            yield chunk.upper()
+
+
+class FailingChunksFile(File):
+    def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        raise OSError("the source went away")
+        yield b""  # pragma: no cover - a generator
+
+
+def test_a_file_whose_chunks_transform_the_data_is_stored_as_its_chunks_say(
+    make_fs_dedup: Make,
+) -> None:
+    storage = make_fs_dedup()
+    name = storage.save("shout.txt", UpperCaseFile(io.BytesIO(b"quiet words"), name="s.txt"))
+    assert Path(storage.path(name)).read_bytes() == b"QUIET WORDS"
+    # What was hashed is what was written: the same bytes uploaded plainly are a hit.
+    assert storage.save("again.txt", ContentFile(b"QUIET WORDS")) == name
+
+
+def test_a_file_whose_chunks_fail_stores_nothing(make_fs_dedup: Make) -> None:
+    storage = make_fs_dedup()
+    with pytest.raises(OSError, match="went away"):
+        storage.save("gone.txt", FailingChunksFile(io.BytesIO(b"data"), name="g.txt"))
+    assert not storage.exists("gone.txt")
