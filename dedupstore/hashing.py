@@ -255,7 +255,7 @@ class ContentHasher:
             size += len(chunk)
         return hasher.hexdigest(), size
 
-    def _hash_while_spooling(self, content: File, chunks: Iterable[bytes]) -> HashedContent:
+    def _hash_while_spooling(self, content: File, chunks: Iterable[object]) -> HashedContent:
         name = os.path.basename(getattr(content, "name", None) or "upload")
         hasher = self.new()
         memory = io.BytesIO()
