@@ -238,7 +238,9 @@ def _overwrite_hazards(inner: Any, where: str) -> list[checks.CheckMessage]:
     does not go through DedupStorage may replace an object that records use, where
     ``FileSystemStorage`` would refuse to write a name that exists.
     """
-    if getattr(inner, "content_addressed", False) or not hasattr(inner, "OS_OPEN_FLAGS"):
+    from django.core.files.storage import FileSystemStorage
+
+    if getattr(inner, "content_addressed", False) or not isinstance(inner, FileSystemStorage):
         # Names derive from content; or an object store (S3, Google Cloud, Azure...),
         # whose file_overwrite changes nothing under DedupStorage: nothing to flag.
         return []

@@ -60,7 +60,12 @@ def creates_exclusively(inner: Storage) -> bool:
     (S3, Google Cloud, Azure) replace an object on every write, whatever their
     ``file_overwrite``.
     """
-    flags = getattr(inner, "OS_OPEN_FLAGS", None)
+    from django.core.files.storage import FileSystemStorage
+
+    if not isinstance(inner, FileSystemStorage):
+        return False
+    # OS_OPEN_FLAGS exists up to Django 5.2 (deprecated in 5.1, gone in 6.0).
+    flags = getattr(inner, "OS_OPEN_FLAGS", os.O_EXCL)
     if not isinstance(flags, int) or not flags & os.O_EXCL:
         return False
     return not getattr(inner, "_allow_overwrite", False)
