@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from dedupstore.testing.redis import find_free_port
+from dedupstore.testing.redis import find_free_port, stop_process
 
 __all__ = ["PostgresServer", "PostgresServerError", "find_postgres_bin"]
 
@@ -182,17 +182,7 @@ class PostgresServer:
 
     @staticmethod
     def _stop_process(process: subprocess.Popen[bytes]) -> str:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGINT)  # "fast" shutdown
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-        output = process.stdout.read() if process.stdout else b""
-        if process.stdout:
-            process.stdout.close()
-        return output.decode(errors="replace")
+        return stop_process(process, sig=signal.SIGINT, timeout=30)
 
     def _cleanup(self) -> None:
         if self._workdir is not None:

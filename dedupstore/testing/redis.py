@@ -20,11 +20,31 @@ import time
 from collections.abc import Sequence
 from types import FrameType, TracebackType
 
-__all__ = ["RedisServer", "RedisServerError", "find_free_port"]
+__all__ = ["RedisServer", "RedisServerError", "find_free_port", "stop_process"]
 
 
 class RedisServerError(RuntimeError):
     """The private ``redis-server`` could not be found or started."""
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 5.0
+) -> str:
+    """Stop a server we started, by its PID: ``sig``, then SIGKILL after ``timeout``.
+
+    Return what it wrote to its (piped) stdout, for error messages.
+    """
+    if process.poll() is None:
+        os.kill(process.pid, sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+    output = process.stdout.read() if process.stdout else b""
+    if process.stdout:
+        process.stdout.close()
+    return output.decode(errors="replace")
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:
@@ -176,17 +196,7 @@ class RedisServer:
 
     @staticmethod
     def _stop_process(process: subprocess.Popen[bytes]) -> str:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-        output = process.stdout.read() if process.stdout else b""
-        if process.stdout:
-            process.stdout.close()
-        return output.decode(errors="replace")
+        return stop_process(process, timeout=5.0)
 
     def stop(self) -> None:
         """Stop the server by its PID and remove its directory."""

@@ -16,7 +16,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from dedupstore.testing.redis import find_free_port
+from dedupstore.testing.redis import find_free_port, stop_process
 
 __all__ = ["S3_ENVIRONMENT", "S3Server", "S3ServerError"]
 
@@ -105,17 +105,7 @@ class S3Server:
 
     @staticmethod
     def _stop_process(process: subprocess.Popen[bytes]) -> str:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-        output = process.stdout.read() if process.stdout else b""
-        if process.stdout:
-            process.stdout.close()
-        return output.decode(errors="replace")
+        return stop_process(process, sig=signal.SIGTERM, timeout=10)
 
     def stop(self) -> None:
         """Stop the server by its PID."""
