@@ -66,6 +66,7 @@ def _load_script(*parts: str) -> str:
 
 
 # Each script's KEYS/ARGV layout and replies head its file.
+_HIT = _load_script("hit")
 _BEGIN_SAVE = _load_script("close_tombstone", "quarantine", "begin_save")
 _COMMIT_SAVE = _load_script("close_tombstone", "quarantine", "commit_save")
 _RELEASE_CLAIM = _load_script("release_claim")
@@ -229,6 +230,7 @@ class RedisIndex(Index):
         #: Whether the server was seen to run with maxmemory-policy noeviction.
         self._policy_checked = False
         register = self._client.register_script
+        self._hit = register(_HIT)
         self._begin_save = register(_BEGIN_SAVE)
         self._commit_save = register(_COMMIT_SAVE)
         self._release_claim = register(_RELEASE_CLAIM)
@@ -380,6 +382,16 @@ class RedisIndex(Index):
         claim_ttl: float,
         overwrite: bool = False,
     ) -> SaveDecision:
+        if reuse != "never":
+            # A hit needs one key and four arguments: ask with those first (a hit is the
+            # common case, and a miss pays for its write anyway).
+            if reuse == "content":
+                keys, last = [self._map_prefix + digest], self._record_prefix
+            else:
+                keys, last = [self._record_prefix + name], name
+            hit = self._run_reporting_sent(self._hit, keys, [reuse, digest, max_length or 0, last])
+            if hit is not None:
+                return SaveDecision("hit", name=hit[1].decode())
         action, value = self._run_reporting_sent(
             self._begin_save,
             [
