@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: a real redis-server and moto's S3 server on loopback."""
+"""Fixtures shared by the whole suite: real redis-servers and moto's S3 server on loopback."""
 
 from __future__ import annotations
 
@@ -91,3 +91,37 @@ def busy_redis(redis_url: str) -> Iterator[Callable[[int], None]]:
     for thread in threads:
         thread.join(10.0)
     admin.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """Start a redis-server of this test's own: the test breaks it on purpose."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def slow_redis() -> Iterator[tuple[RedisServer, Callable[[int], None]]]:
+    """Start a private Redis that answers BUSY once a script runs for 100 ms."""
+    import threading
+    import time
+
+    import redis
+
+    from tests.helpers import BUSY_SCRIPT, PATIENCE
+
+    with RedisServer() as server:
+        admin = redis.Redis.from_url(server.url)
+        admin.config_set("lua-time-limit", 100)
+        threads: list[threading.Thread] = []
+
+        def busy(milliseconds: int) -> None:
+            thread = threading.Thread(target=admin.eval, args=(BUSY_SCRIPT, 0, milliseconds))
+            thread.start()
+            threads.append(thread)
+            time.sleep(0.3)  # past the threshold: other clients now get BUSY
+
+        yield server, busy
+        for thread in threads:
+            thread.join(PATIENCE)
+        admin.close()

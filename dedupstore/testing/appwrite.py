@@ -1,8 +1,8 @@
 """A faithful Appwrite Storage server for tests, demos and benchmarks.
 
 No Appwrite server runs in a test suite, so this module implements the storage part of
-Appwrite's REST API as the ``appwrite`` Python SDK 27 uses it (see CONTRACT.md in the
-project's shared notes): buckets and files, API-key and project checks in Appwrite's
+Appwrite's REST API as the ``appwrite`` Python SDK 27 uses it (read in the SDK's source and
+seen on its wire): buckets and files, API-key and project checks in Appwrite's
 order, parallel and out-of-order chunked uploads with a per-file lock, the resume probe,
 ``Range`` downloads, ``queries[]`` lists with ``search`` and ``total``, and Appwrite's
 exact error bodies and response ``Content-Type`` headers. File bytes live in a private
