@@ -13,7 +13,8 @@ from django.utils.module_loading import import_string
 
 from dedupstore import naming
 from dedupstore.index import mask_url
-from dedupstore.storage import DedupStorage, _redact
+from dedupstore.options import redact
+from dedupstore.storage import DedupStorage
 
 
 def check_storages(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -90,7 +91,7 @@ def _storages_entry(alias: str, backend: str, options: Any = None) -> str:
     """Return the ``STORAGES`` line to write, with secret-looking option values masked."""
     entry: dict[str, Any] = {"BACKEND": backend}
     if options:
-        entry["OPTIONS"] = _redact(options) if isinstance(options, Mapping) else options
+        entry["OPTIONS"] = redact(options) if isinstance(options, Mapping) else options
     return f"STORAGES[{alias!r}] = {entry!r}"
 
 

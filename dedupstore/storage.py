@@ -6,10 +6,8 @@ import contextlib
 import dataclasses
 import inspect
 import logging
-import math
 import os
 import posixpath
-import re
 import secrets
 import threading
 import time
@@ -31,11 +29,19 @@ from django.utils.module_loading import import_string
 from dedupstore import naming
 from dedupstore.exceptions import ClaimTimeout, IndexLost, IndexUnavailable
 from dedupstore.files import prepare_save, refuse_write_mode
-from dedupstore.hashing import DEFAULT_CHUNK_SIZE, ContentHasher, HashedContent, resolve_hash_key
-from dedupstore.index import CommitDecision, Index, mask_url, open_index, validate_index_url
+from dedupstore.hashing import ContentHasher, HashedContent, resolve_hash_key
+from dedupstore.index import CommitDecision, Index, open_index
 from dedupstore.index.base import ClaimKeeper, DeleteDecision
 from dedupstore.namespace import default_namespace
-from dedupstore.scopes import content_key, inner_reuse_scope, own_reuse_scope, validate_reuse_scope
+from dedupstore.options import (
+    DEDUP_OPTIONS,
+    UNSET,
+    OptionTable,
+    is_secret_option,
+    redact,
+    redact_text,
+)
+from dedupstore.scopes import content_key, inner_reuse_scope, own_reuse_scope
 from dedupstore.written import WrittenContent, file_identity
 
 __all__ = ["DedupStorage"]
@@ -46,36 +52,13 @@ T = TypeVar("T")
 Reuse = Literal["content", "name", "never"]
 OnIndexError = Literal["raise", "bypass"]
 
-REUSE_CHOICES = ("content", "name", "never")
-#: The shortest claim lifetime accepted, in seconds.
-MIN_CLAIM_TTL = 0.01
-ON_INDEX_ERROR_CHOICES = ("raise", "bypass")
 #: How many alternative names a save tries when the ones it finds free are reserved.
 MAX_RESERVE_ATTEMPTS = 100
-#: Option names whose values never belong in a migration file or a log line.
-_SECRET_OPTION_WORDS = (
-    "key",
-    "secret",
-    "password",
-    "passwd",
-    "pwd",
-    "token",
-    "auth",
-    "credential",
-    "dsn",
-    "connection_string",
-    "sas",
-)
-#: ``name=value`` pairs inside a value (connection strings) whose value is a credential.
-_SECRET_PAIR = re.compile(
-    r"(?i)\b(account_?key|shared_?access_?key|shared_?access_?signature|sig|password|"
-    r"passwd|pwd|secret|token|api_?key|access_?key)(\s*=\s*)([^;&\s]+)"
-)
-#: A URL with user info: its password (or token) is masked.
-_URL_WITH_USERINFO = re.compile(
-    r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@|^[A-Za-z][A-Za-z0-9+.-]*://.*:.*@"
-)
-_UNSET: Any = object()
+_UNSET: Any = UNSET
+# The redaction helpers live in dedupstore.options; these names stay for old imports.
+_redact = redact
+_redact_text = redact_text
+_is_secret_option = is_secret_option
 #: What a save that fails after its inner write leaves behind.
 _ORPHANED = (
     "The content was written to the inner storage but not recorded: no name was returned, "
@@ -95,47 +78,6 @@ _REPLACED_GONE = (
 #: Settings that can move where an inner storage keeps its bytes.
 _LOCATION_SETTINGS = frozenset({"MEDIA_ROOT", "STORAGES"})
 _LOCATION_PREFIXES = ("AWS_", "GS_", "AZURE_", "APPWRITE_", "IPFS_")
-
-
-def _is_secret_option(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_OPTION_WORDS)
-
-
-def _redact(options: Mapping[str, Any], *, secret: bool = False) -> dict[str, Any]:
-    """Return ``options`` with secret-looking values replaced, recursively.
-
-    A string is secret under a secret-looking key (see ``_is_secret_option``), however deep
-    in dicts, lists and tuples it sits below that key.
-    """
-    return {
-        key: _redact_value(value, secret=secret or _is_secret_option(str(key)))
-        for key, value in options.items()
-    }
-
-
-def _redact_value(value: Any, *, secret: bool) -> Any:
-    if isinstance(value, Mapping):
-        return _redact(value, secret=secret)
-    if isinstance(value, list | tuple):
-        items = [_redact_value(item, secret=secret) for item in value]
-        if hasattr(value, "_make"):  # a namedtuple takes its fields one by one
-            return value._make(items)
-        return type(value)(items)
-    if secret and isinstance(value, str | bytes):
-        return "***"
-    if isinstance(value, str):
-        return _redact_text(value)
-    return value
-
-
-def _redact_text(value: str) -> str:
-    """Mask credentials inside a value: a URL's password, ``AccountKey=...`` pairs."""
-    if "://" in value and "@" in value and _URL_WITH_USERINFO.search(value):
-        value = mask_url(value)
-    if "=" in value:
-        value = _SECRET_PAIR.sub(lambda match: f"{match[1]}{match[2]}***", value)
-    return value
 
 
 def _rewritable(content: File) -> File:
@@ -264,75 +206,22 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
     ``file_permissions_mode``...) read, and once built set, through the wrapper.
     """
 
-    #: option name -> built-in default; the setting is ``DEDUPSTORE_<NAME>``.
-    default_options: Mapping[str, Any] = {
-        "inner": None,
-        "index": "redis://localhost:6379/0",
-        "namespace": None,
-        "reuse": "content",
-        "reuse_scope": "extension",
-        "overwrite": False,
-        "hash_key": None,
-        "chunk_size": DEFAULT_CHUNK_SIZE,
-        "on_index_error": "raise",
-        "claim_ttl": 30.0,
-        "wait_timeout": 60.0,
-        "index_timeout": 5.0,
-        "verify_hits": True,
-        "db_guard": True,
-    }
+    #: The options: name, setting (``DEDUPSTORE_<NAME>``), default, validator, secret?
+    options_table: OptionTable = DEDUP_OPTIONS
+    #: option name -> built-in default.
+    default_options: Mapping[str, Any] = {option.name: option.default for option in DEDUP_OPTIONS}
 
-    def __init__(
-        self,
-        *,
-        inner: str | Mapping[str, Any] = _UNSET,
-        index: str = _UNSET,
-        namespace: str | None = _UNSET,
-        reuse: Reuse = _UNSET,
-        reuse_scope: str = _UNSET,
-        overwrite: bool = _UNSET,
-        hash_key: str | bytes | bool | None = _UNSET,
-        chunk_size: int = _UNSET,
-        on_index_error: OnIndexError = _UNSET,
-        claim_ttl: float = _UNSET,
-        wait_timeout: float = _UNSET,
-        index_timeout: float = _UNSET,
-        verify_hits: bool = _UNSET,
-        db_guard: bool = _UNSET,
-        **unknown: Any,
-    ) -> None:
+    def __init__(self, **options: Any) -> None:
+        unknown = self.options_table.unknown(options)
         if unknown:
             raise ImproperlyConfigured(
-                f"{type(self).__name__} got unknown option(s) {', '.join(sorted(unknown))}; "
-                f"valid options are: {', '.join(self.default_options)}"
+                f"{type(self).__name__} got unknown option(s) {', '.join(unknown)}; "
+                f"valid options are: {', '.join(self.options_table.names)}"
             )
-        # Each option's type is the keyword's; the attributes below restate it.
-        given: dict[str, Any] = {
-            "inner": inner,
-            "index": index,
-            "namespace": namespace,
-            "reuse": reuse,
-            "reuse_scope": reuse_scope,
-            "overwrite": overwrite,
-            "hash_key": hash_key,
-            "chunk_size": chunk_size,
-            "on_index_error": on_index_error,
-            "claim_ttl": claim_ttl,
-            "wait_timeout": wait_timeout,
-            "index_timeout": index_timeout,
-            "verify_hits": verify_hits,
-            "db_guard": db_guard,
-        }
         #: The options passed explicitly: a pickle keeps these, the rest is read again.
-        self._given_options = {name: value for name, value in given.items() if value is not _UNSET}
-        defaults = self.get_default_settings()
-        options = {
-            name: defaults[name] if value is _UNSET else value for name, value in given.items()
-        }
-        self._validate_options(options)
-        self.inner_config: str | dict[str, Any] = (
-            options["inner"] if isinstance(options["inner"], str) else dict(options["inner"])
-        )
+        self._given_options = self.options_table.given(options)
+        options = self.options_table.resolve(self._given_options, type(self).__name__)
+        self.inner_config: str | dict[str, Any] = options["inner"]
         self.index_url: str = options["index"]
         #: The explicit namespace (a subclass may set one too), else None: derived.
         self._namespace: str | None = options["namespace"]
@@ -345,9 +234,9 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         self._hash_key_option: str | bytes | bool | None = options["hash_key"]
         self.chunk_size: int = options["chunk_size"]
         self.on_index_error: OnIndexError = options["on_index_error"]
-        self.claim_ttl = float(options["claim_ttl"])
-        self.wait_timeout = float(options["wait_timeout"])
-        self.index_timeout = float(options["index_timeout"])
+        self.claim_ttl: float = options["claim_ttl"]
+        self.wait_timeout: float = options["wait_timeout"]
+        self.index_timeout: float = options["index_timeout"]
         self.verify_hits: bool = options["verify_hits"]
         #: Ask the database before an inner object goes (see dedupstore.liveset).
         self.db_guard: bool = options["db_guard"]
@@ -366,104 +255,17 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
 
     def get_default_settings(self) -> dict[str, Any]:
         """Return each option's default: its ``DEDUPSTORE_*`` setting, else the built-in."""
-        return {
-            name: getattr(settings, f"DEDUPSTORE_{name.upper()}", default)
-            for name, default in self.default_options.items()
-        }
-
-    def _validate_options(self, options: dict[str, Any]) -> None:
-        cls = type(self).__name__
-        inner = options["inner"]
-        if inner is None:
-            raise ImproperlyConfigured(
-                f"{cls} needs 'inner': a STORAGES alias such as 'blobs', or a dict "
-                "{'BACKEND': 'dotted.path.Storage', 'OPTIONS': {...}} (or set DEDUPSTORE_INNER)"
-            )
-        if isinstance(inner, Storage):
-            raise ImproperlyConfigured(
-                f"{cls}: pass 'inner' as a STORAGES alias or a {{'BACKEND': ..., 'OPTIONS': ...}} "
-                f"dict, not a {type(inner).__name__} instance: storages must deconstruct to "
-                "plain data for migrations, and the inner storage is built on first use"
-            )
-        if isinstance(inner, Mapping):
-            backend = inner.get("BACKEND")
-            if not isinstance(backend, str) or not backend:
-                raise ImproperlyConfigured(f"{cls}: the 'inner' dict needs a 'BACKEND' dotted path")
-            extra = set(inner) - {"BACKEND", "OPTIONS"}
-            if extra:
-                raise ImproperlyConfigured(
-                    f"{cls}: the 'inner' dict takes only BACKEND and OPTIONS, not {sorted(extra)}"
-                )
-            if not isinstance(inner.get("OPTIONS", {}), Mapping):
-                raise ImproperlyConfigured(f"{cls}: the 'inner' OPTIONS must be a dict")
-        elif not isinstance(inner, str) or not inner:
-            raise ImproperlyConfigured(
-                f"{cls}: 'inner' must be a STORAGES alias or a dict, not {inner!r}"
-            )
-        validate_index_url(options["index"])
-        namespace = options["namespace"]
-        if namespace is not None and (not isinstance(namespace, str) or not namespace):
-            raise ImproperlyConfigured(f"{cls}: 'namespace' must be a non-empty string or None")
-        if options["reuse"] not in REUSE_CHOICES:
-            raise ImproperlyConfigured(
-                f"{cls}: 'reuse' must be one of {', '.join(REUSE_CHOICES)}, "
-                f"not {options['reuse']!r}"
-            )
-        validate_reuse_scope(options["reuse_scope"], cls)
-        if not isinstance(options["overwrite"], bool):
-            raise ImproperlyConfigured(f"{cls}: 'overwrite' must be True or False")
-        if not isinstance(options["db_guard"], bool):
-            raise ImproperlyConfigured(f"{cls}: 'db_guard' must be True or False")
-        if not isinstance(options["verify_hits"], bool):
-            raise ImproperlyConfigured(f"{cls}: 'verify_hits' must be True or False")
-        hash_key = options["hash_key"]
-        if hash_key is True or not isinstance(hash_key, str | bytes | bool | type(None)):
-            raise ImproperlyConfigured(
-                f"{cls}: 'hash_key' must be a secret string, False (plain BLAKE3) or None "
-                "(derive from SECRET_KEY)"
-            )
-        if isinstance(hash_key, str | bytes) and not hash_key:
-            raise ImproperlyConfigured(f"{cls}: 'hash_key' must not be empty")
-        chunk_size = options["chunk_size"]
-        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size <= 0:
-            raise ImproperlyConfigured(f"{cls}: 'chunk_size' must be a positive number of bytes")
-        if options["on_index_error"] not in ON_INDEX_ERROR_CHOICES:
-            raise ImproperlyConfigured(
-                f"{cls}: 'on_index_error' must be 'raise' or 'bypass', "
-                f"not {options['on_index_error']!r}"
-            )
-        for name in ("claim_ttl", "wait_timeout", "index_timeout"):
-            value = options[name]
-            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-                raise ImproperlyConfigured(f"{cls}: '{name}' must be a positive number of seconds")
-            if not math.isfinite(value):
-                raise ImproperlyConfigured(
-                    f"{cls}: '{name}' must be a finite number of seconds, not {value!r}"
-                )
-        if options["claim_ttl"] < MIN_CLAIM_TTL:
-            raise ImproperlyConfigured(
-                f"{cls}: 'claim_ttl' must be at least {MIN_CLAIM_TTL} seconds, not "
-                f"{options['claim_ttl']!r}: Redis keeps claim lifetimes in whole milliseconds, "
-                "and a live writer must renew its claim (every claim_ttl/3) before it lapses. "
-                "Use seconds, such as the default 30"
-            )
+        return self.options_table.defaults()
 
     def _redact_constructor_args(self) -> None:
         """Keep secrets out of ``deconstruct()``, and so out of migration files.
 
         ``@deconstructible`` records the constructor arguments before ``__init__`` runs and
         replaces any ``deconstruct`` defined in the class body, so the recorded arguments
-        themselves are redacted. The result is stable: redacting it again changes nothing.
+        themselves are redacted.
         """
         args, kwargs = getattr(self, "_constructor_args", ((), {}))
-        kwargs = dict(kwargs)
-        if isinstance(kwargs.get("hash_key"), str | bytes):
-            del kwargs["hash_key"]
-        if isinstance(kwargs.get("index"), str):
-            kwargs["index"] = mask_url(kwargs["index"])
-        if isinstance(kwargs.get("inner"), Mapping):
-            kwargs["inner"] = _redact(kwargs["inner"])
-        self._constructor_args = (args, kwargs)
+        self._constructor_args = (args, self.options_table.redact_constructor_args(kwargs))
 
     # -- lazily built collaborators ------------------------------------------------
 
