@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import inspect
 import logging
 import os
 import posixpath
-import secrets
 import threading
 import time
 import unicodedata
@@ -22,16 +19,16 @@ from django.core.files.base import File
 from django.core.files.storage import Storage
 from django.core.files.utils import validate_file_name
 from django.core.signals import setting_changed
-from django.db import DatabaseError
 from django.utils.deconstruct import deconstructible
 from django.utils.module_loading import import_string
 
 from dedupstore import naming
-from dedupstore.exceptions import ClaimTimeout, IndexLost, IndexUnavailable
+from dedupstore.deleting import DeleteAttempt
+from dedupstore.exceptions import ClaimTimeout, IndexUnavailable
 from dedupstore.files import prepare_save, refuse_write_mode
 from dedupstore.hashing import ContentHasher, HashedContent, resolve_hash_key
-from dedupstore.index import CommitDecision, Index, open_index
-from dedupstore.index.base import ClaimKeeper, DeleteDecision
+from dedupstore.index import Index, open_index
+from dedupstore.index.base import ClaimKeeper
 from dedupstore.namespace import default_namespace
 from dedupstore.options import (
     DEDUP_OPTIONS,
@@ -41,6 +38,7 @@ from dedupstore.options import (
     redact,
     redact_text,
 )
+from dedupstore.saving import SaveAttempt, confirmed_hit
 from dedupstore.scopes import content_key, inner_reuse_scope, own_reuse_scope
 from dedupstore.written import WrittenContent, file_identity
 
@@ -52,54 +50,14 @@ T = TypeVar("T")
 Reuse = Literal["content", "name", "never"]
 OnIndexError = Literal["raise", "bypass"]
 
-#: How many alternative names a save tries when the ones it finds free are reserved.
-MAX_RESERVE_ATTEMPTS = 100
 _UNSET: Any = UNSET
 # The redaction helpers live in dedupstore.options; these names stay for old imports.
 _redact = redact
 _redact_text = redact_text
 _is_secret_option = is_secret_option
-#: What a save that fails after its inner write leaves behind.
-_ORPHANED = (
-    "The content was written to the inner storage but not recorded: no name was returned, "
-    "and the written object is orphaned"
-)
-#: What a save whose commit was sent, with its reply lost, leaves behind.
-_MAYBE_RECORDED = (
-    "The content was written to the inner storage and its commit sent, but the reply was "
-    "lost and the index could not be asked again in time: no name was returned; the "
-    "commit may have been recorded (one reference counted that nobody holds, which only "
-    "delays a deletion) or not (the written object is orphaned)"
-)
-_REPLACED_GONE = (
-    "; the name it replaced (overwrite=True) holds this content now, and the index records "
-    "nothing under it"
-)
 #: Settings that can move where an inner storage keeps its bytes.
 _LOCATION_SETTINGS = frozenset({"MEDIA_ROOT", "STORAGES"})
 _LOCATION_PREFIXES = ("AWS_", "GS_", "AZURE_", "APPWRITE_", "IPFS_")
-
-
-def _rewritable(content: File) -> File:
-    """Return ``content`` in a form the inner storage can write again.
-
-    ``FileSystemStorage`` moves a ``TemporaryUploadedFile`` into place instead of copying
-    it, so its path is gone after the first write. Its open descriptor still reads the
-    same bytes, even when the moved object was deleted since (the descriptor keeps the
-    file alive): a plain ``File`` over it is copied rather than moved.
-    """
-    temporary_file_path = getattr(content, "temporary_file_path", None)
-    if temporary_file_path is None or os.path.exists(temporary_file_path()):
-        return content
-    descriptor = getattr(content, "file", None)
-    if descriptor is None or descriptor.closed:
-        raise FileNotFoundError(
-            f"Cannot write {content.name!r} again: the inner storage moved its temporary "
-            "file on the first write and the upload was closed since. Keep the upload open "
-            "until save() returns."
-        )
-    descriptor.seek(0)
-    return File(descriptor, name=content.name)
 
 
 #: Attributes a pickle leaves out: clients, and what the options resolve to.
@@ -178,20 +136,6 @@ class _DedupStorageType(type):
         storage = super().__call__(*args, **kwargs)
         object.__setattr__(storage, "_constructed", True)
         return storage
-
-
-def _failed_inner_delete_note(name: str, *, tracked: bool) -> str:
-    """Say what a failed inner delete left behind, and when calling delete() again is safe."""
-    held = (
-        f"the last reference to {name!r} was already dropped and the inner object is kept, "
-        "marked as being deleted"
-        if tracked
-        else f"{name!r} had no counted reference; the inner object is kept"
-    )
-    return (
-        f"dedupstore: {held}. Calling delete({name!r}) again retries the inner delete, but "
-        "not if the name may have been saved again since: it would drop that save's reference."
-    )
 
 
 @deconstructible(path="dedupstore.DedupStorage")
@@ -487,345 +431,13 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         self, name: str, hashed: HashedContent, max_length: int | None, reuse: Reuse | None = None
     ) -> str:
         """Save ``hashed``, whose ``digest`` is already the content key of ``name``."""
-        token = secrets.token_hex(16)
-        asked = time.monotonic()
-        # reuse="name" compares the name the inner storage would store `name` under
-        # (Appwrite: "uploads/logo.png" -> "<bucketId>/<fileId>"), which is what the index
-        # records.
-        reuse = reuse or self.reuse
-        stored_name = getattr(self.inner, "dedupstore_stored_name", None)
-        reuse_name = stored_name(name) if reuse == "name" and stored_name else name
-        try:
-            decision = self._until_decided(
-                lambda: self.index.begin_save(
-                    digest=hashed.digest,
-                    reuse=reuse,
-                    name=reuse_name,
-                    max_length=max_length,
-                    token=token,
-                    claim_ttl=self.claim_ttl,
-                    overwrite=self.overwrite,
-                ),
-                f"content {hashed.digest[:16]}... (saving {name!r})",
-            )
-        except IndexUnavailable:
-            if self.on_index_error == "bypass":
-                return self._save_bypassing_index(name, hashed, max_length)
-            raise
-        if decision.action == "hit":
-            return self._confirmed_hit(decision.name, name, hashed, max_length)
-
-        # We hold the claim on this digest: concurrent saves of the same content wait for
-        # commit_save() and then reuse our object. The keeper extends the claim while a
-        # slow inner write runs; if this process dies, the claim expires after claim_ttl.
-        keeper = self._claim_keeper
-        keeper.keep(hashed.digest, token)
-        since = decision.since
-        # Names reserved for our writes (see _reserve_free_name); the commit ends the
-        # reservation of the name it records, the others are released at the end.
-        reserved: list[str] = []
-        stored = ""
-        try:
-            write = True
-            while True:
-                if write:
-                    stored, replaced = self._write_inner(name, hashed, max_length, token, reserved)
-                sent: list[float] = []
-                try:
-                    # If this raises, the inner object is orphaned (never returned, never
-                    # counted); the claim expires and the next save of this content writes
-                    # again. A replace commits only while we still hold the record: if we
-                    # stalled past claim_ttl and another save took the name over, this
-                    # raises ClaimLost instead of overwriting that save's record.
-                    outcome = self._commit(hashed, token, stored, replaced, since, asked, sent)
-                except IndexUnavailable as exc:
-                    self._forget_replaced(replaced, token)
-                    raise exc.with_outcome(
-                        (_MAYBE_RECORDED if exc.sent else _ORPHANED)
-                        + (_REPLACED_GONE if replaced else "")
-                        + "."
-                    ) from exc
-                except BaseException:
-                    self._forget_replaced(replaced, token)
-                    raise
-                if outcome.action == "committed":
-                    break
-                # The count of finished deletes in outcome.since was read after the commit
-                # that answered was sent: the next commit's elapsed time counts from then.
-                since, asked = outcome.since, sent[-1]
-                if outcome.action == "verify":
-                    # The write took so long that the tombstone of a delete of `stored` may
-                    # have expired. Our object still exists now (for IPFS: the CID is
-                    # pinned), so no delete that finished before the commit that answered
-                    # removed it; one that finishes after it is numbered above `since`, and
-                    # the next commit sees its tombstone (or waits for it). One exists()
-                    # call, and only after a write longer than TOMBSTONE_TTL / 2.
-                    write = not self.inner.exists(stored)
-                    if not write:
-                        continue
-                # A delete of `stored` that the index did not track (stored before the
-                # wrapper, deleted twice, or the index was lost) ran while we wrote: it may
-                # have deleted (unpinned) our very object. Write it again: a
-                # content-addressed inner storage pins the same CID again, a named one
-                # picks a free name again (our first object, if it survived, is orphaned).
-                # "relocate": the name is out of use, so the reservation skips it.
-                write = True
-                hashed = dataclasses.replace(hashed, content=_rewritable(hashed.content))
-        except BaseException:
-            self._quietly(lambda: self.index.release_claim(digest=hashed.digest, token=token))
-            self._release_names(reserved, token)
-            raise
-        finally:
-            keeper.release(token)
-        self._release_names([n for n in reserved if n != stored], token)
-        return stored
+        return SaveAttempt(self, name, hashed, max_length, reuse).run()
 
     def _confirmed_hit(
         self, stored: str, name: str, hashed: HashedContent, max_length: int | None
     ) -> str:
-        """Return ``stored``, a hit, once the inner storage confirms its object exists.
-
-        With ``verify_hits`` one ``exists()`` (a stat, a pin check, a HEAD request) guards
-        against objects removed behind the index's back (an ``rmtree``, an operator, a
-        bucket lifecycle rule). A missing object is never handed out: content reuse
-        forgets it, the reference the hit counted is dropped again (a ``delete()``, which
-        deletes nothing its holders still count), and the upload is stored anew.
-        """
-        if not self.verify_hits or self.inner.exists(stored):
-            return stored
-        logger.warning(
-            "dedupstore: the object %r of content %s... is missing from the inner storage "
-            "(deleted outside the storage?); storing the upload of %r anew",
-            stored,
-            hashed.digest[:16],
-            name,
-        )
-        self.index.forget_content(digest=hashed.digest, name=stored)
-        self.delete(stored)
-        # Never a hit again on this attempt: the requested name's own record may be the
-        # stale one (reuse="name").
-        return self._save_hashed(name, hashed, max_length, reuse="never")
-
-    def _release_names(self, names: list[str], token: str) -> None:
-        """End our reservations of ``names``: our writes to them are over."""
-        for reserved_name in names:
-
-            def release(name: str = reserved_name) -> None:
-                self.index.release_name(name=name, token=token)
-
-            self._quietly(release)
-
-    def _forget_replaced(self, replaced: str | None, token: str) -> None:
-        """After a failed commit: the replaced object is deleted, so forget its name.
-
-        Rather than leave the name locked in "replacing".
-        """
-        if replaced:
-            self._quietly(
-                lambda: self.index.abort_replace(name=replaced, token=token, inner_deleted=True)
-            )
-
-    def _commit(
-        self,
-        hashed: HashedContent,
-        token: str,
-        stored: str,
-        replaced: str | None,
-        since: int,
-        asked: float,
-        sent: list[float],
-    ) -> CommitDecision:
-        """Record ``stored``, waiting while an untracked delete of the name is under way.
-
-        Appends to ``sent`` the time each ask was sent.
-        """
-
-        content_addressed = getattr(self.inner, "content_addressed", False)
-
-        def ask() -> CommitDecision:
-            sent.append(time.monotonic())
-            decision = self.index.commit_save(
-                digest=hashed.digest,
-                token=token,
-                name=stored,
-                size=hashed.size,
-                replacing=replaced == stored,
-                since=since,
-                elapsed=sent[-1] - asked,
-            )
-            if decision.action == "relocate" and content_addressed:
-                # The name is out of use for a while and a CID cannot move: wait for it.
-                return dataclasses.replace(decision, action="wait")
-            return decision
-
-        return self._until_decided(
-            ask,
-            f"{stored!r} (a delete or replace of it under way)",
-            outcome=_ORPHANED[0].lower() + _ORPHANED[1:],
-        )
-
-    def _write_inner(
-        self,
-        name: str,
-        hashed: HashedContent,
-        max_length: int | None,
-        token: str,
-        reserved: list[str],
-    ) -> tuple[str, str | None]:
-        """Write a miss; return the stored name and the name replaced (overwrite), if any.
-
-        A name written without replacing is reserved in the index first (appended to
-        ``reserved``), so no other save writes it at the same time.
-        """
-        inner = self.inner
-        if getattr(inner, "content_addressed", False):
-            # The inner storage names objects by their content (an IPFS CID): there is no
-            # name to choose, keep free or overwrite.
-            stored = inner.save(name, hashed.content, max_length=max_length)
-            return self._checked_write(hashed.content, stored, remove=None), None
-        replaced = False
-        fits = not max_length or len(name) <= max_length
-        if self.overwrite and fits and inner.exists(name):
-            decision = self._until_decided(
-                lambda: self.index.begin_replace(name=name, token=token, digest=hashed.digest),
-                repr(name),
-            )
-            # "shared": other references use this object, it must never change under them.
-            # "quarantined": a holder of the name stalled at work on it: write elsewhere.
-            # "absent": the index has no record of it, so it may be another save's object,
-            # written but not yet committed (or one stored before the wrapper): never
-            # replace what the index cannot vouch for. Our claim on hashed.digest, which the
-            # keeper renews, is the lease of the "replacing" state: if we die, the record
-            # keeps the name's one reference, and the name is out of use for others until
-            # our worst case has passed (see docs/internals.md).
-            replaced = decision == "replace"
-        if not replaced:
-            name = self._reserve_free_name(name, max_length, hashed.digest, token, reserved)
-            return self._inner_save(name, hashed.content, max_length), None
-        # Write the new content first and switch last: until the switch the old object
-        # stays readable, and a failed write leaves it, and its count, as they were.
-        old_deleted: list[bool] = []
-        try:
-            stored = self._inner_save(name, hashed.content, max_length)
-            if stored != name:
-                stored = self._switch_into(name, stored, hashed, max_length, old_deleted)
-        except BaseException:
-            self._quietly(
-                lambda: self.index.abort_replace(
-                    name=name, token=token, inner_deleted=bool(old_deleted)
-                )
-            )
-            raise
-        if stored != name:
-            # The content landed elsewhere after all: the replaced name is simply gone.
-            self._quietly(
-                lambda: self.index.abort_replace(name=name, token=token, inner_deleted=True)
-            )
-            return stored, None
-        return stored, name
-
-    def _switch_into(
-        self,
-        name: str,
-        written: str,
-        hashed: HashedContent,
-        max_length: int | None,
-        old_deleted: list[bool],
-    ) -> str:
-        """Put the object ``written`` in place of ``name``; return the name it ends under.
-
-        An inner storage that writes over an existing name (S3, GCS, Azure) made the switch
-        with its write and never gets here. One that keeps existing names wrote elsewhere:
-        a local one (``path()``) is switched with an atomic rename, so readers see the old
-        object or the new, never none. One that can do neither (Appwrite) has the old
-        object deleted and the content written again under ``name`` (``old_deleted`` says
-        when the old one went): readers find no object meanwhile, and a failure of that
-        second write loses the old content, as Django's own replace would.
-        """
-        inner = self.inner
-        try:
-            source, target = inner.path(written), inner.path(name)
-        except NotImplementedError:
-            source = target = ""
-        try:
-            if source:
-                os.replace(source, target)
-                return name
-            inner.delete(name)
-            old_deleted.append(True)
-            content = _rewritable(hashed.content)
-            with contextlib.suppress(AttributeError, OSError, ValueError):
-                content.seek(0)
-            stored = self._inner_save(name, content, max_length)
-        except BaseException:
-            self._quietly(lambda: inner.delete(written))  # would be an orphan
-            raise
-        self._quietly(lambda: inner.delete(written))  # the first copy, an orphan now
-        return stored
-
-    def _reserve_free_name(
-        self,
-        name: str,
-        max_length: int | None,
-        digest: str,
-        token: str,
-        reserved: list[str],
-    ) -> str:
-        """Return a free name for a miss, reserved in the index for our write.
-
-        ``exists()`` alone cannot keep two saves apart: both see the name free, and on an
-        inner storage whose write replaces what the name holds (S3, GCS, Azure,
-        ``InMemoryStorage``) the later write wins under the earlier one's record. A name
-        another save has reserved (or that has a record, or is out of use after a holder
-        stalled) is skipped for an alternative, as ``get_available_name`` skips existing
-        names. The reservation is leased by our claim on ``digest``.
-        """
-        candidate = self._free_name(name, max_length)
-        for _attempt in range(MAX_RESERVE_ATTEMPTS):
-            if self.index.reserve_name(name=candidate, token=token, digest=digest):
-                reserved.append(candidate)
-                return candidate
-            candidate = self._free_name(naming.alternative_name(self.inner, name), max_length)
-        raise SuspiciousFileOperation(
-            f"dedupstore: no free name for {name!r} after {MAX_RESERVE_ATTEMPTS} attempts"
-        )
-
-    def _save_bypassing_index(
-        self, name: str, hashed: HashedContent, max_length: int | None
-    ) -> str:
-        inner = self.inner
-        if getattr(inner, "content_addressed", False):
-            # A content-addressed name may already be shared by counted references, so
-            # it cannot be handed out untracked.
-            raise IndexUnavailable(
-                self.index.display_url,
-                RuntimeError(
-                    "on_index_error='bypass' is impossible with a content-addressed inner storage"
-                ),
-            )
-        logger.warning(
-            "dedupstore index %s unavailable: storing %r without deduplication",
-            self.index.display_url,
-            name,
-        )
-        if not naming.creates_exclusively(inner) and not getattr(
-            inner, "dedupstore_direct_save", False
-        ):
-            # Without the index no reservation keeps another save (one whose index is up)
-            # off a free name while it uploads, and this store's write would replace its
-            # object: take a random alternative name nobody else picks.
-            name = naming.alternative_name(inner, name)
-        name = self._free_name(name, max_length)
-        return self._inner_save(name, hashed.content, max_length)
-
-    def _free_name(self, name: str, max_length: int | None) -> str:
-        """Return a free name for a miss, in the inner storage's own scheme if it has one."""
-        inner = self.inner
-        if getattr(inner, "dedupstore_direct_save", False):
-            # Such a storage maps names to its own form (Appwrite: <bucket>/<fileId>); its
-            # get_available_name makes the one existence check and _save writes there.
-            return inner.get_available_name(name, max_length=max_length)
-        return self.get_available_name(name, max_length=max_length)
+        """Return ``stored``, a hit, once the inner storage confirms its object exists."""
+        return confirmed_hit(self, stored, name, hashed, max_length)
 
     # -- naming: the inner storage's hooks, never to overwrite -------------------------
 
@@ -869,34 +481,6 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
     def _is_free(self, name: str, max_length: int | None) -> bool:
         return not (max_length and len(name) > max_length) and not self.inner.exists(name)
 
-    def _inner_save(self, name: str, content: File, max_length: int | None) -> str:
-        """Write ``content`` to the inner storage under ``name``, which is valid and free.
-
-        An inner storage that keeps Django's own ``Storage.save`` would only validate the
-        name and look for a free one again (one more ``exists()``: a HEAD request on a
-        remote backend) before calling ``_save``, the hook storages implement. Storages
-        that override ``save`` itself get ``save``, unless they declare with
-        ``dedupstore_direct_save = True`` that their ``_save`` is enough for a free name.
-        """
-        inner = self.inner
-        if type(inner).save is Storage.save or getattr(inner, "dedupstore_direct_save", False):
-            # _save is the hook every concrete storage implements; Storage declares none.
-            stored = inner._save(name, content)  # type: ignore[attr-defined]
-        else:
-            stored = inner.save(name, content, max_length=max_length)
-        return self._checked_write(content, stored, remove=inner.delete)
-
-    @staticmethod
-    def _checked_write(content: File, stored: str, remove: Callable[[str], None] | None) -> str:
-        """Return ``stored`` if the inner storage wrote exactly what was hashed.
-
-        Otherwise remove the object (``remove``; None for a content-addressed object,
-        which another record may share) and raise ``ContentChangedError``.
-        """
-        if isinstance(content, WrittenContent):
-            content.check(stored, remove)
-        return stored
-
     def _until_decided(self, ask: Callable[[], T], subject: str, outcome: str | None = None) -> T:
         """Repeat ``ask`` while it answers "wait", up to ``wait_timeout`` seconds."""
         started = time.monotonic()
@@ -927,126 +511,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         """Drop one reference to ``name``; delete the inner object with the last one."""
         if not name:
             raise ValueError("The name must be given to delete().")
-        name = self._validate_name(name)
-        token = secrets.token_hex(16)
-        decision = self._until_decided(
-            lambda: self.index.begin_delete(name=name, token=token, claim_ttl=self.claim_ttl),
-            repr(name),
-        )
-        if decision.action in ("kept", "done"):
-            # "done": a run whose reply was lost dropped our reference, and the name was
-            # taken over while its lease lapsed: the inner object is someone else's now.
-            return
-        # "delete": the last reference went, and we hold the content's claim. "unknown":
-        # the index has no record of the name (stored before the wrapper, deleted already,
-        # or the index was lost), so nobody holds a counted reference to it; we hold a
-        # tombstone on the name, so a save that wrote this very name meanwhile does not
-        # commit it but writes again. Either lease is kept alive while the inner delete runs.
-        keeper = self._claim_keeper
-        keeper.keep(decision.digest, token)
-        try:
-            if self.db_guard and self._kept_for_rows(name, decision, token):
-                return
-            try:
-                with contextlib.suppress(FileNotFoundError):
-                    self.inner.delete(name)
-            except Exception as exc:
-                # The inner error keeps its type (callers catch PermissionError, OSError,
-                # ...); the note tells them what the index did, since a blind retry is not
-                # always safe.
-                exc.add_note(_failed_inner_delete_note(name, tracked=decision.action == "delete"))
-                raise
-            try:
-                self.index.commit_delete(name=name, digest=decision.digest, token=token)
-            except IndexUnavailable as exc:
-                # commit_delete already retried within wait_timeout. Our reference was
-                # dropped by begin_delete: a retried delete() would drop another one (a
-                # save may take the free name meanwhile), so it must not be invited.
-                raise exc.with_outcome(
-                    "The inner object was deleted and the reference dropped, but the index "
-                    "could not record the deletion: do not retry this delete (a retry would "
-                    "drop a reference saved under the name meanwhile). The name stays marked "
-                    "as being deleted, with no references, until the next save or delete() "
-                    "of it completes that."
-                ) from exc
-        except BaseException:
-            # The record stays in "deleting" with no references: no save reuses it; the
-            # next delete() of the name retries the inner delete, and a save of the name
-            # finishes the deletion instead of reviving the record. (An untracked name's
-            # tombstone stays too, with its lease gone: a save of the name writes again
-            # rather than trust its object, the next delete() takes it over.)
-            # An inner delete that raised (a timeout, say) may still land: our lease lapses
-            # unseen, so the next takeover of the name fences it (see docs/internals.md).
-            self._quietly(lambda: self.index.release_claim(digest=decision.digest, token=token))
-            raise
-        finally:
-            keeper.release(token)
-
-    def _kept_for_rows(self, name: str, decision: DeleteDecision, token: str) -> bool:
-        """Keep the object of ``name`` while database rows hold it: the second witness.
-
-        Called when the index would delete (its last reference went, or it never knew the
-        name). Rows that still hold the name win: the delete is cancelled, and the record
-        counts one reference per row (a name the index did not know is hashed and recorded).
-        Without rows, a name the index did not know in a namespace the database says had an
-        index means the index was lost: ``IndexLost``. Storages no model field uses (and no
-        ``DEDUPSTORE_REFERENCE_SOURCES``) have no second witness: nothing is asked.
-        """
-        from dedupstore import liveset
-        from dedupstore.marker import IndexState, index_state
-
-        if not liveset.has_witnesses(self):
-            return False
-        try:
-            rows = liveset.rows_holding(self, name)
-        except DatabaseError:
-            logger.warning(
-                "dedupstore: the database could not say whether rows hold %r; keeping it",
-                name,
-                exc_info=True,
-            )
-            rows = {"(database unavailable)": 1}
-        if not rows:
-            if decision.action == "unknown" and index_state(self) is IndexState.LOST:
-                self.index.cancel_delete(
-                    name=name, token=token, digest="", refs=0, size=0, lease=decision.digest
-                )
-                raise IndexLost(self.namespace, self.index.display_url)
-            return False
-        digest, size = decision.digest, 0
-        if decision.action == "unknown":
-            digest, size = self._content_key_of_stored(name)
-        cancelled = self.index.cancel_delete(
-            name=name,
-            token=token,
-            digest=digest,
-            refs=sum(rows.values()),
-            size=size,
-            lease=decision.digest,
-        )
-        logger.warning(
-            "dedupstore: kept %r: the index %s, but rows still hold it (%s)%s",
-            name,
-            "counted no reference left" if decision.action == "delete" else "did not know it",
-            ", ".join(f"{label}: {count}" for label, count in sorted(rows.items())),
-            "; its count is repaired" if cancelled else "",
-        )
-        # The caller may be FieldFile.delete(), whose own row forgets the name only next.
-        liveset.delete_again_after_rows_change(self, name)
-        return True
-
-    def _content_key_of_stored(self, name: str) -> tuple[str, int]:
-        """Hash the stored object of ``name``; return its content key and size (or '', 0)."""
-        try:
-            with self.inner.open(name, "rb") as stored:
-                hashed = self.hasher.hash(stored)
-        except FileNotFoundError:
-            return "", 0
-        try:
-            return self._content_key(name, hashed.digest), hashed.size
-        finally:
-            if hashed.spooled:
-                hashed.content.close()
+        DeleteAttempt(self, self._validate_name(name)).run()
 
     # -- reading: delegated, and independent of the index ------------------------
 
