@@ -149,6 +149,11 @@ class HashedContent:
     #: copy (which the caller must ``close()`` after the inner write).
     content: File
     spooled: bool = False
+    #: (size, mtime in ns) of the file on disk that was hashed, taken before it was read;
+    #: None for content not read from a file on disk (or spooled: our own copy).
+    identity: tuple[int, int] | None = None
+    #: The plain digest an inner write must reproduce, when ``digest`` is a content key.
+    plain_digest: str = ""
 
 
 class ContentHasher:
@@ -193,7 +198,9 @@ class ContentHasher:
             and precomputed.key_id == self.key_id
             and precomputed.describes(content)
         ):
-            return self._rewound(content, precomputed.digest, precomputed.size)
+            stat = precomputed.file_stat
+            identity = (stat[2], stat[3]) if stat is not None else None
+            return self._rewound(content, precomputed.digest, precomputed.size, identity)
 
         chunks = getattr(content, "chunks", None)
         if getattr(chunks, "__func__", chunks) not in _STANDARD_CHUNKS and callable(chunks):
@@ -234,17 +241,18 @@ class ContentHasher:
             return self._rewound(content, *self._hash_fileno(raw, fileno))
         return self._rewound(content, *self._hash_stream(raw))
 
-    def _hash_fileno(self, raw: IO[Any], fileno: int) -> tuple[str, int]:
+    def _hash_fileno(self, raw: IO[Any], fileno: int) -> tuple[str, int, tuple[int, int] | None]:
         # Buffered writes must reach the file before it is mapped.
         if getattr(raw, "writable", lambda: False)():
             raw.flush()
-        size = os.fstat(fileno).st_size
+        status = os.fstat(fileno)
+        size = status.st_size
         hasher = self.new(size_hint=size)
         for offset in range(0, size, MMAP_WINDOW):
             length = min(MMAP_WINDOW, size - offset)
             with mmap.mmap(fileno, length, offset=offset, access=mmap.ACCESS_READ) as window:
                 hasher.update(window)
-        return hasher.hexdigest(), size
+        return hasher.hexdigest(), size, (size, status.st_mtime_ns)
 
     def _hash_stream(self, raw: IO[Any]) -> tuple[str, int]:
         raw.seek(0)
@@ -294,10 +302,12 @@ class ContentHasher:
         return HashedContent(hasher.hexdigest(), size, spooled, spooled=True)
 
     @staticmethod
-    def _rewound(content: File, digest: str, size: int) -> HashedContent:
+    def _rewound(
+        content: File, digest: str, size: int, identity: tuple[int, int] | None = None
+    ) -> HashedContent:
         if _is_seekable(content):
             content.seek(0)
-        return HashedContent(digest, size, content)
+        return HashedContent(digest, size, content, identity=identity)
 
 
 #: ``chunks()`` methods that read the file as it is: content with another one is read

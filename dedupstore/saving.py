@@ -105,6 +105,7 @@ class SaveAttempt:
         keeper = storage._claim_keeper
         keeper.keep(self.hashed.digest, self.token)
         self.since = decision.since
+        self.hashed = checked_content(storage, self.hashed)
         try:
             while not self._round():
                 pass
@@ -376,7 +377,21 @@ def save_bypassing_index(
         # replace its object: take a random alternative name nobody else picks.
         name = naming.alternative_name(inner, name)
     name = free_name(storage, name, max_length)
-    return inner_save(storage, name, hashed.content, max_length)
+    return inner_save(storage, name, checked_content(storage, hashed).content, max_length)
+
+
+def checked_content(storage: DedupStorage, hashed: HashedContent) -> HashedContent:
+    """Return ``hashed`` with content that checks what the inner write reads.
+
+    Built only for a write: a hit never pays for it. What the write reads is hashed again
+    and compared with ``plain_digest``; a file moved or uploaded by path is compared by
+    the size and mtime the hasher saw (see ``dedupstore.written``).
+    """
+    if not hashed.plain_digest or isinstance(hashed.content, WrittenContent):
+        return hashed
+    plain = dataclasses.replace(hashed, digest=hashed.plain_digest)
+    written = WrittenContent(plain, storage.hasher, hashed.identity)
+    return dataclasses.replace(hashed, content=written)
 
 
 def free_name(storage: DedupStorage, name: str, max_length: int | None) -> str:

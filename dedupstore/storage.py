@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -40,7 +41,6 @@ from dedupstore.options import (
 )
 from dedupstore.saving import SaveAttempt, confirmed_hit
 from dedupstore.scopes import content_key, inner_reuse_scope, own_reuse_scope
-from dedupstore.written import WrittenContent, file_identity
 
 __all__ = ["DedupStorage"]
 
@@ -411,16 +411,16 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
             # As FileSystemStorage(allow_overwrite=True) does: a name too long for the
             # field is shortened, and then replaced like any other.
             name = naming.truncate_to_fit(name, max_length)
-        before = file_identity(content)  # size and mtime, to check a file moved unread
         # Empty content is stored like any other: all empty files share one object.
         hashed = self.hasher.hash(content)
         try:
-            # What the inner write reads is hashed again and checked (see _checked_write).
-            written = WrittenContent(hashed, self.hasher, before)
-            # From here on the index sees the content key, not the bare digest: claims, the
-            # record and the content-map entry of this save all belong to the name's scope.
-            keyed = HashedContent(
-                self._content_key(name, hashed.digest), hashed.size, written, hashed.spooled
+            # The index sees the content key, not the bare digest: claims, the record and
+            # the content-map entry of this save all belong to the name's scope. A miss
+            # checks its write against the plain digest (see saving.checked_content).
+            keyed = dataclasses.replace(
+                hashed,
+                digest=self._content_key(name, hashed.digest),
+                plain_digest=hashed.digest,
             )
             return self._save_hashed(name, keyed, max_length)
         finally:
