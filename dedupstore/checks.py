@@ -14,6 +14,7 @@ from django.utils.module_loading import import_string
 from dedupstore import naming
 from dedupstore.index import mask_url
 from dedupstore.options import redact
+from dedupstore.protocol import backend_of
 from dedupstore.storage import DedupStorage
 
 
@@ -241,7 +242,7 @@ def _overwrite_hazards(inner: Any, where: str) -> list[checks.CheckMessage]:
     """
     from django.core.files.storage import FileSystemStorage
 
-    if getattr(inner, "content_addressed", False) or not isinstance(inner, FileSystemStorage):
+    if backend_of(inner).content_addressed or not isinstance(inner, FileSystemStorage):
         # Names derive from content; or an object store (S3, Google Cloud, Azure...),
         # whose file_overwrite changes nothing under DedupStorage: nothing to flag.
         return []

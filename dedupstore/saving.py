@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import File
-from django.core.files.storage import Storage
 
 from dedupstore import naming
 from dedupstore.exceptions import IndexUnavailable
@@ -124,8 +123,8 @@ class SaveAttempt:
         storage = self.storage
         # reuse="name" compares the name the inner storage would store `name` under
         # (Appwrite: "<bucketId>/<fileId>"), which is what the index records.
-        stored_name = getattr(storage.inner, "dedupstore_stored_name", None)
-        reuse_name = stored_name(self.name) if self.reuse == "name" and stored_name else self.name
+        name = self.name
+        reuse_name = storage.backend.dedupstore_stored_name(name) if self.reuse == "name" else name
         return storage._until_decided(
             lambda: storage.index.begin_save(
                 digest=self.hashed.digest,
@@ -183,7 +182,7 @@ class SaveAttempt:
     def _commit(self) -> CommitDecision:
         """Record ``stored``, waiting while an untracked delete of the name is under way."""
         storage = self.storage
-        content_addressed = getattr(storage.inner, "content_addressed", False)
+        content_addressed = storage.backend.content_addressed
         self.commit_sent = None
 
         def ask() -> CommitDecision:
@@ -237,9 +236,9 @@ class SaveAttempt:
         """
         storage, inner, hashed = self.storage, self.storage.inner, self.hashed
         name, max_length = self.name, self.max_length
-        if getattr(inner, "content_addressed", False):
+        if storage.backend.content_addressed:
             # Objects are named by their content (an IPFS CID): no name to choose or keep.
-            stored = inner.save(name, hashed.content, max_length=max_length)
+            stored = storage.backend.dedupstore_write(name, hashed.content, max_length)
             return checked_write(hashed.content, stored, remove=None), None
         replaced = False
         fits = not max_length or len(name) <= max_length
@@ -357,7 +356,7 @@ def save_bypassing_index(
 ) -> str:
     """Store ``hashed`` without the index (``on_index_error="bypass"``), uncounted."""
     inner = storage.inner
-    if getattr(inner, "content_addressed", False):
+    if storage.backend.content_addressed:
         # A content-addressed name may be shared by counted references: never untracked.
         raise IndexUnavailable(
             storage.index.display_url,
@@ -370,9 +369,7 @@ def save_bypassing_index(
         storage.index.display_url,
         name,
     )
-    if not naming.creates_exclusively(inner) and not getattr(
-        inner, "dedupstore_direct_save", False
-    ):
+    if not naming.creates_exclusively(inner) and not storage.backend.dedupstore_direct_save:
         # No reservation keeps another save off a free name now, and a write here would
         # replace its object: take a random alternative name nobody else picks.
         name = naming.alternative_name(inner, name)
@@ -396,26 +393,16 @@ def checked_content(storage: DedupStorage, hashed: HashedContent) -> HashedConte
 
 def free_name(storage: DedupStorage, name: str, max_length: int | None) -> str:
     """Return a free name for a miss, in the inner storage's own scheme if it has one."""
-    inner = storage.inner
-    if getattr(inner, "dedupstore_direct_save", False):
+    if storage.backend.dedupstore_direct_save:
         # Such a storage maps names to its own form (Appwrite: <bucket>/<fileId>).
-        return inner.get_available_name(name, max_length=max_length)
+        return storage.inner.get_available_name(name, max_length=max_length)
     return storage.get_available_name(name, max_length=max_length)
 
 
 def inner_save(storage: DedupStorage, name: str, content: File, max_length: int | None) -> str:
-    """Write ``content`` to the inner storage under ``name``, which is valid and free.
-
-    An inner storage that keeps Django's ``Storage.save`` gets its ``_save`` hook directly
-    (``save`` would only check the name again: one more ``exists()``). Storages that
-    override ``save`` get ``save``, unless they declare ``dedupstore_direct_save = True``.
-    """
-    inner = storage.inner
-    if type(inner).save is Storage.save or getattr(inner, "dedupstore_direct_save", False):
-        stored = inner._save(name, content)  # type: ignore[attr-defined]
-    else:
-        stored = inner.save(name, content, max_length=max_length)
-    return checked_write(content, stored, remove=inner.delete)
+    """Write ``content`` to the inner storage under ``name``, which is valid and free."""
+    stored = storage.backend.dedupstore_write(name, content, max_length)
+    return checked_write(content, stored, remove=storage.inner.delete)
 
 
 def checked_write(content: File, stored: str, remove: Callable[[str], None] | None) -> str:

@@ -12,7 +12,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import IO, Any, Literal, TypeVar, cast
+from typing import IO, Any, Literal, Protocol, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
@@ -39,6 +39,7 @@ from dedupstore.options import (
     redact,
     redact_text,
 )
+from dedupstore.protocol import DedupBackend, backend_of
 from dedupstore.saving import SaveAttempt, confirmed_hit
 from dedupstore.scopes import content_key, inner_reuse_scope, own_reuse_scope
 
@@ -46,7 +47,18 @@ __all__ = ["DedupStorage"]
 
 logger = logging.getLogger("dedupstore")
 
-T = TypeVar("T")
+
+class _Decision(Protocol):
+    """What every index decision has: an action, and how soon to ask again on "wait"."""
+
+    @property
+    def action(self) -> str: ...
+
+    @property
+    def retry_after(self) -> float: ...
+
+
+T = TypeVar("T", bound=_Decision)
 Reuse = Literal["content", "name", "never"]
 OnIndexError = Literal["raise", "bypass"]
 
@@ -65,6 +77,7 @@ _UNPICKLED_ATTRIBUTES = (
     "_inner_lock",
     "_index_lock",
     "_inner",
+    "_backend",
     "_index",
     "_hasher",
     "_keeper",
@@ -187,6 +200,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         self._inner_lock = threading.Lock()
         self._index_lock = threading.Lock()
         self._inner: Storage | None = None
+        self._backend: tuple[Storage, DedupBackend] | None = None
         self._index: Index | None = None
         self._hasher: ContentHasher | None = None
         self._keeper: ClaimKeeper | None = None
@@ -221,6 +235,15 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
                 if self._inner is None:
                     self._inner = self._build_inner()
         return self._inner
+
+    @property
+    def backend(self) -> DedupBackend:
+        """Return the inner storage as a ``DedupBackend`` (``dedupstore.protocol``)."""
+        inner = self.inner
+        cached = self._backend
+        if cached is None or cached[0] is not inner:
+            cached = self._backend = (inner, backend_of(inner))
+        return cached[1]
 
     def _inner_definition(self) -> dict[str, Any]:
         if isinstance(self.inner_config, dict):
@@ -407,7 +430,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         return stored
 
     def _save(self, name: str, content: File, max_length: int | None = None) -> str:
-        if self.overwrite and not getattr(self.inner, "content_addressed", False):
+        if self.overwrite and not self.backend.content_addressed:
             # As FileSystemStorage(allow_overwrite=True) does: a name too long for the
             # field is shortened, and then replaced like any other.
             name = naming.truncate_to_fit(name, max_length)
@@ -487,13 +510,12 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         pause = 0.002
         while True:
             decision = ask()
-            action = getattr(decision, "action", decision)
-            if action != "wait":
+            if decision.action != "wait":
                 return decision
             waited = time.monotonic() - started
             if waited >= self.wait_timeout:
                 raise ClaimTimeout(subject, waited, outcome)
-            retry_after = getattr(decision, "retry_after", pause) or pause
+            retry_after = decision.retry_after or pause
             time.sleep(min(pause, retry_after, self.wait_timeout - waited))
             pause = min(pause * 2, 0.05)
 
@@ -639,7 +661,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         # compute): a scope would hide nothing and turn every cross-scope hit into a write.
         scope = (
             ""
-            if getattr(inner, "content_addressed", False)
+            if self.backend.content_addressed
             else own_reuse_scope(self.reuse_scope, name, type(self).__name__)
         )
         return content_key(digest, scope, inner_reuse_scope(inner, name))

@@ -34,6 +34,7 @@ from django.utils.deconstruct import deconstructible
 
 from dedupstore.files import prepare_save
 from dedupstore.options import Option, OptionTable
+from dedupstore.protocol import DedupBackend
 
 from .cid import CID, IPFSPath, parse_cid, parse_name
 from .embedded import EmbeddedNode, get_node
@@ -404,7 +405,7 @@ IPFS_STORAGE_OPTIONS = OptionTable(
 
 
 @deconstructible(path="dedupstore.backends.ipfs.IPFSStorage")
-class IPFSStorage(Storage):
+class IPFSStorage(DedupBackend, Storage):
     """Store files on IPFS: saved files are added and pinned, and named by their CID.
 
     The raw storage: it counts no references, so ``delete()`` unpins a CID that other
@@ -558,6 +559,10 @@ class IPFSStorage(Storage):
 
     def _save(self, name: str, content: File) -> str:
         return self.save(name, content)
+
+    def dedupstore_write(self, name: str, content: File, max_length: int | None) -> str:
+        """Add and pin ``content`` for ``DedupStorage``; the CID decides the name."""
+        return self.save(name, content, max_length=max_length)
 
     # -- reading -------------------------------------------------------------------------
 
