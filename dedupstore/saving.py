@@ -24,12 +24,13 @@ from dedupstore import naming
 from dedupstore.exceptions import IndexUnavailable
 from dedupstore.hashing import HashedContent
 from dedupstore.index import CommitDecision, SaveDecision
+from dedupstore.utils import rewritable
 from dedupstore.written import WrittenContent
 
 if TYPE_CHECKING:
     from dedupstore.storage import DedupStorage, Reuse
 
-__all__ = ["SaveAttempt", "confirmed_hit", "inner_save", "rewritable", "save_bypassing_index"]
+__all__ = ["SaveAttempt", "confirmed_hit", "inner_save", "save_bypassing_index"]
 
 logger = logging.getLogger("dedupstore")
 
@@ -414,24 +415,3 @@ def checked_write(content: File, stored: str, remove: Callable[[str], None] | No
     if isinstance(content, WrittenContent):
         content.check(stored, remove)
     return stored
-
-
-def rewritable(content: File) -> File:
-    """Return ``content`` in a form the inner storage can write again.
-
-    ``FileSystemStorage`` moves a ``TemporaryUploadedFile`` into place, so its path is
-    gone after the first write; its open descriptor still reads the same bytes, and a
-    plain ``File`` over it is copied rather than moved.
-    """
-    temporary_file_path = getattr(content, "temporary_file_path", None)
-    if temporary_file_path is None or os.path.exists(temporary_file_path()):
-        return content
-    descriptor = getattr(content, "file", None)
-    if descriptor is None or descriptor.closed:
-        raise FileNotFoundError(
-            f"Cannot write {content.name!r} again: the inner storage moved its temporary "
-            "file on the first write and the upload was closed since. Keep the upload open "
-            "until save() returns."
-        )
-    descriptor.seek(0)
-    return File(descriptor, name=content.name)

@@ -26,7 +26,6 @@ from django.utils.module_loading import import_string
 from dedupstore import naming
 from dedupstore.deleting import DeleteAttempt
 from dedupstore.exceptions import ClaimTimeout, IndexUnavailable
-from dedupstore.files import prepare_save, refuse_write_mode
 from dedupstore.hashing import ContentHasher, HashedContent, resolve_hash_key
 from dedupstore.index import Index, open_index
 from dedupstore.index.base import ClaimKeeper
@@ -42,6 +41,7 @@ from dedupstore.options import (
 from dedupstore.protocol import DedupBackend, backend_of
 from dedupstore.saving import SaveAttempt, confirmed_hit
 from dedupstore.scopes import content_key, inner_reuse_scope, own_reuse_scope
+from dedupstore.utils import prepare_save, refuse_write_mode
 
 __all__ = ["DedupStorage"]
 

@@ -32,9 +32,9 @@ from django.core.files.base import File
 from django.core.files.storage import Storage
 from django.utils.deconstruct import deconstructible
 
-from dedupstore.files import prepare_save
 from dedupstore.options import Option, OptionTable
 from dedupstore.protocol import DedupBackend
+from dedupstore.utils import disk_path, is_seekable, prepare_save, rewind
 
 from .cid import CID, IPFSPath, parse_cid, parse_name
 from .embedded import EmbeddedNode, get_node
@@ -63,38 +63,15 @@ class _Transport(Protocol):
     def listdir(self, path: IPFSPath) -> tuple[list[str], list[str]]: ...
 
 
-def _content_path(content: File) -> str | None:
-    """Return a path on disk holding exactly ``content``, if there is one to pass through."""
-    temporary_path = getattr(content, "temporary_file_path", None)
-    if callable(temporary_path):
-        return temporary_path()
-    raw = getattr(content, "file", None)
-    name = getattr(raw, "name", None)
-    mode = getattr(raw, "mode", "")
-    if not isinstance(name, str) or mode != "rb" or not os.path.isabs(name):
-        return None
-    # Same inode as the open file: the path names the very content being saved.
-    try:
-        same = os.path.samestat(os.fstat(raw.fileno()), os.stat(name))  # type: ignore[union-attr]
-    except (OSError, AttributeError, io.UnsupportedOperation):
-        return None
-    return name if same else None
-
-
-def _rewind(content: File) -> None:
-    with contextlib.suppress(AttributeError, OSError, ValueError):
-        content.seek(0)
-
-
 def _content_size(content: File) -> int | None:
     """Measure the bytes ``content`` will yield (declared ``size`` attributes can lie)."""
-    path = _content_path(content)
+    path = disk_path(content)
     if path is not None:
         return os.path.getsize(path)
     stream = content.file if content.file is not None else content
+    if not is_seekable(stream):
+        return None
     try:
-        if not stream.seekable():
-            return None
         end = stream.seek(0, os.SEEK_END)
         stream.seek(0)
     except (AttributeError, OSError, ValueError):
@@ -110,7 +87,7 @@ def _spooled(content: File, directory: str | None) -> Iterator[str]:
     )
     try:
         with handle:
-            _rewind(content)
+            rewind(content)
             for chunk in content.chunks(_COPY_CHUNK):
                 handle.write(chunk)
         yield handle.name
@@ -128,7 +105,7 @@ class _EmbeddedTransport:
 
     def add(self, content: File, filename: str, *, wrap: bool) -> str:
         with contextlib.ExitStack() as stack:
-            path = _content_path(content) or stack.enter_context(_spooled(content, self.temp_dir))
+            path = disk_path(content) or stack.enter_context(_spooled(content, self.temp_dir))
             if not wrap:
                 return self.node.add(path)
             # Wrapping: add a directory holding the file under its name (a hard link when
@@ -248,7 +225,7 @@ class _RPCTransport:
         self.client = client
 
     def add(self, content: File, filename: str, *, wrap: bool) -> str:
-        _rewind(content)
+        rewind(content)
         stream = content.file if content.file is not None else content
         result = self.client.add(
             stream, filename, size=_content_size(content), wrap_with_directory=wrap
