@@ -1,7 +1,7 @@
 """Hash upload content once, streaming, with BLAKE3.
 
 Each kind of content takes its fastest path that never reads the whole file into a new
-buffer (see ``../shared/perf/ANCHORS.md`` and ``benchmarks/bench_core.py``):
+buffer (the speeds of each path are measured by ``benchmarks/bench_core.py``):
 
 * a file on disk (a ``TemporaryUploadedFile``, a ``File`` over a real file) is memory
   mapped, 32 MiB at a time so RSS stays bounded, and hashed by BLAKE3's threads;

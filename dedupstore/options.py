@@ -233,9 +233,9 @@ def _seconds(name: str, *, minimum: float = 0.0) -> Validator:
             )
         if value < minimum:
             raise ImproperlyConfigured(
-                f"{owner}: '{name}' must be at least {minimum} seconds, not {value!r}: Redis "
-                "keeps claim lifetimes in whole milliseconds, and a live writer must renew its "
-                "claim (every claim_ttl/3) before it lapses. Use seconds, such as the default 30"
+                f"{owner}: '{name}' must be at least {minimum} seconds, not {value!r} (claims "
+                "are renewed every claim_ttl/3, in whole milliseconds); use seconds, such as "
+                "the default 30"
             )
         return float(value)
 

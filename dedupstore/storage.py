@@ -283,13 +283,9 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
     def namespace(self) -> str:
         """Return the prefix of this storage's index keys.
 
-        The default is derived from where the inner storage keeps its bytes, resolved and
-        normalised (``dedupstore.namespace``: a real path, an endpoint, bucket and key
-        prefix, or the storage's ``dedupstore_location()``), never from credentials, URLs,
-        timeouts or object reprs: two storages over the same bytes share reference counts
-        (they must, or one would delete objects the other still uses) and storages over
-        different bytes never share objects. An inner storage whose location cannot be
-        told needs an explicit ``namespace``; set one to keep it fixed whatever changes.
+        Derived by default from where the inner storage keeps its bytes (never from
+        credentials, URLs or tuning), so storages over the same bytes share reference
+        counts and others never share objects; see ``dedupstore.namespace``.
         """
         if self._namespace is not None:
             return self._namespace

@@ -193,8 +193,6 @@ def refuse_write_mode(name: str, mode: str, storage: str) -> None:
         return
     raise ValueError(
         f"{storage} is read-only through open(): {name!r} cannot be opened with mode "
-        f"{mode!r}. Stored objects are shared by every name saved with the same content, "
-        "and the index records their digest: writing in place would change the file under "
-        "every other reference and make its digest wrong. Write the new content with "
-        "save() (with overwrite=True to keep the same name) and delete() the old name."
+        f"{mode!r}, since its object may be shared by other names. Nothing was opened; "
+        "save() the new content instead (overwrite=True keeps the name)."
     )
