@@ -11,7 +11,7 @@ import abc
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 __all__ = [
     "QUARANTINE_TTL",
@@ -85,8 +85,22 @@ class DeleteDecision:
     retry_after: float = 0.0
 
 
-#: What ``begin_replace`` decided (the decisions: docs/internals.md).
-ReplaceDecision = Literal["absent", "shared", "replace", "wait", "quarantined"]
+ReplaceAction = Literal["absent", "shared", "replace", "wait", "quarantined"]
+
+
+class ReplaceDecision(str):
+    """What ``begin_replace`` decided (the decisions: docs/internals.md).
+
+    A string (``decision == "replace"``) with the ``action`` and ``retry_after`` of the
+    other decisions, so every decision is read the same way.
+    """
+
+    __slots__ = ()
+    retry_after: float = 0.0
+
+    @property
+    def action(self) -> ReplaceAction:
+        return cast(ReplaceAction, str(self))
 
 
 @dataclass(frozen=True, slots=True)

@@ -424,26 +424,26 @@ class LocMemIndex(Index):
         with self._store.lock:
             record = self._store.records.get(self._prefix + name)
             if record is None:
-                return "absent"
+                return ReplaceDecision("absent")
             if self._quarantined(name):
-                return "quarantined"
+                return ReplaceDecision("quarantined")
             if record.state == "live":
                 if record.refs > 1:
-                    return "shared"
+                    return ReplaceDecision("shared")
             elif record.token != token:
                 if self._lease_held(record):
-                    return "wait"
+                    return ReplaceDecision("wait")
                 if record.token:
                     # Its replacer or deleter was not seen to finish: it may still write or
                     # delete the name. Keep the name out of use until its worst case passed.
                     self._quarantine(name)
-                    return "quarantined"
+                    return ReplaceDecision("quarantined")
             # A live record with one reference, or one whose deleter gave up (seen to finish).
             record.state, record.token, record.lease = "replacing", token, digest
             map_key = self._prefix + record.digest
             if self._store.content.get(map_key) == name:
                 del self._store.content[map_key]
-            return "replace"
+            return ReplaceDecision("replace")
 
     def abort_replace(self, *, name: str, token: str, inner_deleted: bool) -> None:
         with self._store.lock:

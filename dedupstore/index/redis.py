@@ -521,7 +521,7 @@ class RedisIndex(Index):
                 _milliseconds(QUARANTINE_TTL),
             ],
         )
-        return result.decode()
+        return ReplaceDecision(result.decode())
 
     def abort_replace(self, *, name: str, token: str, inner_deleted: bool) -> None:
         self._run(

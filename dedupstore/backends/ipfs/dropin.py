@@ -19,22 +19,12 @@ from django.utils.deconstruct import deconstructible
 from dedupstore.exceptions import IndexUnavailable
 from dedupstore.storage import DedupStorage
 
+from .storage import IPFS_STORAGE_OPTIONS
+
 __all__ = ["IPFS_OPTIONS", "InterPlanetaryFileSystemStorage"]
 
 #: The options of the raw ``IPFSStorage``; every other option is ``DedupStorage``'s.
-IPFS_OPTIONS = frozenset(
-    {
-        "api_url",
-        "api_auth",
-        "embedded_repo",
-        "embedded_online",
-        "gateway_url",
-        "gateway_style",
-        "url_filename",
-        "wrap_with_directory",
-        "timeout",
-    }
-)
+IPFS_OPTIONS = frozenset(IPFS_STORAGE_OPTIONS.names)
 RAW_BACKEND = "dedupstore.backends.ipfs.IPFSStorage"
 _INDEX_NOTE = (
     "InterPlanetaryFileSystemStorage counts the references to each CID in this index (a "
