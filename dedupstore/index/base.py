@@ -222,6 +222,14 @@ class Index(abc.ABC):
 
     # -- maintenance (manage.py dedupstore) ----------------------------------------
 
+    def lookup_many(self, names: list[str]) -> list[ObjectRecord | None]:
+        """Return the record of each name (None if unknown), in order: one batch."""
+        return [self.lookup(name) for name in names]
+
+    def content_names(self, digests: list[str]) -> list[str | None]:
+        """Return the name content reuse hands out for each content key (None: none)."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     def scan_records(self, *, batch_size: int = 1000) -> Iterator[ScannedRecord]:
         """Yield every object record once, in no order, holding one batch in memory.

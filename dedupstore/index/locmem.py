@@ -683,6 +683,10 @@ class LocMemIndex(Index):
                 del self._store.claims[self._prefix + lease]
             return True
 
+    def content_names(self, digests: list[str]) -> list[str | None]:
+        with self._store.lock:
+            return [self._store.content.get(self._prefix + digest) for digest in digests]
+
     def scan_records(self, *, batch_size: int = 1000) -> Iterator[ScannedRecord]:
         keys = [key for key in list(self._store.records) if key.startswith(self._prefix)]
         start = len(self._prefix)

@@ -635,6 +635,28 @@ class RedisIndex(Index):
             size=int(decoded.get("size", 0)),
         )
 
+    def lookup_many(self, names: list[str]) -> list[ObjectRecord | None]:
+        # One pipelined round trip for the batch.
+        def read() -> list[Any]:
+            pipeline = self._client.pipeline(transaction=False)
+            for name in names:
+                pipeline.hmget(self._record_prefix + name, "digest", "refs", "state", "size")
+            return pipeline.execute()
+
+        records: list[ObjectRecord | None] = []
+        for name, (digest, refs, state, size) in zip(names, self._guard(read), strict=True):
+            records.append(
+                None
+                if state is None
+                else ObjectRecord(name, digest.decode(), int(refs), state.decode(), int(size or 0))
+            )
+        return records
+
+    def content_names(self, digests: list[str]) -> list[str | None]:
+        keys = [self._map_prefix + digest for digest in digests]
+        values = cast(list[bytes | None], self._guard(lambda: self._client.mget(keys)))
+        return [value.decode() if value is not None else None for value in values]
+
     def forget_content(self, *, digest: str, name: str) -> None:
         self._run(self._forget_content, [self._map_prefix + digest], [name])
 
