@@ -13,6 +13,7 @@ Three passes, each with bounded memory:
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -34,7 +35,10 @@ from dedupstore.ops.base import (
 if TYPE_CHECKING:
     from dedupstore.storage import DedupStorage
 
-__all__ = ["PROBLEMS", "verify"]
+__all__ = ["PROBLEMS", "TOP", "verify"]
+
+#: How many of the most shared objects a verify keeps in its result.
+TOP = 10
 
 #: The findings that make ``verify`` exit 1.
 PROBLEMS = (
@@ -91,12 +95,20 @@ def verify(
                 report.finding("broken_links").add(name=name, rows=held)
     sources = source_counts(storage)
     records_seen = 0
+    # The most shared objects, for the admin page: kept during the scan (memory: TOP).
+    shared: list[tuple[int, int, str]] = []
     scanned = progress(storage.index.scan_records(), enabled=show_progress, description="index")
     for batch in batched(scanned):
         held_by = held_counts(storage, [item.record.name for item in batch], sources)
         for item in batch:
             record = item.record
             records_seen += 1
+            if record.state == "live" and record.refs > 1:
+                entry = (record.refs, record.size, record.name)
+                if len(shared) < TOP:
+                    heapq.heappush(shared, entry)
+                else:
+                    heapq.heappushpop(shared, entry)
             if record.state == "live" and not held_by.get(record.name):
                 if record.refs:
                     report.finding("leaks").add(name=record.name, references=record.refs)
@@ -115,6 +127,10 @@ def verify(
         rows=rows,
         records=records_seen,
         counted_references=counters.references,
+        most_shared=[
+            {"name": name, "references": refs, "size": size}
+            for refs, size, name in sorted(shared, reverse=True)
+        ],
     )
     if save_result:
         _save_result(storage, report)
