@@ -252,3 +252,76 @@ def _overwrite_hazards(inner: Any, where: str) -> list[checks.CheckMessage]:
             id="dedupstore.W002",
         )
     ]
+
+
+def check_guarded_field_indexes(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W020: a file field the database guard asks about has no database index.
+
+    On every last-reference delete the guard counts the rows holding the name, one query
+    per field: without an index each is a scan of the whole table.
+    """
+    from django.apps import apps
+    from django.db import models
+
+    messages: list[checks.CheckMessage] = []
+    for model in apps.get_models():
+        meta = model._meta
+        if meta.proxy or meta.abstract or meta.swapped:
+            continue
+        for field in meta.local_concrete_fields:
+            if not isinstance(field, models.FileField):
+                continue
+            if getattr(field, "db_index", False) or field.unique:
+                continue
+            try:
+                storage = field.storage
+                guarded = isinstance(storage, DedupStorage) and storage.db_guard
+            except Exception:  # default_storage may not resolve: check_storages reports it
+                continue
+            if not guarded:
+                continue
+            if any(field.name in index.fields for index in meta.indexes):
+                continue
+            messages.append(
+                checks.Warning(
+                    f"{meta.label}.{field.name} has no database index: the database guard "
+                    "counts the rows holding a name on every last-reference delete, a scan "
+                    "of the whole table without one",
+                    hint=f"{field.name} = models.{type(field).__name__}(..., db_index=True), "
+                    "then makemigrations and migrate",
+                    obj=field,
+                    id="dedupstore.W020",
+                )
+            )
+    return messages
+
+
+def check_index_lost(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E103: the database's marker says an index existed that Redis no longer holds."""
+    if not kwargs.get("databases"):
+        return []
+    from dedupstore.exceptions import IndexUnavailable
+    from dedupstore.marker import IndexState, index_state
+    from dedupstore.storages_in_use import storages_in_use
+
+    messages: list[checks.CheckMessage] = []
+    for where, storage in storages_in_use():
+        try:
+            state = index_state(storage)
+        except IndexUnavailable:
+            continue  # reported when it is used; the check must not hang on it
+        if state is IndexState.LOST:
+            messages.append(
+                checks.Error(
+                    f"the index of namespace {storage.namespace!r} at "
+                    f"{storage.index.display_url} was lost (flushed, restarted without "
+                    "persistence, or failed over to an empty replica): deletes of untracked "
+                    "names refuse (IndexLost) until it is rebuilt",
+                    hint="python manage.py dedupstore reconcile",
+                    obj=where,
+                    id="dedupstore.E103",
+                )
+            )
+    return messages

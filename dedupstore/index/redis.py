@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any, TypeVar, cast
 
@@ -23,10 +24,13 @@ from dedupstore.index.base import (
     CommitDecision,
     DeleteDecision,
     Index,
+    IndexStats,
     ObjectRecord,
     ReplaceDecision,
     Reuse,
     SaveDecision,
+    ScannedRecord,
+    SetReferences,
     untracked_delete_name,
 )
 
@@ -65,20 +69,42 @@ def _load_script(*parts: str) -> str:
     return "".join(folder.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in parts)
 
 
+def _tallied(script: str) -> str:
+    """Return ``script`` run so that its change to the record ``KEYS[1]`` is counted.
+
+    The record is read before and after (``tally.lua``) and the statistics counters, the
+    last key the script is given, move by the difference.
+    """
+    return (
+        _load_script("tally")
+        + "local function decide()\n"
+        + script
+        + "\nend\nlocal tally_before = tally_snapshot(KEYS[1])\n"
+        + "local reply = decide()\ntally_change(KEYS[#KEYS], KEYS[1], tally_before)\n"
+        + "return reply\n"
+    )
+
+
+#: Characters that Redis's MATCH patterns treat as special.
+_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+
+
 # Each script's KEYS/ARGV layout and replies head its file.
-_HIT = _load_script("hit")
-_BEGIN_SAVE = _load_script("close_tombstone", "quarantine", "begin_save")
-_COMMIT_SAVE = _load_script("close_tombstone", "quarantine", "commit_save")
+_HIT = _load_script("tally", "hit")
+_BEGIN_SAVE = _load_script("tally", "close_tombstone", "quarantine", "begin_save")
+_COMMIT_SAVE = _tallied(_load_script("close_tombstone", "quarantine", "commit_save"))
 _RELEASE_CLAIM = _load_script("release_claim")
 _REFRESH_CLAIM = _load_script("refresh_claim")
 _RESERVE_NAME = _load_script("reserve_name")
 _RELEASE_NAME = _load_script("release_name")
-_BEGIN_REPLACE = _load_script("lease_held", "quarantine", "begin_replace")
-_ABORT_REPLACE = _load_script("abort_replace")
-_BEGIN_DELETE = _load_script("lease_held", "quarantine", "begin_delete")
-_COMMIT_DELETE = _load_script("close_tombstone", "commit_delete")
+_BEGIN_REPLACE = _tallied(_load_script("lease_held", "quarantine", "begin_replace"))
+_ABORT_REPLACE = _tallied(_load_script("abort_replace"))
+_BEGIN_DELETE = _tallied(_load_script("lease_held", "quarantine", "begin_delete"))
+_COMMIT_DELETE = _tallied(_load_script("close_tombstone", "commit_delete"))
 _FORGET_CONTENT = _load_script("forget_content")
-_CANCEL_DELETE = _load_script("cancel_delete")
+_CANCEL_DELETE = _tallied(_load_script("cancel_delete"))
+_SET_REFERENCES = _tallied(_load_script("set_references"))
+_ADD_RECORD = _tallied(_load_script("add_record"))
 
 
 #: What a save whose hit (or claim) was sent, with its reply lost, may have done.
@@ -226,6 +252,8 @@ class RedisIndex(Index):
         self._reservation_prefix = f"{prefix}:n:"
         self._quarantine_prefix = f"{prefix}:q:"
         self._initialised_key = f"{prefix}:i"
+        #: The statistics counters (tally.lua).
+        self._stats_key = f"{prefix}:s"
         self._get_connection_args = _get_connection_args(self._client.connection_pool)
         #: Whether the server was seen to run with maxmemory-policy noeviction.
         self._policy_checked = False
@@ -243,6 +271,8 @@ class RedisIndex(Index):
         self._commit_delete = register(_COMMIT_DELETE)
         self._forget_content = register(_FORGET_CONTENT)
         self._cancel_delete = register(_CANCEL_DELETE)
+        self._set_references = register(_SET_REFERENCES)
+        self._add_record = register(_ADD_RECORD)
 
     @property
     def client(self) -> redis.Redis:
@@ -386,9 +416,9 @@ class RedisIndex(Index):
             # A hit needs one key and four arguments: ask with those first (a hit is the
             # common case, and a miss pays for its write anyway).
             if reuse == "content":
-                keys, last = [self._map_prefix + digest], self._record_prefix
+                keys, last = [self._map_prefix + digest, self._stats_key], self._record_prefix
             else:
-                keys, last = [self._record_prefix + name], name
+                keys, last = [self._record_prefix + name, self._stats_key], name
             hit = self._run_reporting_sent(self._hit, keys, [reuse, digest, max_length or 0, last])
             if hit is not None:
                 return SaveDecision("hit", name=hit[1].decode())
@@ -401,6 +431,7 @@ class RedisIndex(Index):
                 self._untracked_deletes,
                 self._tombstone_prefix + name,
                 self._quarantine_prefix + name,
+                self._stats_key,
             ],
             [
                 reuse,
@@ -445,6 +476,7 @@ class RedisIndex(Index):
                 self._receipt_prefix + token,
                 self._reservation_prefix + name,
                 self._quarantine_prefix + name,
+                self._stats_key,
             ],
             [
                 digest,
@@ -511,7 +543,7 @@ class RedisIndex(Index):
     def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
         result = self._run(
             self._begin_replace,
-            [self._record_prefix + name, self._quarantine_prefix + name],
+            [self._record_prefix + name, self._quarantine_prefix + name, self._stats_key],
             [
                 token,
                 self._map_prefix,
@@ -526,7 +558,7 @@ class RedisIndex(Index):
     def abort_replace(self, *, name: str, token: str, inner_deleted: bool) -> None:
         self._run(
             self._abort_replace,
-            [self._record_prefix + name],
+            [self._record_prefix + name, self._stats_key],
             [token, "1" if inner_deleted else "0", self._map_prefix, name],
         )
 
@@ -541,6 +573,7 @@ class RedisIndex(Index):
                 self._tombstone_prefix + name,
                 self._receipt_prefix + token,
                 self._quarantine_prefix + name,
+                self._stats_key,
             ],
             [
                 token,
@@ -573,6 +606,7 @@ class RedisIndex(Index):
                 self._claim_prefix + digest,
                 self._tombstone_prefix + name,
                 self._untracked_deletes,
+                self._stats_key,
             ],
             [token, _milliseconds(TOMBSTONE_TTL)],
             lambda lost: IndexUnavailable(self.display_url, lost),
@@ -590,6 +624,7 @@ class RedisIndex(Index):
                     self._claim_prefix + lease,
                     self._tombstone_prefix + name,
                     self._map_prefix + map_digest,
+                    self._stats_key,
                 ],
                 [token, refs, name, digest, size],
             )
@@ -612,8 +647,105 @@ class RedisIndex(Index):
             size=int(decoded.get("size", 0)),
         )
 
+    def lookup_many(self, names: list[str]) -> list[ObjectRecord | None]:
+        # One pipelined round trip for the batch.
+        def read() -> list[Any]:
+            pipeline = self._client.pipeline(transaction=False)
+            for name in names:
+                pipeline.hmget(self._record_prefix + name, "digest", "refs", "state", "size")
+            return pipeline.execute()
+
+        records: list[ObjectRecord | None] = []
+        for name, (digest, refs, state, size) in zip(names, self._guard(read), strict=True):
+            records.append(
+                None
+                if state is None
+                else ObjectRecord(name, digest.decode(), int(refs), state.decode(), int(size or 0))
+            )
+        return records
+
+    def content_names(self, digests: list[str]) -> list[str | None]:
+        keys = [self._map_prefix + digest for digest in digests]
+        values = cast(list[bytes | None], self._guard(lambda: self._client.mget(keys)))
+        return [value.decode() if value is not None else None for value in values]
+
     def forget_content(self, *, digest: str, name: str) -> None:
         self._run(self._forget_content, [self._map_prefix + digest], [name])
+
+    def scan_records(self, *, batch_size: int = 1000) -> Iterator[ScannedRecord]:
+        pattern = _GLOB_SPECIAL.sub(r"\\\1", self._record_prefix) + "*"
+        cursor = 0
+        start = len(self._record_prefix)
+        while True:
+            cursor, keys = self._guard(
+                functools.partial(self._client.scan, cursor=cursor, match=pattern, count=batch_size)
+            )
+            if keys:
+                yield from self._read_records(cast(list[bytes], keys), start)
+            if cursor == 0:
+                return
+
+    def _read_records(self, keys: list[bytes], start: int) -> Iterator[ScannedRecord]:
+        def read() -> list[Any]:
+            pipeline = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipeline.hmget(key, "digest", "refs", "state", "size", "t")
+            return pipeline.execute()
+
+        for key, (digest, refs, state, size, touched) in zip(keys, self._guard(read), strict=True):
+            if state is None:
+                continue  # deleted since the SCAN saw it
+            yield ScannedRecord(
+                ObjectRecord(
+                    name=key[start:].decode(),
+                    digest=digest.decode(),
+                    refs=int(refs),
+                    state=state.decode(),
+                    size=int(size or 0),
+                ),
+                touched=float(touched or 0),
+            )
+
+    def stats(self) -> IndexStats:
+        values = self._guard(
+            lambda: self._client.hmget(
+                self._stats_key, "objects", "references", "physical", "logical"
+            )
+        )
+        return IndexStats(*(int(value or 0) for value in values))
+
+    def set_stats(self, stats: IndexStats) -> None:
+        mapping: Any = {
+            "objects": stats.objects,
+            "references": stats.references,
+            "physical": stats.physical_bytes,
+            "logical": stats.logical_bytes,
+        }
+        self._guard(lambda: self._client.hset(self._stats_key, mapping=mapping))
+
+    def set_references(self, name: str, refs: int, *, grace: float) -> SetReferences:
+        reply = self._run(
+            self._set_references,
+            [self._record_prefix + name, self._stats_key],
+            [refs, repr(float(grace))],
+        )
+        return cast(SetReferences, reply.decode())
+
+    def add_record(self, *, name: str, digest: str, size: int, refs: int) -> bool:
+        return bool(
+            self._run(
+                self._add_record,
+                [
+                    self._record_prefix + name,
+                    self._map_prefix + digest,
+                    self._tombstone_prefix + name,
+                    self._reservation_prefix + name,
+                    self._quarantine_prefix + name,
+                    self._stats_key,
+                ],
+                [digest, size, len(name), refs, name, self._record_prefix],
+            )
+        )
 
     def is_initialised(self) -> bool:
         return bool(self._guard(lambda: self._client.exists(self._initialised_key)))

@@ -1,7 +1,9 @@
--- hit: the hit branch of begin_save alone, with the few keys and arguments a hit needs.
--- A save asks this first; on no reply it runs begin_save, which checks again atomically.
+-- hit (after tally.lua): the hit branch of begin_save alone, with the few keys and
+-- arguments a hit needs. A save asks this first; on no reply it runs begin_save, which
+-- checks again atomically.
 --
 -- KEYS[1] content map of the digest (reuse 'content') or record of the name (reuse 'name')
+-- KEYS[2] statistics counters (tally.lua)
 -- ARGV[1] reuse ('content' or 'name')   ARGV[2] digest   ARGV[3] max length (0: none)
 -- ARGV[4] record key prefix (reuse 'content') or the requested name (reuse 'name')
 --
@@ -17,6 +19,7 @@ end
 local f = redis.call('HMGET', key, 'state', 'digest', 'nlen')
 if f[1] == 'live' and f[2] == digest and (maxlen == 0 or tonumber(f[3]) <= maxlen) then
   redis.call('HINCRBY', key, 'refs', 1)
+  tally_hit(KEYS[2], key)
   return {'hit', name}
 end
 return nil
