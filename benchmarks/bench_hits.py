@@ -132,7 +132,9 @@ def profile_hit(index: str, workdir: Path, count: int) -> None:
     for _ in range(count):
         storage.save("hit.bin", ContentFile(payload))
     profiler.disable()
-    pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_TOP", "20")))
+    pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(
+        int(os.environ.get("BENCH_TOP", "20"))
+    )
 
 
 def main() -> None:
