@@ -20,10 +20,17 @@ import pytest
 from django.core.files.base import ContentFile
 
 from dedupstore import DedupStorage
+from tests.conftest import INDEX_KINDS_WITH_CLUSTER, index_url_of_kind
 from tests.contract import read_all
 from tests.helpers import PATIENCE, Background, PausedBefore
 
 INNER_KINDS = ["filesystem", "in-memory"]
+
+
+@pytest.fixture(params=INDEX_KINDS_WITH_CLUSTER)
+def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """A real Redis, the locmem twin, and (slow) a real Redis Cluster."""
+    return index_url_of_kind(request, redis_url)
 
 
 @pytest.fixture(params=INNER_KINDS)
