@@ -253,6 +253,25 @@ def _wait_replicas_setting() -> int:
 _REDIRECTIONS = 5
 
 
+def _every_cluster_node(client: RedisCluster) -> list[redis.Redis]:
+    """Return a client of every reachable node, replicas included.
+
+    The slot map lists a replica only once it has synchronised; ``CLUSTER NODES`` lists
+    every node the cluster knows. Failed nodes are left out (nothing can be asked there).
+    """
+    servers = {node.name: client.get_redis_connection(node) for node in client.get_nodes()}
+    primary = client.get_redis_connection(client.get_primaries()[0])
+    known = primary.execute_command("CLUSTER NODES")
+    for address, fields in known.items() if isinstance(known, dict) else ():
+        name = address.decode() if isinstance(address, bytes) else str(address)
+        flags = str(fields.get("flags", ""))
+        host, _, port = name.rpartition(":")
+        if name in servers or not host or any(f in flags for f in ("fail", "noaddr", "handshake")):
+            continue
+        servers[name] = client.get_redis_connection(ClusterNode(host, int(port), "replica"))
+    return list(servers.values())
+
+
 def _milliseconds(seconds: float) -> int:
     """Return a claim lifetime in whole milliseconds, at least 1: Redis refuses ``PX 0``."""
     return max(1, math.ceil(seconds * 1000))
@@ -416,7 +435,7 @@ class RedisIndex(Index):
         client: Any
         if self.is_cluster:
             client = self._cluster()
-            servers = [client.get_redis_connection(node) for node in client.get_nodes()]
+            servers = _every_cluster_node(client)
         else:
             client = self._client
             servers = [self._client]
