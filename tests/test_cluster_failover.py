@@ -113,6 +113,11 @@ def test_a_primary_killed_mid_workload_is_replaced_and_the_workload_goes_on(
         for process in workers:
             process.start()
         try:
+            # Only a replica that has synchronised can be promoted.
+            _wait_for(
+                lambda: cluster.info(replica, "replication").get("master_link_status") == "up",
+                "the replica to synchronise",
+            )
             _wait_for(lambda: all(c.value >= BEFORE for c in counters), "work before the kill")
             cluster.kill_node(primary)
             killed_at = time.monotonic()
