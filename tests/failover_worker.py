@@ -25,9 +25,12 @@ def work(
     log_path: str,
     seed: int,
     successes: Any,
+    attempts: Any,
     stop: Any,
+    index_timeout: float = 2.0,
 ) -> None:
-    """Save and delete until ``stop`` is set; count acknowledged calls in ``successes``."""
+    """Save and delete until ``stop`` is set; count calls in ``attempts``, acknowledged
+    ones in ``successes``."""
     import django
     from django.conf import settings
 
@@ -49,7 +52,7 @@ def work(
         reuse="content",
         claim_ttl=5.0,
         wait_timeout=20.0,
-        index_timeout=2.0,
+        index_timeout=index_timeout,
     )
     rng = random.Random(seed)
     held: list[tuple[str, int]] = []
@@ -62,6 +65,8 @@ def work(
 
         while not stop.is_set():
             number += 1
+            with attempts.get_lock():
+                attempts.value += 1
             if held and rng.random() < 0.45:
                 name, content = held.pop(rng.randrange(len(held)))
                 try:
