@@ -11,6 +11,7 @@ import pytest
 
 from dedupstore import DedupStorage
 from dedupstore.testing.redis import RedisServer
+from dedupstore.testing.redis_cluster import RedisCluster
 from dedupstore.testing.s3 import S3Server
 
 
@@ -19,6 +20,17 @@ def redis_server() -> Iterator[RedisServer]:
     """Start one private redis-server for the test session and stop it by PID."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """Start one private Redis Cluster (3 primaries, 3 replicas) for the session.
+
+    Shared: tests over it use namespaces of their own and never stop a node (a failover
+    test starts a cluster of its own).
+    """
+    with RedisCluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +57,25 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture(params=["redis", "locmem"])
+#: The index kinds most tests run against; the race tests add the cluster (slow).
+INDEX_KINDS: list[Any] = ["redis", "locmem"]
+INDEX_KINDS_WITH_CLUSTER: list[Any] = [
+    *INDEX_KINDS,
+    pytest.param("cluster", marks=pytest.mark.slow),
+]
+
+
+def index_url_of_kind(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """Return the URL of an index of ``request.param``'s kind (namespaces keep tests apart)."""
+    if request.param == "cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
+    return redis_url if request.param == "redis" else f"locmem://{uuid.uuid4().hex}"
+
+
+@pytest.fixture(params=INDEX_KINDS)
 def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
     """Return the URL of an empty index of each kind: a real Redis, and its locmem twin."""
-    return redis_url if request.param == "redis" else f"locmem://{uuid.uuid4().hex}"
+    return index_url_of_kind(request, redis_url)
 
 
 @pytest.fixture

@@ -26,10 +26,18 @@ from django.core.files.uploadedfile import TemporaryUploadedFile
 
 from dedupstore import DedupStorage
 from dedupstore.index.base import TOMBSTONE_TTL
+from tests.conftest import INDEX_KINDS_WITH_CLUSTER, index_url_of_kind
 from tests.contract import read_all
 from tests.helpers import Background, Paused, PausedBefore, make_untracked
 
 Make = Callable[..., DedupStorage]
+
+
+@pytest.fixture(params=INDEX_KINDS_WITH_CLUSTER)
+def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """A real Redis, the locmem twin, and (slow) a real Redis Cluster."""
+    return index_url_of_kind(request, redis_url)
+
 
 #: Claim lifetime of the crash tests: a dead holder's lease is gone after it.
 SHORT_TTL = 0.05

@@ -28,6 +28,7 @@ import pytest
 from django.core.files.base import ContentFile, File
 
 from dedupstore import ClaimLost, DedupStorage
+from tests.conftest import INDEX_KINDS_WITH_CLUSTER, index_url_of_kind
 from tests.contract import read_all
 from tests.helpers import PATIENCE, Background, PausedBefore, claim_digest
 
@@ -37,6 +38,12 @@ INNER_KINDS = ["filesystem", "in-memory"]
 
 #: Claim lifetime of the crash tests: a dead holder's lease is gone after it.
 SHORT_TTL = 0.05
+
+
+@pytest.fixture(params=INDEX_KINDS_WITH_CLUSTER)
+def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """A real Redis, the locmem twin, and (slow) a real Redis Cluster."""
+    return index_url_of_kind(request, redis_url)
 
 
 @pytest.fixture(params=INNER_KINDS)

@@ -45,7 +45,7 @@ def _tombstone_state(storage: DedupStorage, name: str) -> str | None:
     index = storage.index
     client = getattr(index, "client", None)
     if client is not None:
-        state = client.hget(f"{storage.namespace}:t:{name}", "state")
+        state = client.hget(f"{{{storage.namespace}}}:t:{name}", "state")
         return None if state is None else state.decode()
     with index._store.lock:  # type: ignore[attr-defined]
         tombstone = index._tombstone(name)  # type: ignore[attr-defined]
@@ -126,7 +126,7 @@ def test_the_tombstone_of_a_failed_untracked_delete_does_not_stay_forever(
         storage.delete("never-saved.txt")
     time.sleep(SHORT_TTL * 3)  # the lease lapsed long ago; nobody touches the name again
     client = storage.index.client  # type: ignore[attr-defined]
-    key = f"{storage.namespace}:t:never-saved.txt"
+    key = f"{{{storage.namespace}}}:t:never-saved.txt"
     assert client.hget(key, "state") == b"deleting"  # it is there, as it must be for a while
     # ... and goes by itself: TOMBSTONE_TTL after the lease could last be renewed.
     assert 0 < client.pttl(key) <= (SHORT_TTL + TOMBSTONE_TTL) * 1000

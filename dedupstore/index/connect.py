@@ -11,6 +11,8 @@ from dedupstore.index.base import Index
 __all__ = ["REDIS_SCHEMES", "mask_url", "open_index", "validate_index_url"]
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: Schemes of a Redis Cluster index (see ``dedupstore.index.cluster``).
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 _SECRET_QUERY_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "sig", "credential")
@@ -58,6 +60,11 @@ def validate_index_url(url: object) -> str:
             f"dedupstore: 'index' must be a URL string such as 'redis://localhost:6379/0' "
             f"or 'locmem://', not {url!r}"
         )
+    if url.partition("://")[0] in CLUSTER_SCHEMES:
+        from dedupstore.index.cluster import parse_cluster_url
+
+        parse_cluster_url(url, mask_url(url))
+        return url
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError for a non-numeric port
@@ -70,7 +77,7 @@ def validate_index_url(url: object) -> str:
     if parts.scheme not in REDIS_SCHEMES:
         raise ImproperlyConfigured(
             f"dedupstore: unsupported index URL scheme {parts.scheme!r} in {mask_url(url)}; "
-            "use redis://, rediss://, unix:// or locmem://"
+            "use redis://, rediss://, unix://, redis+cluster://, rediss+cluster:// or locmem://"
         )
     if parts.scheme == "unix":
         if not parts.path:
@@ -87,13 +94,25 @@ def validate_index_url(url: object) -> str:
             f"dedupstore: the database in index URL {mask_url(url)} must be a number, not {db!r}"
         )
     del port
+    from dedupstore.index.cluster import split_wait_replicas
+
+    split_wait_replicas(url, mask_url(url))
     return url
 
 
 def open_index(
-    url: str, *, namespace: str, socket_timeout: float, wait_timeout: float = 60.0
+    url: str,
+    *,
+    namespace: str,
+    socket_timeout: float,
+    wait_timeout: float = 60.0,
+    wait_replicas: int | None = None,
 ) -> Index:
-    """Return the index that ``url`` names (validated with ``validate_index_url``)."""
+    """Return the index that ``url`` names (validated with ``validate_index_url``).
+
+    ``wait_replicas``: see ``RedisIndex``; None leaves it to the URL's ``wait_replicas``
+    option, then to the ``DEDUPSTORE_INDEX_WAIT_REPLICAS`` setting.
+    """
     validate_index_url(url)
     scheme = urlsplit(url).scheme
     if scheme == "locmem":
@@ -108,4 +127,5 @@ def open_index(
         display_url=mask_url(url),
         socket_timeout=socket_timeout,
         wait_timeout=wait_timeout,
+        wait_replicas=wait_replicas,
     )

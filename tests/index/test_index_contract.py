@@ -22,6 +22,7 @@ from dedupstore.index.base import TOMBSTONE_TTL, Index, IndexStats
 from dedupstore.index.locmem import get_locmem_index
 from dedupstore.index.redis import RedisIndex
 from dedupstore.testing.redis import RedisServer
+from dedupstore.testing.redis_cluster import RedisCluster
 
 #: Long enough that no claim, tombstone or quarantine expires during a test.
 TTL = 3600.0
@@ -623,6 +624,21 @@ class TestRedisIndex(BaseIndexTests):
             redis_server.url,
             namespace=f"contract-{uuid.uuid4().hex}",
             display_url=redis_server.url,
+        )
+        yield index
+        index.close()
+
+
+@pytest.mark.slow
+class TestRedisClusterIndex(BaseIndexTests):
+    """The contract against a real Redis Cluster: each script runs on its namespace's node."""
+
+    @pytest.fixture
+    def index(self, redis_cluster: RedisCluster) -> Iterator[Index]:
+        index = RedisIndex(
+            redis_cluster.url,
+            namespace=f"contract-{uuid.uuid4().hex}",
+            display_url=redis_cluster.url,
         )
         yield index
         index.close()
