@@ -131,7 +131,7 @@ class DeleteAttempt:
             return False
         digest, size = decision.digest, 0
         if decision.action == "unknown":
-            digest, size = self._content_key_of_stored()
+            digest, size = self.storage._content_key_of_stored(self.name)
         cancelled = storage.index.cancel_delete(
             name=name,
             token=token,
@@ -150,17 +150,3 @@ class DeleteAttempt:
         # The caller may be FieldFile.delete(), whose own row forgets the name only next.
         liveset.delete_again_after_rows_change(storage, name)
         return True
-
-    def _content_key_of_stored(self) -> tuple[str, int]:
-        """Hash the stored object; return its content key and size (or '', 0)."""
-        storage = self.storage
-        try:
-            with storage.inner.open(self.name, "rb") as stored:
-                hashed = storage.hasher.hash(stored)
-        except FileNotFoundError:
-            return "", 0
-        try:
-            return storage._content_key(self.name, hashed.digest), hashed.size
-        finally:
-            if hashed.spooled:
-                hashed.content.close()

@@ -651,6 +651,19 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         """
         return self._content_key(name, self.digest(content))
 
+    def _content_key_of_stored(self, name: str) -> tuple[str, int]:
+        """Hash the stored object of ``name``; return its content key and size (or '', 0)."""
+        try:
+            with self.inner.open(name, "rb") as stored:
+                hashed = self.hasher.hash(stored)
+        except FileNotFoundError:
+            return "", 0
+        try:
+            return self._content_key(name, hashed.digest), hashed.size
+        finally:
+            if hashed.spooled:
+                hashed.content.close()
+
     def _content_key(self, name: str, digest: str) -> str:
         inner = self.inner
         # Over a content-addressed storage the name is the content (a CID anyone can
