@@ -1,4 +1,4 @@
-"""DedupStorage over AppwriteStorage, and the django-cloud-storages drop-in AppWriteStorage."""
+"""DedupStorage over AppwriteStorage, DedupAppwriteStorage, and the drop-in AppWriteStorage."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from django.db.migrations.writer import MigrationWriter
 from django.test.utils import isolate_apps
 
 from dedupstore import DedupStorage
-from dedupstore.backends.appwrite import AppWriteStorage, AppwriteStorage
+from dedupstore.backends.appwrite import AppWriteStorage, AppwriteStorage, DedupAppwriteStorage
 from dedupstore.testing.appwrite import AppwriteTestServer
 from tests.contract import DedupContract
 
@@ -69,6 +69,50 @@ class TestDedupOverAppwrite(DedupContract):
         again = storage.save("misses/new.bin", ContentFile(os.urandom(1024)))
         assert again.startswith("misses/new_") and again != stored
         assert storage.inner.exists(again)
+
+
+# -- DedupAppwriteStorage ---------------------------------------------------------------
+
+
+def test_dedup_appwrite_storage_is_a_dedup_storage_over_appwrite_storage(
+    server: AppwriteTestServer, redis_url: str
+) -> None:
+    made = DedupAppwriteStorage(
+        **server.storage_options(bucket_id="default"),
+        index=redis_url,
+        namespace=f"aw-{uuid.uuid4().hex}",
+    )
+    assert isinstance(made.inner, AppwriteStorage)
+    assert made.inner.bucket_id == "default"
+    first = made.save("docs/one.txt", ContentFile(b"shared bytes"))
+    second = made.save("docs/two.txt", ContentFile(b"shared bytes"))
+    assert first == second == "docs/one.txt"
+    assert made.references(first) == 2
+    path, _args, kwargs = made.deconstruct()
+    assert path == "dedupstore.backends.appwrite.DedupAppwriteStorage"
+    assert "api_key" not in kwargs
+    serialized, _imports = MigrationWriter.serialize(made)
+    assert server.api_key not in serialized
+
+
+def test_dedup_appwrite_storage_takes_its_policy_from_dedupstore_settings_only(
+    old_settings: Any,
+) -> None:
+    old_settings.CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT = False
+    old_settings.OVERWRITE_FILE = True
+    made = DedupAppwriteStorage()
+    assert (made.reuse, made.overwrite) == ("content", False)
+    old_settings.DEDUPSTORE_REUSE = "name"
+    assert DedupAppwriteStorage().reuse == "name"
+    # The django-cloud-storages name reads the old package's settings instead.
+    assert (AppWriteStorage().reuse, AppWriteStorage().overwrite) == ("name", True)
+
+
+def test_dedup_appwrite_storage_refuses_inner_with_appwrite_options(old_settings: Any) -> None:
+    with pytest.raises(ImproperlyConfigured, match="either 'inner' or Appwrite options"):
+        DedupAppwriteStorage(inner="plain", bucket_id="b")
+    with pytest.raises(ImproperlyConfigured, match="unknown option"):
+        DedupAppwriteStorage(bucket="b")
 
 
 # -- the drop-in -----------------------------------------------------------------------
@@ -172,6 +216,7 @@ def test_namespace_follows_endpoint_and_project_not_key_or_default_bucket(
         }
     )
     assert plain.namespace == one.namespace
+    assert DedupAppwriteStorage(api_key="key-four").namespace == one.namespace
 
 
 def test_as_the_default_storage(old_settings: Any, server: AppwriteTestServer) -> None:

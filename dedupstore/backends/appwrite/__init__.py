@@ -1,9 +1,11 @@
 """Appwrite Storage as a Django storage, on the official ``appwrite`` SDK (27.x).
 
 ``AppwriteStorage`` is the plain backend: every Django name maps to an Appwrite bucket and
-file ID. ``AppWriteStorage`` (the class name django-cloud-storages used) is a drop-in
-replacement for ``cloud_storages.backends.appwrite.AppWriteStorage``: a ``DedupStorage``
-around ``AppwriteStorage`` configured from the old settings.
+file ID. ``DedupAppwriteStorage`` is a ``DedupStorage`` around ``AppwriteStorage``.
+``AppWriteStorage`` (the class name django-cloud-storages used, defined in
+``dedupstore.backends.compat`` and re-exported here) is a drop-in replacement for
+``cloud_storages.backends.appwrite.AppWriteStorage``: a ``DedupAppwriteStorage``
+configured from the old settings.
 
 Names. The last directory of a name names the bucket (``assets/media/a.txt`` -> bucket
 ``media``); a name without a directory goes to ``bucket_id``. The file name becomes the
@@ -26,17 +28,22 @@ timeout. Other ``Client`` objects in the process are untouched.
 Modules: ``errors`` (exceptions), ``ids`` (names to bucket and file IDs),
 ``transport`` (the SDK client with a timeout), ``reader`` (ranged downloads),
 ``upload`` (the chunked-upload engine), ``storage`` (``AppwriteStorage``) and ``dedup``
-(``AppWriteStorage``).
+(``DedupAppwriteStorage``).
 """
 
 from __future__ import annotations
 
-from .dedup import AppWriteStorage
+from typing import TYPE_CHECKING, Any
+
+from .dedup import DedupAppwriteStorage
 from .errors import AppwriteAuthError, AppwriteConflict, AppwriteStorageError, AppwriteUnavailable
 from .ids import ID_MAX_LENGTH, ID_PATTERN, bucket_id_for, file_id_for
 from .reader import DOWNLOAD_BLOCK_SIZE, READ_BUFFER_SIZE, AppwriteFile
 from .storage import AppwriteStorage
 from .upload import SDK_CHUNK_SIZE
+
+if TYPE_CHECKING:
+    from dedupstore.backends.compat import AppWriteStorage
 
 __all__ = [
     "DOWNLOAD_BLOCK_SIZE",
@@ -51,6 +58,17 @@ __all__ = [
     "AppwriteStorage",
     "AppwriteStorageError",
     "AppwriteUnavailable",
+    "DedupAppwriteStorage",
     "bucket_id_for",
     "file_id_for",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The old-package class name lives in dedupstore.backends.compat, which imports this
+    # package: it is imported on first use.
+    if name == "AppWriteStorage":
+        from dedupstore.backends.compat import AppWriteStorage
+
+        return AppWriteStorage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The django-cloud-storages drop-in: a ``DedupStorage`` over ``AppwriteStorage``."""
+"""``DedupAppwriteStorage``: a ``DedupStorage`` over ``AppwriteStorage``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import secrets
 import time
 from typing import Any, cast
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import File
 from django.utils.deconstruct import deconstructible
@@ -19,23 +18,20 @@ from .storage import AppwriteStorage
 from .upload import _seekable
 
 
-@deconstructible(path="dedupstore.backends.appwrite.AppWriteStorage")
-class AppWriteStorage(DedupStorage):
-    """A drop-in for django-cloud-storages' ``AppWriteStorage``, deduplicated.
+@deconstructible(path="dedupstore.backends.appwrite.DedupAppwriteStorage")
+class DedupAppwriteStorage(DedupStorage):
+    """A ``DedupStorage`` over ``AppwriteStorage``, configured in one place.
 
-    A ``DedupStorage`` around ``AppwriteStorage``. Without arguments it reads the same
-    settings as the old class: ``APPWRITE_API_KEY``, ``APPWRITE_PROJECT_ID``,
-    ``APPWRITE_BUCKET_ID``, ``APPWRITE_API_ENDPOINT``, and its policy from
-    ``OVERWRITE_FILE`` (default False) -> ``overwrite`` and
-    ``CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT`` (default True) -> ``reuse="never"``
-    (every save stores a new file), or ``reuse="name"`` when False: a save whose bucket
-    already holds a file under the name the save maps to (``uploads/logo.png``), with the
-    same content, returns that file's name and uploads nothing, as the old package did.
-    That includes files the index does not know yet (uploaded by django-cloud-storages):
-    see ``_adopt_untracked``.
+    Any ``AppwriteStorage`` option (``api_key``, ``bucket_id``...; the ``APPWRITE_*``
+    settings otherwise) configures the inner storage, and any ``DedupStorage`` option
+    (``index``, ``reuse``, ``overwrite``...; the ``DEDUPSTORE_*`` settings otherwise) the
+    rest. With ``reuse="name"``, a save whose bucket already holds a file under the name
+    the save maps to (``uploads/logo.png``), with the same content, returns that file's
+    name and uploads nothing, including files the index does not know yet (uploaded
+    before this storage): see ``_adopt_untracked``.
 
-    Any ``AppwriteStorage`` option (``api_key``, ``bucket_id``...) and any
-    ``DedupStorage`` option (``index``, ``reuse``, ``overwrite``...) may also be passed.
+    ``dedupstore.backends.compat.AppWriteStorage``, django-cloud-storages' class name, is
+    this class with its policy read from the old package's settings.
     """
 
     def __init__(self, **options: Any) -> None:
@@ -57,11 +53,6 @@ class AppWriteStorage(DedupStorage):
                 "OPTIONS": appwrite_options,
             },
         )
-        if "overwrite" not in options:
-            options["overwrite"] = getattr(settings, "OVERWRITE_FILE", False)
-        if "reuse" not in options:
-            create_new = getattr(settings, "CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT", True)
-            options["reuse"] = "never" if create_new else "name"
         self._default_inner = default_inner
         super().__init__(**options)
         args, kwargs = self._constructor_args

@@ -439,7 +439,7 @@ class AppwriteStorage(Storage):
 
         A miss is remembered for the next ``exists()`` of the same name in this thread,
         which then answers False without asking again: a save that looked first
-        (``AppWriteStorage`` matching untracked files) checks the name once, not twice.
+        (``DedupAppwriteStorage`` matching untracked files) checks the name once, not twice.
         Nothing relies on that answer staying true: an upload to an ID taken meanwhile
         gets Appwrite's 409 and moves to another name.
         """
