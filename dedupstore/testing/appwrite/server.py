@@ -7,8 +7,9 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from dedupstore.testing.service import LoopbackService
 
 from .base import _Route
 from .buckets import _BucketRoutes
@@ -20,7 +21,9 @@ from .tokens import _TokenRoutes
 from .wire import InjectedFault, RequestRecord, _Request, _Response
 
 
-class AppwriteTestServer(_BucketRoutes, _FileRoutes, _TokenRoutes, _DownloadRoutes):
+class AppwriteTestServer(
+    _BucketRoutes, _FileRoutes, _TokenRoutes, _DownloadRoutes, LoopbackService
+):
     """An Appwrite Storage server on 127.0.0.1, in a background thread.
 
     ``project_id`` and ``api_key`` are what clients must send (a random key by default).
@@ -64,17 +67,6 @@ class AppwriteTestServer(_BucketRoutes, _FileRoutes, _TokenRoutes, _DownloadRout
         if self._tempdir is not None:
             self._tempdir.cleanup()
             self._tempdir = None
-
-    def __enter__(self) -> AppwriteTestServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
