@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,21 +21,12 @@ from dedupstore.testing.appwrite import AppwriteTestServer
 from tests.contract import DedupContract
 
 
-def appwrite_inner(server: AppwriteTestServer) -> dict[str, Any]:
-    return {
-        "BACKEND": "dedupstore.backends.appwrite.AppwriteStorage",
-        "OPTIONS": server.storage_options(bucket_id="default"),
-    }
-
-
 class TestDedupOverAppwrite(DedupContract):
     """The core contract suite, with AppwriteStorage as the inner storage."""
 
     @pytest.fixture
-    def storage(self, server: AppwriteTestServer, redis_url: str) -> DedupStorage:
-        return DedupStorage(
-            inner=appwrite_inner(server), index=redis_url, namespace=f"aw-{uuid.uuid4().hex}"
-        )
+    def storage(self, dedup_over_appwrite: Callable[..., DedupStorage]) -> DedupStorage:
+        return dedup_over_appwrite()
 
     def test_identical_content_in_another_bucket_is_stored_again(
         self, storage: DedupStorage
@@ -116,18 +108,6 @@ def test_dedup_appwrite_storage_refuses_inner_with_appwrite_options(old_settings
 
 
 # -- the drop-in -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def old_settings(settings: Any, server: AppwriteTestServer, redis_url: str) -> Any:
-    """The settings a django-cloud-storages project has, plus the dedup index."""
-    settings.APPWRITE_API_KEY = server.api_key
-    settings.APPWRITE_PROJECT_ID = server.project_id
-    settings.APPWRITE_BUCKET_ID = "default"
-    settings.APPWRITE_API_ENDPOINT = server.endpoint
-    settings.DEDUPSTORE_INDEX = redis_url
-    settings.DEDUPSTORE_NAMESPACE = f"aw-{uuid.uuid4().hex}"
-    return settings
 
 
 def test_defaults_follow_the_old_settings(old_settings: Any) -> None:

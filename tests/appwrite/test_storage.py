@@ -34,13 +34,6 @@ from dedupstore.testing.appwrite import AppwriteTestServer
 MiB = 1024 * 1024
 
 
-@pytest.fixture
-def storage(server: AppwriteTestServer) -> AppwriteStorage:
-    made = AppwriteStorage(**server.storage_options(bucket_id="default"))
-    made.retry_backoff = 0.001  # keep retries fast in tests
-    return made
-
-
 def read(storage: AppwriteStorage, name: str) -> bytes:
     with storage.open(name) as handle:
         return handle.read()
