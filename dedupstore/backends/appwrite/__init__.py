@@ -17,7 +17,7 @@ Django's ``get_available_name`` does, so no two names ever replace each other.
 
 Uploads. Content up to 5 MiB goes through the SDK's ``create_file`` in one request.
 Larger content is sent in the SDK's chunk protocol by our own loop (see
-``_upload_chunks``): same headers, fields and ``content-range``/``x-appwrite-id``, but
+``upload.upload_chunks``): same headers, fields and ``content-range``/``x-appwrite-id``, but
 streamed from one reused buffer per worker, with a refused chunk sent again.
 
 Timeouts. The SDK calls ``requests.request`` without a timeout. Each client this package

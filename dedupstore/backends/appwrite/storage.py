@@ -6,12 +6,10 @@ import contextlib
 import errno
 import hashlib
 import io
-import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, TypeVar, cast
 from urllib.parse import quote, urlencode, urlsplit
@@ -42,7 +40,7 @@ from .errors import (
 from .ids import ID_MAX_LENGTH, ID_PATTERN, bucket_id_for, file_id_for
 from .reader import READ_BUFFER_SIZE, AppwriteFile, _RangedReader
 from .transport import _client_with_transport, _Transport
-from .upload import SDK_CHUNK_SIZE, _ChunkUploader, _Md5Job, _UploadSource
+from .upload import _UploadSource, upload_chunks
 
 T = TypeVar("T")
 
@@ -742,7 +740,7 @@ class AppwriteStorage(Storage):
         while True:
             try:
                 if source.chunked:
-                    return self._upload_chunks(bucket, file_id, original, source, name)
+                    return upload_chunks(self, bucket, file_id, original, source, name)
                 self.sdk.create_file(
                     bucket,
                     file_id,
@@ -763,77 +761,6 @@ class AppwriteStorage(Storage):
                     attempt += 1
                     continue
                 raise self._translate(exc, name, bucket=bucket) from _cause(exc)
-
-    def _upload_chunks(
-        self, bucket: str, file_id: str, original: str, source: _UploadSource, name: str
-    ) -> bool:
-        """Upload a file over 5 MiB in Appwrite's chunk protocol; False if the ID is taken.
-
-        The wire protocol is the SDK's ``Client.chunked_upload``: 5 MiB chunks, the first
-        alone, the rest in parallel, each a multipart POST with ``content-range`` and
-        ``x-appwrite-id``, with the SDK client's headers. The loop is ours because the
-        SDK's builds two or three fresh 5 MiB buffers per chunk in 8 threads (glibc keeps
-        them: +162 MiB RSS for 1 GiB, measured), cannot retry one failed chunk, and
-        resumes wrongly after a parallel upload stopped half-way. Here each worker
-        streams from one reused buffer, and a refused chunk is sent again (chunks are
-        idempotent on the server).
-        """
-        from appwrite.exception import AppwriteException
-
-        assert source.path is not None
-        size = os.stat(source.path).st_size
-        # The SDK's resume probe, used here only to see whether the ID is free. A missing
-        # bucket or a busy answer goes up to _upload, which handles both.
-        try:
-            self.sdk.get_file(bucket, file_id)
-        except AppwriteException as exc:
-            if exc.type != "storage_file_not_found":
-                raise
-        else:
-            return False  # taken, complete or not, by another writer
-        chunks = math.ceil(size / SDK_CHUNK_SIZE)
-        uploader = _ChunkUploader(self, bucket, file_id, original, source.path, size, name)
-        checker = _Md5Job(source.path)
-        created = False
-        try:
-            first = uploader.send(0)
-            if int(first.get("chunksUploaded", 0)) != 1:
-                # Another writer's chunks were there first: the ID is theirs.
-                checker.cancel()
-                return False
-            created = True
-            results = [first]
-            if chunks > 1:
-                with ThreadPoolExecutor(
-                    max_workers=self.upload_workers, thread_name_prefix="appwrite-chunk"
-                ) as pool:
-                    results += list(pool.map(uploader.send, range(1, chunks)))
-        except BaseException:
-            checker.cancel()
-            if created:
-                self._discard(bucket, file_id, name)
-            raise
-        finally:
-            uploader.close()
-        expected = checker.result()
-        final = max(results, key=lambda r: int(r.get("chunksUploaded", 0)))
-        if int(final.get("chunksUploaded", 0)) >= chunks and final.get("signature") == expected:
-            return True
-        # Another writer's chunks met ours under this ID: the file is nobody's.
-        self._discard(bucket, file_id, name)
-        return False
-
-    def _discard(self, bucket: str, file_id: str, name: str) -> None:
-        """Delete a partial upload we started; never a complete file (it may be theirs).
-
-        Between the check and the delete a concurrent writer in another process could
-        complete the file: that needs two processes uploading the same new name at once,
-        over 5 MiB, and a failure; within one process ``_id_lock`` rules it out.
-        """
-        with contextlib.suppress(Exception):
-            stored = self._call(lambda sdk: sdk.get_file(bucket, file_id), name, bucket=bucket)
-            if stored.chunksuploaded < stored.chunkstotal:
-                self._call(lambda sdk: sdk.delete_file(bucket, file_id), name, bucket=bucket)
 
     @contextlib.contextmanager
     def _id_lock(self, bucket: str, file_id: str, exclusive: bool) -> Iterator[None]:
