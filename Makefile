@@ -38,18 +38,18 @@ demo: venv redis-server
 	scripts/loopback-only $(BIN)/python examples/demo/run_demo.py
 
 # The peers are never dependencies: they go into a throwaway virtualenv of their own.
-# A peer that does not install is reported by peers.py, so failures here do not stop us.
+# A peer that does not install is reported by bench_peers.py, so failures here do not stop us.
 PEERS := django-hashedfilenamestorage django-castor django-dedupe-backend
 
 bench: venv redis-server
 	test -x .venv-peers/bin/python || $(PYTHON) -m venv .venv-peers
 	-.venv-peers/bin/python -m pip install --quiet -e . "django==5.2.*" $(PEERS)
 	-.venv-peers/bin/python -m pip install --quiet --no-deps --ignore-requires-python django-image-toolkit
-	scripts/loopback-only .venv-peers/bin/python benchmarks/peers.py
+	scripts/loopback-only .venv-peers/bin/python benchmarks/bench_peers.py
 	test -x .venv-dcs/bin/python || $(PYTHON) -m venv .venv-dcs
 	-.venv-dcs/bin/python -m pip install --quiet "django==5.2.*" "appwrite==27.*" django-cloud-storages
 	scripts/loopback-only $(BIN)/python benchmarks/bench_appwrite.py --quick --old-python .venv-dcs/bin/python
-	scripts/loopback-only $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	scripts/loopback-only $(BIN)/python benchmarks/bench_cost_and_savings.py $(BENCH_ARGS)
 
 venv: $(STAMP)
 

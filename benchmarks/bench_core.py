@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from common import RESULTS, ROOT, MiB, machine, setup_django
+    from _support import RESULTS, ROOT, InnerCalls, MiB, machine, setup_django
 except ImportError:  # run as `python -m benchmarks.bench_core`
-    from benchmarks.common import RESULTS, ROOT, MiB, machine, setup_django
+    from benchmarks._support import RESULTS, ROOT, InnerCalls, MiB, machine, setup_django
 
 
 def median_time(func: Callable[[], object], repeat: int, warmup: int = 1) -> float:
@@ -158,8 +158,6 @@ class RoundTrips:
 def bench_hit(index: str, workdir: Path, count: int) -> dict[str, Any]:
     """4 KiB hits: index round trips and inner calls per save, and saves per second."""
     from django.core.files.base import ContentFile
-
-    from tests.helpers import InnerCalls
 
     # verify_hits=False: the zero-inner-call hit (bench_hits.py measures both settings).
     storage = make_dedup(index, str(workdir / "hit"), "bench-hit", verify_hits=False)

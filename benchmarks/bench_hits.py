@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from common import RESULTS, machine, setup_django
+    from _support import RESULTS, machine, setup_django
 except ImportError:  # run as `python -m benchmarks.bench_hits`
-    from benchmarks.common import RESULTS, machine, setup_django
+    from benchmarks._support import RESULTS, machine, setup_django
 
 #: Targets from the project's issue: hits per second, and the ratio to PING.
 TARGET_HITS_PER_S = 3000
@@ -132,7 +132,9 @@ def profile_hit(index: str, workdir: Path, count: int) -> None:
     for _ in range(count):
         storage.save("hit.bin", ContentFile(payload))
     profiler.disable()
-    pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+    pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(
+        int(os.environ.get("BENCH_TOP", "20"))
+    )
 
 
 def main() -> None:

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from common import RESULTS, ROOT, GiB, MiB, machine, setup_django, upload_of
+    from _support import RESULTS, ROOT, GiB, MiB, machine, setup_django, upload_of
 except ImportError:  # run as `python -m benchmarks.bench_ipfs`
-    from benchmarks.common import RESULTS, ROOT, GiB, MiB, machine, setup_django, upload_of
+    from benchmarks._support import RESULTS, ROOT, GiB, MiB, machine, setup_django, upload_of
 
 BACKEND = "dedupstore.backends.ipfs.IPFSStorage"
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from common import RESULTS, machine, setup_django
+    from _support import RESULTS, machine, setup_django
 except ImportError:  # run as `python -m benchmarks.bench_side_channel`
-    from benchmarks.common import RESULTS, machine, setup_django
+    from benchmarks._support import RESULTS, machine, setup_django
 
 TEMPLATE = (
     "Dear customer,\n\nyour new card is on its way. Its PIN is {pin}. Keep this letter in a "

@@ -15,7 +15,9 @@ class DedupStoreConfig(AppConfig):
 
     def ready(self) -> None:
         from dedupstore.checks import (
+            check_guarded_field_indexes,
             check_index_eviction_policy,
+            check_index_lost,
             check_namespaces,
             check_old_settings,
             check_storages,
@@ -25,6 +27,10 @@ class DedupStoreConfig(AppConfig):
         checks.register(check_old_settings, checks.Tags.compatibility)
         checks.register(check_index_eviction_policy)
         checks.register(check_namespaces)
+        checks.register(check_guarded_field_indexes, checks.Tags.models)
+        # It reads the database's marker: run by migrate and check --database, as Django
+        # runs every check that queries a database.
+        checks.register(check_index_lost, checks.Tags.database)
         post_migrate.connect(_initialise_indexes, sender=self)
         from dedupstore.liveset import connect_row_signals
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import django
@@ -13,21 +13,29 @@ from django.utils.module_loading import import_string
 
 from dedupstore import naming
 from dedupstore.index import mask_url
-from dedupstore.storage import DedupStorage, _redact
+from dedupstore.options import redact
+from dedupstore.protocol import backend_of
+from dedupstore.storage import DedupStorage
+
+
+def _dedup_storages() -> Iterator[tuple[str, type[DedupStorage], dict[str, Any]]]:
+    """Yield (alias, class, options) of each ``DedupStorage`` in ``settings.STORAGES``."""
+    for alias, definition in getattr(settings, "STORAGES", {}).items():
+        if not isinstance(definition, Mapping):
+            continue
+        try:
+            backend = import_string(definition.get("BACKEND", ""))
+        except ImportError:
+            continue  # Django reports unimportable backends itself when they are used.
+        if isinstance(backend, type) and issubclass(backend, DedupStorage):
+            yield alias, backend, definition.get("OPTIONS", {})
 
 
 def check_storages(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Check every ``DedupStorage`` configured in ``settings.STORAGES``."""
     messages: list[checks.CheckMessage] = []
-    for alias, definition in getattr(settings, "STORAGES", {}).items():
-        backend_path = definition.get("BACKEND", "")
-        try:
-            backend = import_string(backend_path)
-        except ImportError:
-            continue  # Django reports unimportable backends itself when they are used.
-        if not (isinstance(backend, type) and issubclass(backend, DedupStorage)):
-            continue
-        messages.extend(_check_one(alias, backend, definition.get("OPTIONS", {})))
+    for alias, backend, options in _dedup_storages():
+        messages.extend(_check_one(alias, backend, options))
     return messages
 
 
@@ -90,7 +98,7 @@ def _storages_entry(alias: str, backend: str, options: Any = None) -> str:
     """Return the ``STORAGES`` line to write, with secret-looking option values masked."""
     entry: dict[str, Any] = {"BACKEND": backend}
     if options:
-        entry["OPTIONS"] = _redact(options) if isinstance(options, Mapping) else options
+        entry["OPTIONS"] = redact(options) if isinstance(options, Mapping) else options
     return f"STORAGES[{alias!r}] = {entry!r}"
 
 
@@ -158,15 +166,9 @@ def check_index_eviction_policy(
     from dedupstore.index.redis import eviction_policy_problem, read_eviction_policy
 
     messages: list[checks.CheckMessage] = []
-    for alias, definition in getattr(settings, "STORAGES", {}).items():
+    for alias, backend, options in _dedup_storages():
         try:
-            backend = import_string(definition.get("BACKEND", ""))
-        except ImportError:
-            continue
-        if not (isinstance(backend, type) and issubclass(backend, DedupStorage)):
-            continue
-        try:
-            storage = backend(**definition.get("OPTIONS", {}))
+            storage = backend(**options)
         except Exception:
             continue  # check_storages reports it
         if storage.index_url.startswith("locmem://"):
@@ -203,15 +205,9 @@ def check_namespaces(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     from dedupstore.namespace import NamespaceUnknown
 
     messages: list[checks.CheckMessage] = []
-    for alias, definition in getattr(settings, "STORAGES", {}).items():
+    for alias, backend, options in _dedup_storages():
         try:
-            backend = import_string(definition.get("BACKEND", ""))
-        except ImportError:
-            continue
-        if not (isinstance(backend, type) and issubclass(backend, DedupStorage)):
-            continue
-        try:
-            backend(**definition.get("OPTIONS", {})).namespace  # noqa: B018
+            backend(**options).namespace  # noqa: B018
         except NamespaceUnknown as exc:
             messages.append(
                 checks.Error(
@@ -230,17 +226,14 @@ def check_namespaces(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 def _overwrite_hazards(inner: Any, where: str) -> list[checks.CheckMessage]:
     """W002: say what an inner storage's overwrite switch still changes under the wrapper.
 
-    DedupStorage picks free names itself and reserves each in the index before writing
-    it (a save that bypasses a down index takes a random name on a store whose write
-    replaces), so ``allow_overwrite`` or django-storages' ``file_overwrite`` decides
-    nothing for its saves, and two of them never write one name. Only
-    ``FileSystemStorage(allow_overwrite=True)`` still changes something: a write that
-    does not go through DedupStorage may replace an object that records use, where
-    ``FileSystemStorage`` would refuse to write a name that exists.
+    DedupStorage picks and reserves free names itself, so ``allow_overwrite`` or
+    ``file_overwrite`` decides nothing for its saves. Only ``FileSystemStorage(
+    allow_overwrite=True)`` still matters: a write that bypasses DedupStorage may replace
+    an object that records use.
     """
     from django.core.files.storage import FileSystemStorage
 
-    if getattr(inner, "content_addressed", False) or not isinstance(inner, FileSystemStorage):
+    if backend_of(inner).content_addressed or not isinstance(inner, FileSystemStorage):
         # Names derive from content; or an object store (S3, Google Cloud, Azure...),
         # whose file_overwrite changes nothing under DedupStorage: nothing to flag.
         return []
@@ -259,3 +252,76 @@ def _overwrite_hazards(inner: Any, where: str) -> list[checks.CheckMessage]:
             id="dedupstore.W002",
         )
     ]
+
+
+def check_guarded_field_indexes(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W020: a file field the database guard asks about has no database index.
+
+    On every last-reference delete the guard counts the rows holding the name, one query
+    per field: without an index each is a scan of the whole table.
+    """
+    from django.apps import apps
+    from django.db import models
+
+    messages: list[checks.CheckMessage] = []
+    for model in apps.get_models():
+        meta = model._meta
+        if meta.proxy or meta.abstract or meta.swapped:
+            continue
+        for field in meta.local_concrete_fields:
+            if not isinstance(field, models.FileField):
+                continue
+            if getattr(field, "db_index", False) or field.unique:
+                continue
+            try:
+                storage = field.storage
+                guarded = isinstance(storage, DedupStorage) and storage.db_guard
+            except Exception:  # default_storage may not resolve: check_storages reports it
+                continue
+            if not guarded:
+                continue
+            if any(field.name in index.fields for index in meta.indexes):
+                continue
+            messages.append(
+                checks.Warning(
+                    f"{meta.label}.{field.name} has no database index: the database guard "
+                    "counts the rows holding a name on every last-reference delete, a scan "
+                    "of the whole table without one",
+                    hint=f"{field.name} = models.{type(field).__name__}(..., db_index=True), "
+                    "then makemigrations and migrate",
+                    obj=field,
+                    id="dedupstore.W020",
+                )
+            )
+    return messages
+
+
+def check_index_lost(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E103: the database's marker says an index existed that Redis no longer holds."""
+    if not kwargs.get("databases"):
+        return []
+    from dedupstore.exceptions import IndexUnavailable
+    from dedupstore.marker import IndexState, index_state
+    from dedupstore.storages_in_use import storages_in_use
+
+    messages: list[checks.CheckMessage] = []
+    for where, storage in storages_in_use():
+        try:
+            state = index_state(storage)
+        except IndexUnavailable:
+            continue  # reported when it is used; the check must not hang on it
+        if state is IndexState.LOST:
+            messages.append(
+                checks.Error(
+                    f"the index of namespace {storage.namespace!r} at "
+                    f"{storage.index.display_url} was lost (flushed, restarted without "
+                    "persistence, or failed over to an empty replica): deletes of untracked "
+                    "names refuse (IndexLost) until it is rebuilt",
+                    hint="python manage.py dedupstore reconcile",
+                    obj=where,
+                    id="dedupstore.E103",
+                )
+            )
+    return messages

@@ -1,7 +1,7 @@
 """Hash upload content once, streaming, with BLAKE3.
 
 Each kind of content takes its fastest path that never reads the whole file into a new
-buffer (see ``../shared/perf/ANCHORS.md`` and ``benchmarks/bench_core.py``):
+buffer (fresh buffers per chunk cap hashing at 1.3-3 GB/s; see ``benchmarks/bench_core.py``):
 
 * a file on disk (a ``TemporaryUploadedFile``, a ``File`` over a real file) is memory
   mapped, 32 MiB at a time so RSS stays bounded, and hashed by BLAKE3's threads;
@@ -20,13 +20,15 @@ import io
 import mmap
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from blake3 import blake3
 from django.core.files.base import ContentFile, File
 from django.core.files.uploadedfile import InMemoryUploadedFile, TemporaryUploadedFile
+
+from dedupstore.utils import innermost_file, is_seekable, temporary_file_path
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -109,13 +111,13 @@ class PrecomputedDigest:
     @classmethod
     def for_upload(cls, upload: File, *, key_id: str, digest: str, size: int) -> PrecomputedDigest:
         """Describe ``upload`` as it is now (called when the upload is complete)."""
-        path = _temporary_file_path(upload)
+        path = temporary_file_path(upload)
         if path is not None:
             # Buffered writes must reach the file before its identity is taken.
             if upload.file is not None:
                 upload.file.flush()
             return cls(key_id, digest, size, file_stat=_stat_identity(path))
-        raw = _innermost_file(upload)
+        raw = innermost_file(upload)
         if isinstance(raw, io.BytesIO):
             return cls(key_id, digest, size, buffer=raw.getvalue())
         raise TypeError(f"cannot describe an upload held in {type(raw).__name__}")
@@ -123,9 +125,9 @@ class PrecomputedDigest:
     def describes(self, content: File) -> bool:
         """Return True if ``content`` still holds exactly the bytes that were hashed."""
         if self.file_stat is not None:
-            path = _temporary_file_path(content)
+            path = temporary_file_path(content)
             return path is not None and _stat_identity(path) == self.file_stat
-        raw = _innermost_file(content)
+        raw = innermost_file(content)
         return (
             self.buffer is not None
             and isinstance(raw, io.BytesIO)
@@ -149,6 +151,11 @@ class HashedContent:
     #: copy (which the caller must ``close()`` after the inner write).
     content: File
     spooled: bool = False
+    #: (size, mtime in ns) of the file on disk that was hashed, taken before it was read;
+    #: None for content not read from a file on disk (or spooled: our own copy).
+    identity: tuple[int, int] | None = None
+    #: The plain digest an inner write must reproduce, when ``digest`` is a content key.
+    plain_digest: str = ""
 
 
 class ContentHasher:
@@ -193,7 +200,9 @@ class ContentHasher:
             and precomputed.key_id == self.key_id
             and precomputed.describes(content)
         ):
-            return self._rewound(content, precomputed.digest, precomputed.size)
+            stat = precomputed.file_stat
+            identity = (stat[2], stat[3]) if stat is not None else None
+            return self._rewound(content, precomputed.digest, precomputed.size, identity)
 
         chunks = getattr(content, "chunks", None)
         if getattr(chunks, "__func__", chunks) not in _STANDARD_CHUNKS and callable(chunks):
@@ -202,7 +211,7 @@ class ContentHasher:
             # so that is what is hashed and written. Called as they call it, with no size.
             return self._hash_while_spooling(content, chunks())
 
-        path = _temporary_file_path(content)
+        path = temporary_file_path(content)
         if path is not None:
             # Writes still in the upload's buffer must reach the file we read by path.
             with contextlib.suppress(AttributeError, OSError, ValueError):
@@ -211,7 +220,7 @@ class ContentHasher:
             with open(path, "rb") as handle:
                 return self._rewound(content, *self._hash_fileno(handle, handle.fileno()))
 
-        raw = _innermost_file(content)
+        raw = innermost_file(content)
         if isinstance(raw, io.BytesIO):
             # getvalue() hands back the BytesIO's own buffer without copying it; a
             # getbuffer() view would first un-share the bytes a ContentFile was built
@@ -226,7 +235,7 @@ class ContentHasher:
             as_bytes = ContentFile(data, name=getattr(content, "name", None))
             return HashedContent(self.hash_bytes(data), len(data), as_bytes)
 
-        if not _is_seekable(raw):
+        if not is_seekable(raw):
             return self._hash_while_spooling(content, _read_chunks(raw, self.chunk_size))
 
         fileno = _regular_fileno(raw)
@@ -234,17 +243,18 @@ class ContentHasher:
             return self._rewound(content, *self._hash_fileno(raw, fileno))
         return self._rewound(content, *self._hash_stream(raw))
 
-    def _hash_fileno(self, raw: IO[Any], fileno: int) -> tuple[str, int]:
+    def _hash_fileno(self, raw: IO[Any], fileno: int) -> tuple[str, int, tuple[int, int] | None]:
         # Buffered writes must reach the file before it is mapped.
         if getattr(raw, "writable", lambda: False)():
             raw.flush()
-        size = os.fstat(fileno).st_size
+        status = os.fstat(fileno)
+        size = status.st_size
         hasher = self.new(size_hint=size)
         for offset in range(0, size, MMAP_WINDOW):
             length = min(MMAP_WINDOW, size - offset)
             with mmap.mmap(fileno, length, offset=offset, access=mmap.ACCESS_READ) as window:
                 hasher.update(window)
-        return hasher.hexdigest(), size
+        return hasher.hexdigest(), size, (size, status.st_mtime_ns)
 
     def _hash_stream(self, raw: IO[Any]) -> tuple[str, int]:
         raw.seek(0)
@@ -294,49 +304,17 @@ class ContentHasher:
         return HashedContent(hasher.hexdigest(), size, spooled, spooled=True)
 
     @staticmethod
-    def _rewound(content: File, digest: str, size: int) -> HashedContent:
-        if _is_seekable(content):
+    def _rewound(
+        content: File, digest: str, size: int, identity: tuple[int, int] | None = None
+    ) -> HashedContent:
+        if is_seekable(content):
             content.seek(0)
-        return HashedContent(digest, size, content)
+        return HashedContent(digest, size, content, identity=identity)
 
 
 #: ``chunks()`` methods that read the file as it is: content with another one is read
 #: through its own.
 _STANDARD_CHUNKS = frozenset({File.chunks, InMemoryUploadedFile.chunks})
-
-
-def _temporary_file_path(content: object) -> str | None:
-    getter: Callable[[], str] | None = getattr(content, "temporary_file_path", None)
-    if getter is None:
-        return None
-    try:
-        path = getter()
-    except (AttributeError, OSError):
-        return None
-    return path if path and os.path.isfile(path) else None
-
-
-def _innermost_file(content: object) -> Any:
-    """Unwrap Django ``File`` proxies down to the object that holds the bytes."""
-    raw = content
-    for _depth in range(8):
-        inner = getattr(raw, "file", None)
-        if inner is None or inner is raw:
-            break
-        raw = inner
-    # NamedTemporaryFile wrappers keep the real file in ``.file`` too; the loop handles
-    # them. A tempfile._TemporaryFileWrapper is not a File, but has ``.file``.
-    return raw
-
-
-def _is_seekable(obj: object) -> bool:
-    seekable = getattr(obj, "seekable", None)
-    if callable(seekable):
-        try:
-            return bool(seekable())
-        except (ValueError, OSError):
-            return False
-    return callable(getattr(obj, "seek", None)) and callable(getattr(obj, "tell", None))
 
 
 def _regular_fileno(raw: object) -> int | None:

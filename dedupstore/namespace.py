@@ -148,8 +148,9 @@ def storage_location(storage: Storage) -> str | None:
     class (their subclasses too).
     """
     hook = getattr(storage, "dedupstore_location", None)
-    if callable(hook):
-        return str(hook())
+    told = hook() if callable(hook) else None
+    if told is not None:
+        return str(told)
     for cls in type(storage).__mro__:
         describe = _KNOWN.get(f"{cls.__module__}.{cls.__qualname__}")
         if describe is not None:

@@ -20,30 +20,19 @@ from django.core.files.base import File
 
 from dedupstore.exceptions import ContentChangedError
 from dedupstore.hashing import ContentHasher, HashedContent
+from dedupstore.utils import innermost_file, temporary_file_path
 
 __all__ = ["WrittenContent", "file_identity"]
 
 
-def _real_file(content: object) -> Any:
-    raw = content
-    for _depth in range(8):
-        inner = getattr(raw, "file", None)
-        if inner is None or inner is raw:
-            break
-        raw = inner
-    return raw
-
-
 def file_identity(content: object) -> tuple[int, int] | None:
     """Return (size, mtime in ns) of the file on disk behind ``content``, or None."""
-    getter = getattr(content, "temporary_file_path", None)
-    if callable(getter):
-        try:
-            status = os.stat(getter())
+    path = temporary_file_path(content)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            status = os.stat(path)
             return status.st_size, status.st_mtime_ns
-        except (AttributeError, OSError, TypeError, ValueError):
-            pass
-    raw = _real_file(content)
+    raw = innermost_file(content)
     if isinstance(raw, io.BytesIO | io.StringIO):
         return None  # in memory: nothing on disk to compare (and fileno() would raise)
     fileno = getattr(raw, "fileno", None)

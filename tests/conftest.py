@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: a real redis-server and moto's S3 server on loopback."""
+"""Fixtures shared by the whole suite: real redis-servers and moto's S3 server on loopback."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from dedupstore import DedupStorage
 from dedupstore.testing.redis import RedisServer
+from dedupstore.testing.redis_cluster import RedisCluster
 from dedupstore.testing.s3 import S3Server
 
 
@@ -19,6 +20,17 @@ def redis_server() -> Iterator[RedisServer]:
     """Start one private redis-server for the test session and stop it by PID."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """Start one private Redis Cluster (3 primaries, 3 replicas) for the session.
+
+    Shared: tests over it use namespaces of their own and never stop a node (a failover
+    test starts a cluster of its own).
+    """
+    with RedisCluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +57,25 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture(params=["redis", "locmem"])
+#: The index kinds most tests run against; the race tests add the cluster (slow).
+INDEX_KINDS: list[Any] = ["redis", "locmem"]
+INDEX_KINDS_WITH_CLUSTER: list[Any] = [
+    *INDEX_KINDS,
+    pytest.param("cluster", marks=pytest.mark.slow),
+]
+
+
+def index_url_of_kind(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """Return the URL of an index of ``request.param``'s kind (namespaces keep tests apart)."""
+    if request.param == "cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
+    return redis_url if request.param == "redis" else f"locmem://{uuid.uuid4().hex}"
+
+
+@pytest.fixture(params=INDEX_KINDS)
 def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
     """Return the URL of an empty index of each kind: a real Redis, and its locmem twin."""
-    return redis_url if request.param == "redis" else f"locmem://{uuid.uuid4().hex}"
+    return index_url_of_kind(request, redis_url)
 
 
 @pytest.fixture
@@ -91,3 +118,37 @@ def busy_redis(redis_url: str) -> Iterator[Callable[[int], None]]:
     for thread in threads:
         thread.join(10.0)
     admin.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """Start a redis-server of this test's own: the test breaks it on purpose."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def slow_redis() -> Iterator[tuple[RedisServer, Callable[[int], None]]]:
+    """Start a private Redis that answers BUSY once a script runs for 100 ms."""
+    import threading
+    import time
+
+    import redis
+
+    from tests.helpers import BUSY_SCRIPT, PATIENCE
+
+    with RedisServer() as server:
+        admin = redis.Redis.from_url(server.url)
+        admin.config_set("lua-time-limit", 100)
+        threads: list[threading.Thread] = []
+
+        def busy(milliseconds: int) -> None:
+            thread = threading.Thread(target=admin.eval, args=(BUSY_SCRIPT, 0, milliseconds))
+            thread.start()
+            threads.append(thread)
+            time.sleep(0.3)  # past the threshold: other clients now get BUSY
+
+        yield server, busy
+        for thread in threads:
+            thread.join(PATIENCE)
+        admin.close()

@@ -193,3 +193,13 @@ class ReplacingMemoryStorage(InMemoryStorage):
         node.file, node._content_type = io.BytesIO(data), bytes
         node.modified_time = now()
         return str(self._relative_path(name)).replace("\\", "/")
+
+
+def claim_digest(storage: DedupStorage, content: bytes, token: str, ttl: float) -> str:
+    """Claim the digest of ``content`` in the index, as a saver does; return the digest."""
+    digest = storage.digest(ContentFile(content))
+    decision = storage.index.begin_save(
+        digest=digest, reuse="content", name="x", max_length=None, token=token, claim_ttl=ttl
+    )
+    assert decision.action == "claimed"
+    return digest

@@ -16,6 +16,25 @@ from dedupstore.testing.redis import RedisServer, RedisServerError
 PORT_VARIABLE = "DEDUPSTORE_TEST_POSTGRES_PORT"
 REDIS_PORT_VARIABLE = "DEDUPSTORE_TEST_REDIS_PORT"
 
+#: The Redis of STORAGES["ops"] (manage.py dedupstore tests), in the process that started
+#: it: those tests kill and restart it (a Redis restarted without persistence).
+OPS_REDIS: RedisServer | None = None
+
+
+def ops_redis_url() -> str:
+    """Return the URL of the Redis of ``STORAGES["ops"]``, a server of its own, started once.
+
+    Falls back to ``locmem://`` when no redis-server is installed.
+    """
+    global OPS_REDIS
+    if OPS_REDIS is None:
+        try:
+            OPS_REDIS = RedisServer().start()
+        except RedisServerError:
+            return "locmem://settings-ops"
+        atexit.register(lambda: OPS_REDIS is not None and OPS_REDIS.stop())
+    return OPS_REDIS.url
+
 
 def settings_redis_url() -> str:
     """Return the URL of a Redis for storages the test settings define, starting it once.

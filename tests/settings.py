@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 
-from tests.services import postgres_database, settings_redis_url
+from tests.services import ops_redis_url, postgres_database, settings_redis_url
 
 SECRET_KEY = "dedupstore-tests-not-a-secret"
 DEBUG = False
@@ -48,6 +48,8 @@ TEMPLATES = [
 ]
 STATIC_URL = "/static/"
 MEDIA_ROOT = tempfile.mkdtemp(prefix="dedupstore-tests-media-")
+#: The inner location of STORAGES["ops"]: no other storage writes there (gc lists it).
+OPS_MEDIA_ROOT = tempfile.mkdtemp(prefix="dedupstore-tests-ops-")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "plain": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -60,6 +62,19 @@ STORAGES = {
     "live": {
         "BACKEND": "dedupstore.DedupStorage",
         "OPTIONS": {"inner": "plain", "index": settings_redis_url(), "namespace": "tests-live"},
+    },
+    # The storage of tests.testapp's Reel and Clip (manage.py dedupstore tests): its own
+    # location and its own redis-server, which those tests restart.
+    "ops": {
+        "BACKEND": "dedupstore.DedupStorage",
+        "OPTIONS": {
+            "inner": {
+                "BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": OPS_MEDIA_ROOT},
+            },
+            "index": ops_redis_url(),
+            "namespace": "tests-ops",
+        },
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }

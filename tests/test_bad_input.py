@@ -100,3 +100,22 @@ def test_bad_names_lose_nothing(make_fs_dedup: Make) -> None:
 def test_open_of_a_missing_name(make_fs_dedup: Make) -> None:
     with pytest.raises(FileNotFoundError):
         make_fs_dedup().open("missing.txt")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("claim_ttl", 0.0005, r"'claim_ttl' must be at least 0\.01 seconds"),
+        ("claim_ttl", 0.009, r"'claim_ttl' must be at least 0\.01 seconds"),
+        ("claim_ttl", float("nan"), "'claim_ttl' must be a finite number"),
+        ("claim_ttl", float("inf"), "'claim_ttl' must be a finite number"),
+        ("wait_timeout", float("nan"), "'wait_timeout' must be a finite number"),
+        ("index_timeout", float("inf"), "'index_timeout' must be a finite number"),
+        ("index_timeout", 0, "'index_timeout' must be a positive"),
+    ],
+)
+def test_unusable_durations_are_refused(option: str, value: float, message: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=message):
+        DedupStorage(
+            inner={"BACKEND": "django.core.files.storage.InMemoryStorage"}, **{option: value}
+        )

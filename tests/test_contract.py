@@ -1,4 +1,5 @@
-"""The contract suite over FileSystemStorage and InMemoryStorage, with a real Redis index."""
+"""The contract suite over FileSystemStorage and InMemoryStorage, with a real Redis index
+(one server, and a real Redis Cluster) and the locmem twin."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from dedupstore import DedupStorage
+from dedupstore.testing.redis_cluster import RedisCluster
 from tests.contract import DedupContract
 
 
@@ -30,6 +32,17 @@ class TestOverInMemoryStorage(DedupContract):
     @pytest.fixture
     def storage(self, redis_url: str) -> DedupStorage:
         return _dedup({"BACKEND": "django.core.files.storage.InMemoryStorage"}, redis_url)
+
+
+@pytest.mark.slow
+class TestOverFileSystemStorageWithAClusterIndex(DedupContract):
+    @pytest.fixture
+    def storage(self, redis_cluster: RedisCluster, tmp_path: Path) -> DedupStorage:
+        inner = {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        }
+        return _dedup(inner, redis_cluster.url)
 
 
 class TestOverFileSystemWithLocmemIndex(DedupContract):

@@ -1,5 +1,10 @@
 """Deletes racing saves: an untracked name deleted while a save writes it, a lost reply.
 
+Dead deleters (their lease lapsed) block neither deletes nor overwrites; a tracked delete
+during a save of the same content-addressed object (after a key rotation: two digests)
+leaves the object the index counts; an untracked delete of a moved temporary upload
+makes the save write it again.
+
 Each interleaving is forced with a real inner storage whose save or delete blocks on a
 ``threading.Event`` (or by calling the index directly), against a real Redis and the
 locmem twin; the IPFS case runs on a real isolated embedded node.
@@ -7,6 +12,7 @@ locmem twin; the IPFS case runs on a real isolated embedded node.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,13 +21,23 @@ from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage
+from django.core.files.uploadedfile import TemporaryUploadedFile
 
 from dedupstore import DedupStorage
 from dedupstore.index.base import TOMBSTONE_TTL
+from tests.conftest import INDEX_KINDS_WITH_CLUSTER, index_url_of_kind
 from tests.contract import read_all
 from tests.helpers import Background, Paused, PausedBefore, make_untracked
 
 Make = Callable[..., DedupStorage]
+
+
+@pytest.fixture(params=INDEX_KINDS_WITH_CLUSTER)
+def index_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """A real Redis, the locmem twin, and (slow) a real Redis Cluster."""
+    return index_url_of_kind(request, redis_url)
+
 
 #: Claim lifetime of the crash tests: a dead holder's lease is gone after it.
 SHORT_TTL = 0.05
@@ -333,3 +349,124 @@ def test_an_untracked_deleter_past_its_lease_never_deletes_a_save_committed_sinc
     deleting.result()
     assert storage.exists(new) and read_all(storage, new) == b"new"
     assert storage.references(new) == 1
+
+
+# -- dead deleters ----------------------------------------------------------------------
+
+
+def test_a_dead_deleter_does_not_block_overwrites(make_fs_dedup: Make, index_url: str) -> None:
+    storage = make_fs_dedup(index=index_url, overwrite=True, claim_ttl=SHORT_TTL, wait_timeout=0.5)
+    storage.save("a.txt", ContentFile(b"old"))
+    # A deleter marks the record "deleting" and dies before deleting the inner object.
+    decision = storage.index.begin_delete(name="a.txt", token="dead", claim_ttl=SHORT_TTL)
+    assert decision.action == "delete"
+    digest = storage.digest(ContentFile(b"new"))
+    assert storage.index.begin_replace(name="a.txt", token="other", digest=digest) == "wait"
+    time.sleep(SHORT_TTL * 2)
+    # Was ClaimTimeout. The dead deleter may still delete a.txt: the save goes elsewhere.
+    name = storage.save("a.txt", ContentFile(b"new"))
+    assert name != "a.txt"
+    assert read_all(storage, name) == b"new" and storage.references(name) == 1
+
+
+def test_an_aborted_takeover_of_a_dead_deletion_leaves_it_to_the_next_delete(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url, overwrite=True, claim_ttl=SHORT_TTL, wait_timeout=0.5)
+    storage.save("a.txt", ContentFile(b"old"))
+    storage.index.begin_delete(name="a.txt", token="dead", claim_ttl=SHORT_TTL)
+    time.sleep(SHORT_TTL * 2)
+    index = storage.index
+    # The dead deleter may still delete the name: nobody replaces it meanwhile.
+    assert index.begin_replace(name="a.txt", token="taker", digest="d" * 64) == "quarantined"
+    index.abort_replace(name="a.txt", token="taker", inner_deleted=False)  # changes nothing
+    # No reference was restored: the record is an interrupted deletion, never live.
+    record = index.lookup("a.txt")
+    assert record is not None and (record.state, record.refs) == ("deleting", 0)
+    assert storage.references("a.txt") == 0
+    storage.delete("a.txt")
+    assert not storage.exists("a.txt") and index.lookup("a.txt") is None
+
+
+# -- a tracked delete during a save of the same content-addressed object -----------------
+
+
+class ContentAddressedStorage(FileSystemStorage):
+    """A minimal content-addressed inner storage, like IPFS: the name is the content's hash.
+
+    Saving content that is already stored is a no-op that returns the same name (IPFS
+    pins an already pinned CID again); deleting removes it (an unpin).
+    """
+
+    content_addressed = True
+
+    def save(self, name: Any, content: Any, max_length: int | None = None) -> str:
+        content.seek(0)
+        data = content.read()
+        cid = "cid-" + hashlib.sha256(data).hexdigest()
+        if not self.exists(cid):
+            self._save(cid, ContentFile(data))
+        return cid
+
+
+def _cas_storage(index_url: str, tmp_path: Path, **options: Any) -> DedupStorage:
+    return DedupStorage(
+        inner={
+            "BACKEND": f"{__name__}.ContentAddressedStorage",
+            "OPTIONS": {"location": str(tmp_path / "cas")},
+        },
+        index=index_url,
+        **options,
+    )
+
+
+def test_a_tracked_delete_during_a_save_of_the_same_cid_after_key_rotation(
+    index_url: str, tmp_path: Path
+) -> None:
+    namespace = f"test-{uuid.uuid4().hex}"
+    before = _cas_storage(index_url, tmp_path, namespace=namespace, hash_key="old secret")
+    after = _cas_storage(index_url, tmp_path, namespace=namespace, hash_key="new secret")
+    payload = b"one object, two digests"
+    cid = before.save("a.txt", ContentFile(payload))  # saved before the rotation
+    assert before.references(cid) == 1
+    # After the rotation: a save of the same content pins the CID (already pinned) ...
+    pin = Paused(after.inner, "save")
+    saver = Background(lambda: after.save("b.txt", ContentFile(payload)))
+    pin.wait()
+    # ... while the one reference saved before the rotation is deleted: its claim is on the
+    # old digest, the saver's on the new one, so nothing makes either wait.
+    after.delete(cid)
+    pin.release.set()
+    assert saver.result() == cid
+    assert after.references(cid) == 1
+    assert after.inner.exists(cid), "the index counts a reference to a deleted object"
+
+
+# -- an untracked delete of a temporary upload being saved ------------------------------
+
+
+def _upload(data: bytes) -> TemporaryUploadedFile:
+    upload = TemporaryUploadedFile("a.txt", "text/plain", len(data), "utf-8")
+    upload.write(data)
+    upload.flush()
+    upload.seek(0)
+    return upload
+
+
+def test_a_temporary_upload_that_must_be_written_again_is_written_again(
+    make_fs_dedup: Make, index_url: str
+) -> None:
+    storage = make_fs_dedup(index=index_url)
+    make_untracked(storage, "a.txt")
+    write = Paused(storage.inner, "_save")
+    upload = _upload(b"uploaded")
+    saver = Background(lambda: storage.save("a.txt", upload))
+    write.wait()  # the upload was moved to a.txt; the save has not committed yet
+    assert not Path(upload.temporary_file_path()).exists()  # moved, not copied
+    storage.delete("a.txt")  # an untracked delete of the name (a second delete, say)
+    write.release.set()
+    try:
+        name = saver.result()
+    finally:
+        upload.close()
+    assert read_all(storage, name) == b"uploaded" and storage.references(name) == 1

@@ -378,6 +378,23 @@ def test_w002_flags_a_filesystem_storage_with_allow_overwrite(settings: Any) -> 
     assert "writes to the inner storage directly" in messages[0]
 
 
+def test_inner_allow_overwrite_is_reported(settings: Any) -> None:
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "overwriting": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"allow_overwrite": True},
+        },
+        "deduped": {
+            "BACKEND": "dedupstore.DedupStorage",
+            "OPTIONS": {"inner": "overwriting", "index": "locmem://w002"},
+        },
+    }
+    if django.VERSION < (5, 1):
+        pytest.skip("FileSystemStorage(allow_overwrite=...) arrived in Django 5.1")
+    assert "dedupstore.W002" in [m.id for m in check_storages()]
+
+
 def test_w002_is_silent_for_a_filesystem_storage_that_creates_exclusively(settings: Any) -> None:
     assert _w002(settings, {"BACKEND": FS}) == []
     assert _w002(settings, {"BACKEND": FS}, on_index_error="bypass") == []

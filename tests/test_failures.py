@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -102,6 +103,19 @@ def test_overwrite_write_failure_keeps_the_replaced_object(make_fs_dedup: Make) 
     record = storage.index.lookup("a.txt")
     assert record is not None and (record.state, record.refs) == ("live", 1)
     assert storage.save("c.txt", ContentFile(b"old")) == "a.txt"
+
+
+@pytest.mark.parametrize("failing", ["inner._save", "index.commit_save"])
+def test_a_failed_overwrite_does_not_lock_the_name(make_fs_dedup: Make, failing: str) -> None:
+    storage = make_fs_dedup(overwrite=True, claim_ttl=0.3, wait_timeout=1)
+    storage.save("a.txt", ContentFile(b"old"))
+    owner, method = failing.split(".")
+    FailingInner(getattr(storage, owner), method, Boom(method))
+    with pytest.raises(Boom):
+        storage.save("a.txt", ContentFile(b"new"))
+    time.sleep(0.4)
+    storage.delete("a.txt")  # raised ClaimTimeout while the record stayed "replacing"
+    assert storage.save("a.txt", ContentFile(b"again")) == "a.txt"
 
 
 def test_a_crashed_claimant_blocks_only_until_its_claim_expires(

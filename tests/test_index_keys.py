@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 from django.core.files.base import ContentFile
+from redis.crc import key_slot
 
 from dedupstore import DedupStorage
-from dedupstore.index.redis import key_prefix
+from dedupstore.index.redis import key_prefix, tagged_prefix
 from tests.contract import read_all
 
 
@@ -48,14 +49,39 @@ def test_a_nested_namespace_never_reaches_another_namespaces_record(
     assert nested.references(name) == 2 and read_all(nested, name) == b"shared"
 
 
-def test_a_namespace_that_cannot_be_confused_keeps_its_keys(redis_url: str, tmp_path: Path) -> None:
+def test_a_namespace_that_cannot_be_confused_keeps_its_prefix_inside_the_hash_tag(
+    redis_url: str, tmp_path: Path
+) -> None:
     storage = _storage(redis_url, tmp_path, "dedupstore:0123456789abcdef")
     storage.save("a.txt", ContentFile(b"kept"))
     client = redis.Redis.from_url(redis_url)
     try:
-        assert client.hget("dedupstore:0123456789abcdef:o:a.txt", "refs") == b"1"
+        assert client.hget("{dedupstore:0123456789abcdef}:o:a.txt", "refs") == b"1"
+        assert client.get("{dedupstore:0123456789abcdef}:v") == b"2"
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("namespace", ["media", "", "a}b", "{a}", "x{", "}", "media:o:avatars"])
+def test_every_key_of_a_namespace_hashes_to_the_slot_of_its_whole_tagged_prefix(
+    namespace: str,
+) -> None:
+    prefix = tagged_prefix(namespace)
+    tag = prefix[1:-1]
+    assert prefix.startswith("{") and prefix.endswith("}") and tag
+    assert "{" not in tag and "}" not in tag  # so Redis reads the whole of it as the tag
+    slot = key_slot(tag.encode())
+    for key in (f"{prefix}:o:a}}b.txt", f"{prefix}:d:{'ab' * 32}", f"{prefix}:u", f"{prefix}:v"):
+        assert key_slot(key.encode()) == slot
+
+
+@pytest.mark.parametrize("namespace", ["a}b", "{a}", "x{", "}", "", "a", "b"])
+def test_namespaces_with_braces_get_tagged_prefixes_no_other_namespace_gets(
+    namespace: str,
+) -> None:
+    others = ["a}b", "{a}", "x{", "}", "", "a", "b", "dedupstore-hex-", "{", "a}"]
+    prefix = tagged_prefix(namespace)
+    assert all(tagged_prefix(other) != prefix for other in others if other != namespace)
 
 
 @pytest.mark.parametrize(

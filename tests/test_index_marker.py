@@ -72,4 +72,4 @@ def test_migrate_marks_the_index_of_every_configured_dedup_storage(
     }
     call_command("migrate", verbosity=0)
     assert IndexMarker.objects.filter(namespace=namespace).exists()
-    assert redis.Redis.from_url(redis_url).exists(f"{namespace}:i")
+    assert redis.Redis.from_url(redis_url).exists(f"{{{namespace}}}:i")

@@ -11,6 +11,7 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile
 
 from dedupstore import DedupStorage
+from tests.contract import read_all
 
 Make = Callable[..., DedupStorage]
 
@@ -113,3 +114,29 @@ def test_a_name_that_is_not_nfc_reaches_the_nfc_object_in_every_method(
     storage.delete(decomposed)
     assert not storage.exists(composed)
     assert storage.references(composed) == 0
+
+
+@pytest.mark.parametrize("alias", ["a//b.txt", "a/./b.txt", "a/b/../b.txt"])
+def test_aliases_of_a_name_are_refused(make_fs_dedup: Make, alias: str) -> None:
+    storage = make_fs_dedup(overwrite=True)
+    name = storage.save("a/b.txt", ContentFile(b"shared"))
+    assert storage.save("c.txt", ContentFile(b"shared")) == name
+    with pytest.raises(SuspiciousFileOperation):
+        storage.delete(alias)
+    with pytest.raises(SuspiciousFileOperation):
+        storage.save(alias, ContentFile(b"other"))
+    assert read_all(storage, name) == b"shared" and storage.references(name) == 2
+
+
+@pytest.mark.parametrize("path", ["dir/", "dir//", "dir/sub/"])
+def test_listdir_takes_a_trailing_slash(make_fs_dedup: Make, path: str) -> None:
+    storage = make_fs_dedup()
+    storage.save("dir/sub/a.txt", ContentFile(b"A"))
+    storage.save("dir/b.txt", ContentFile(b"B"))
+    assert storage.listdir(path) == storage.listdir(path.rstrip("/"))  # raised before
+
+
+@pytest.mark.parametrize("path", ["/", "/dir/", "../", "dir/../../"])
+def test_listdir_still_refuses_paths_outside_the_storage(make_fs_dedup: Make, path: str) -> None:
+    with pytest.raises(SuspiciousFileOperation):
+        make_fs_dedup().listdir(path)

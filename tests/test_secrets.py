@@ -111,3 +111,38 @@ def test_a_pickled_appwrite_storage_reads_its_api_key_from_settings_again(settin
     assert b"appwrite-key-never-pickled" not in data
     settings.APPWRITE_API_KEY = "rotated"
     assert pickle.loads(data).api_key == "rotated"
+
+
+def test_a_password_in_the_url_query_stays_out_of_migrations() -> None:
+    storage = DedupStorage(
+        inner={"BACKEND": "django.core.files.storage.InMemoryStorage"},
+        index="redis://127.0.0.1:6379/0?password=hunter2&db=1",
+    )
+    assert "hunter2" not in repr(storage.deconstruct())
+
+
+def test_secrets_inside_lists_stay_out_of_migrations() -> None:
+    storage = DedupStorage(
+        inner={
+            "BACKEND": "django.core.files.storage.InMemoryStorage",
+            "OPTIONS": {
+                "servers": [{"host": "a", "password": "hunter2"}, ("b", {"token": "t0ken"})],
+                "api_keys": ["k3y-one", "k3y-two"],
+                "credentials": {"user": "alice", "secret": "s3cr3t"},
+                "location": ["kept", 1],
+            },
+        },
+        index="locmem://redact",
+    )
+    _path, _args, kwargs = storage.deconstruct()
+    text = repr(kwargs)
+    for secret in ("hunter2", "t0ken", "k3y-one", "k3y-two", "s3cr3t"):
+        assert secret not in text
+    options = kwargs["inner"]["OPTIONS"]
+    assert options["servers"][0] == {"host": "a", "password": "***"}
+    assert options["servers"][1] == ("b", {"token": "***"})
+    assert options["api_keys"] == ["***", "***"]
+    assert options["credentials"] == {"user": "***", "secret": "***"}  # all under a secret
+    assert options["location"] == ["kept", 1]
+    # Redacting is stable: deconstructing the deconstructed storage changes nothing.
+    assert DedupStorage(**kwargs).deconstruct()[2] == kwargs

@@ -592,11 +592,21 @@ def _check_counts(storage: DedupStorage, model: Model, names: set[str], when: st
         )
 
 
+INNER_KINDS = ["named", "content-addressed", "short-tombstones"]
+#: Every seed over locmem and one Redis; the first seed alone over the cluster (a few
+#: seconds more, not twice).
+TORTURE_CASES = [
+    (index_kind, inner_kind, seed)
+    for index_kind in ("locmem", "redis")
+    for inner_kind in INNER_KINDS
+    for seed in SEEDS
+] + [("cluster", inner_kind, SEEDS[0]) for inner_kind in INNER_KINDS]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("inner_kind", ["named", "content-addressed", "short-tombstones"])
-@pytest.mark.parametrize("index_kind", ["locmem", "redis"])
+@pytest.mark.parametrize(("index_kind", "inner_kind", "seed"), TORTURE_CASES)
 def test_torture(
+    request: pytest.FixtureRequest,
     redis_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -630,7 +640,10 @@ def test_torture(
     monkeypatch.setattr(locmem_module, "QUARANTINE_TTL", SHORT_QUARANTINE_TTL)
     monkeypatch.setattr(redis_module, "QUARANTINE_TTL", SHORT_QUARANTINE_TTL)
     location = tmp_path / "media"
-    index_url = redis_url if index_kind == "redis" else f"locmem://{uuid.uuid4().hex}"
+    if index_kind == "cluster":
+        index_url = request.getfixturevalue("redis_cluster").url
+    else:
+        index_url = redis_url if index_kind == "redis" else f"locmem://{uuid.uuid4().hex}"
     namespace = f"torture-{uuid.uuid4().hex}"
     backend = "ContentAddressedStorage" if content_addressed else "SlowFileSystemStorage"
     inner = {"BACKEND": f"{__name__}.{backend}", "OPTIONS": {"location": str(location)}}
@@ -647,7 +660,7 @@ def test_torture(
             wait_timeout=WAIT_TIMEOUT,
         )
         real = storage.index  # builds the claim keeper on the real index
-        lost_replies = index_kind == "redis"
+        lost_replies = index_kind != "locmem"
         storage._index = ModelIndex(real, model, lost_replies)  # type: ignore[assignment]
         storages.append(storage)
     for data in CONTENTS:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import abc
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 __all__ = [
     "QUARANTINE_TTL",
@@ -21,9 +22,12 @@ __all__ = [
     "CommitDecision",
     "DeleteDecision",
     "Index",
+    "IndexStats",
     "ObjectRecord",
     "ReplaceDecision",
     "SaveDecision",
+    "ScannedRecord",
+    "SetReferences",
     "untracked_delete_name",
 ]
 
@@ -85,8 +89,22 @@ class DeleteDecision:
     retry_after: float = 0.0
 
 
-#: What ``begin_replace`` decided (the decisions: docs/internals.md).
-ReplaceDecision = Literal["absent", "shared", "replace", "wait", "quarantined"]
+ReplaceAction = Literal["absent", "shared", "replace", "wait", "quarantined"]
+
+
+class ReplaceDecision(str):
+    """What ``begin_replace`` decided (the decisions: docs/internals.md).
+
+    A string (``decision == "replace"``) with the ``action`` and ``retry_after`` of the
+    other decisions, so every decision is read the same way.
+    """
+
+    __slots__ = ()
+    retry_after: float = 0.0
+
+    @property
+    def action(self) -> ReplaceAction:
+        return cast(ReplaceAction, str(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +116,32 @@ class ObjectRecord:
     refs: int
     state: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedRecord:
+    """An object record as ``scan_records`` yields it, with the time of its last change."""
+
+    record: ObjectRecord
+    #: Seconds since the epoch of the record's last change (0.0: before this was kept).
+    touched: float
+
+
+@dataclass(frozen=True, slots=True)
+class IndexStats:
+    """The index's counters: the sum over its records (kept by every change, O(1) to read).
+
+    ``logical_bytes`` is what the references would take if each had its own copy.
+    """
+
+    objects: int = 0
+    references: int = 0
+    physical_bytes: int = 0
+    logical_bytes: int = 0
+
+
+#: What ``set_references`` did (``recent``: a lower count refused within the grace).
+SetReferences = Literal["raised", "lowered", "unchanged", "recent", "busy", "absent"]
 
 
 class Index(abc.ABC):
@@ -188,6 +232,48 @@ class Index(abc.ABC):
         tombstone is dropped and, when ``digest`` is given, a live record made with ``refs``
         references and ``size``. ``lease`` is the claim the decision named; it is released.
         Return False, changing nothing, if ``token`` no longer holds the name.
+        """
+
+    # -- maintenance (manage.py dedupstore) ----------------------------------------
+
+    def lookup_many(self, names: list[str]) -> list[ObjectRecord | None]:
+        """Return the record of each name (None if unknown), in order: one batch."""
+        return [self.lookup(name) for name in names]
+
+    def content_names(self, digests: list[str]) -> list[str | None]:
+        """Return the name content reuse hands out for each content key (None: none)."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def scan_records(self, *, batch_size: int = 1000) -> Iterator[ScannedRecord]:
+        """Yield every object record once, in no order, holding one batch in memory.
+
+        Records changed during the scan may be yielded in either state (Redis ``SCAN``).
+        """
+
+    @abc.abstractmethod
+    def stats(self) -> IndexStats:
+        """Return the counters the index keeps (one read)."""
+
+    @abc.abstractmethod
+    def set_stats(self, stats: IndexStats) -> None:
+        """Overwrite the counters (``reconcile`` sets them from a scan of the records)."""
+
+    @abc.abstractmethod
+    def set_references(self, name: str, refs: int, *, grace: float) -> SetReferences:
+        """Set the count of the live record of ``name`` to ``refs`` (the rows holding it).
+
+        A higher count is set at once; a lower one only if the record is unchanged for
+        ``grace`` seconds, so a save whose row is not committed yet keeps its reference.
+        """
+
+    @abc.abstractmethod
+    def add_record(self, *, name: str, digest: str, size: int, refs: int) -> bool:
+        """Record the stored object ``name`` (content key ``digest``), live with ``refs``.
+
+        Only for a name the index does not know and nobody is saving or deleting; return
+        False, changing nothing, otherwise. Content reuse finds it unless another live
+        name already holds the digest.
         """
 
     @abc.abstractmethod

@@ -7,11 +7,13 @@ calls, comparing every decision. The state machine: ``docs/internals.md``.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dedupstore.exceptions import ClaimLost
 from dedupstore.index.base import (
@@ -21,16 +23,20 @@ from dedupstore.index.base import (
     CommitDecision,
     DeleteDecision,
     Index,
+    IndexStats,
     ObjectRecord,
     ReplaceDecision,
     Reuse,
     SaveDecision,
+    ScannedRecord,
+    SetReferences,
     untracked_delete_name,
 )
 
 __all__ = ["RECEIPT_TTL", "LocMemIndex", "get_locmem_index"]
 
 _Decision = TypeVar("_Decision", CommitDecision, DeleteDecision)
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
 @dataclass(slots=True)
@@ -42,6 +48,8 @@ class _Record:
     token: str = ""
     #: The digest whose claim ``token`` keeps alive while ``replacing`` or ``deleting``.
     lease: str = ""
+    #: When the record last changed (``time.time()``; 0.0: never tallied).
+    touched: float = 0.0
 
 
 @dataclass(slots=True)
@@ -87,7 +95,8 @@ class _Store:
     """The shared state of one ``locmem://<name>`` index."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        # Reentrant: the tally wrapper holds it around a method that takes it again.
+        self.lock = threading.RLock()
         self.records: dict[str, _Record] = {}
         self.content: dict[str, str] = {}
         self.claims: dict[str, _Claim] = {}
@@ -101,6 +110,32 @@ class _Store:
         self.initialised: set[str] = set()
         #: The answer of a call that changed something, per token, until it expires.
         self.receipts: dict[str, _Receipt] = {}
+        #: Per namespace prefix: objects, references, physical bytes, logical bytes.
+        self.stats: dict[str, list[int]] = {}
+
+
+def _tallied(method: _Method) -> _Method:
+    """Count the change a method makes to the record of its ``name`` (tally.lua's twin).
+
+    A content hit changes the record the content map names: that one is compared too.
+    """
+
+    @functools.wraps(method)
+    def tallying(self: LocMemIndex, **kwargs: Any) -> Any:
+        with self._store.lock:
+            names = [kwargs["name"]]
+            if method.__name__ == "begin_save" and kwargs.get("reuse") == "content":
+                mapped = self._store.content.get(self._prefix + kwargs["digest"])
+                if mapped is not None and mapped != kwargs["name"]:
+                    names.append(mapped)
+            before = [(name, self._contribution(name)) for name in names]
+            try:
+                return method(self, **kwargs)
+            finally:
+                for name, counted in before:
+                    self._tally(name, counted)
+
+    return tallying  # type: ignore[return-value]
 
 
 _stores: dict[str, _Store] = {}
@@ -185,6 +220,25 @@ class LocMemIndex(Index):
         if not self._quarantined(name):
             self._store.quarantine[self._prefix + name] = time.monotonic() + QUARANTINE_TTL
 
+    def _contribution(self, name: str) -> tuple[int, int, int]:
+        """Return what the record of ``name`` adds to the counters: (objects, refs, size)."""
+        record = self._store.records.get(self._prefix + name)
+        return (0, 0, 0) if record is None else (1, record.refs, record.size)
+
+    def _tally(self, name: str, before: tuple[int, int, int]) -> None:
+        """Move the counters by the change to the record of ``name`` since ``before``."""
+        after = self._contribution(name)
+        changed = after != before
+        if changed:
+            counters = self._store.stats.setdefault(self._prefix, [0, 0, 0, 0])
+            counters[0] += after[0] - before[0]
+            counters[1] += after[1] - before[1]
+            counters[2] += after[2] - before[2]
+            counters[3] += after[1] * after[2] - before[1] * before[2]
+        record = self._store.records.get(self._prefix + name)
+        if record is not None and (changed or not record.touched):
+            record.touched = time.time()
+
     def _usable(self, name: str, digest: str, max_length: int | None) -> bool:
         record = self._store.records.get(self._prefix + name)
         return (
@@ -194,6 +248,7 @@ class LocMemIndex(Index):
             and (not max_length or len(name) <= max_length)
         )
 
+    @_tallied
     def begin_save(
         self,
         *,
@@ -242,6 +297,7 @@ class LocMemIndex(Index):
                 )
             return SaveDecision("wait", retry_after=max(holder.expires - time.monotonic(), 0.001))
 
+    @_tallied
     def commit_save(
         self,
         *,
@@ -420,31 +476,33 @@ class LocMemIndex(Index):
             if reservation is not None and reservation.token == token:
                 del self._store.reservations[self._prefix + name]
 
+    @_tallied
     def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
         with self._store.lock:
             record = self._store.records.get(self._prefix + name)
             if record is None:
-                return "absent"
+                return ReplaceDecision("absent")
             if self._quarantined(name):
-                return "quarantined"
+                return ReplaceDecision("quarantined")
             if record.state == "live":
                 if record.refs > 1:
-                    return "shared"
+                    return ReplaceDecision("shared")
             elif record.token != token:
                 if self._lease_held(record):
-                    return "wait"
+                    return ReplaceDecision("wait")
                 if record.token:
                     # Its replacer or deleter was not seen to finish: it may still write or
                     # delete the name. Keep the name out of use until its worst case passed.
                     self._quarantine(name)
-                    return "quarantined"
+                    return ReplaceDecision("quarantined")
             # A live record with one reference, or one whose deleter gave up (seen to finish).
             record.state, record.token, record.lease = "replacing", token, digest
             map_key = self._prefix + record.digest
             if self._store.content.get(map_key) == name:
                 del self._store.content[map_key]
-            return "replace"
+            return ReplaceDecision("replace")
 
+    @_tallied
     def abort_replace(self, *, name: str, token: str, inner_deleted: bool) -> None:
         with self._store.lock:
             key = self._prefix + name
@@ -461,6 +519,7 @@ class LocMemIndex(Index):
                 record.state, record.token, record.lease = "live", "", ""
                 self._store.content.setdefault(self._prefix + record.digest, name)
 
+    @_tallied
     def begin_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
         with self._store.lock:
             receipt = self._receipt(token)
@@ -565,6 +624,7 @@ class LocMemIndex(Index):
             del self._store.content[map_key]
         return DeleteDecision("delete", digest=record.digest)
 
+    @_tallied
     def commit_delete(self, *, name: str, digest: str, token: str) -> None:
         with self._store.lock:
             key = self._prefix + name
@@ -598,6 +658,7 @@ class LocMemIndex(Index):
             if self._store.content.get(map_key) == name:
                 del self._store.content[map_key]
 
+    @_tallied
     def cancel_delete(
         self, *, name: str, token: str, digest: str, refs: int, size: int, lease: str
     ) -> bool:
@@ -620,6 +681,77 @@ class LocMemIndex(Index):
             holder = self._claim_holder(lease)
             if holder is not None and holder.token == token:
                 del self._store.claims[self._prefix + lease]
+            return True
+
+    def content_names(self, digests: list[str]) -> list[str | None]:
+        with self._store.lock:
+            return [self._store.content.get(self._prefix + digest) for digest in digests]
+
+    def scan_records(self, *, batch_size: int = 1000) -> Iterator[ScannedRecord]:
+        keys = [key for key in list(self._store.records) if key.startswith(self._prefix)]
+        start = len(self._prefix)
+        for offset in range(0, len(keys), batch_size):
+            chunk = keys[offset : offset + batch_size]
+            with self._store.lock:
+                batch = [(key, self._store.records.get(key)) for key in chunk]
+            for key, record in batch:
+                if record is None:
+                    continue  # deleted since the scan began
+                name = key[start:]
+                yield ScannedRecord(
+                    ObjectRecord(name, record.digest, record.refs, record.state, record.size),
+                    touched=record.touched,
+                )
+
+    def stats(self) -> IndexStats:
+        with self._store.lock:
+            return IndexStats(*self._store.stats.get(self._prefix, [0, 0, 0, 0]))
+
+    def set_stats(self, stats: IndexStats) -> None:
+        with self._store.lock:
+            self._store.stats[self._prefix] = [
+                stats.objects,
+                stats.references,
+                stats.physical_bytes,
+                stats.logical_bytes,
+            ]
+
+    def set_references(self, name: str, refs: int, *, grace: float) -> SetReferences:
+        with self._store.lock:
+            record = self._store.records.get(self._prefix + name)
+            if record is None:
+                return "absent"
+            if record.state != "live":
+                return "busy"
+            if refs == record.refs:
+                return "unchanged"
+            if refs < record.refs and time.time() - record.touched < grace:
+                return "recent"
+            before = self._contribution(name)
+            raised = refs > record.refs
+            record.refs = refs
+            self._tally(name, before)
+            return "raised" if raised else "lowered"
+
+    def add_record(self, *, name: str, digest: str, size: int, refs: int) -> bool:
+        with self._store.lock:
+            key = self._prefix + name
+            tombstone = self._tombstone(name)
+            if (
+                key in self._store.records
+                or self._reservation(name) is not None
+                or self._quarantined(name)
+                or (tombstone is not None and tombstone.state == "deleting")
+            ):
+                return False
+            self._store.records[key] = _Record(digest, refs, "live", size)
+            self._tally(name, (0, 0, 0))
+            canonical = self._store.content.get(self._prefix + digest)
+            canonical_record = (
+                self._store.records.get(self._prefix + canonical) if canonical else None
+            )
+            if canonical_record is None or canonical_record.state != "live":
+                self._store.content[self._prefix + digest] = name
             return True
 
     def is_initialised(self) -> bool:

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import inspect
 import math
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any, TypeVar, cast
 
 import redis
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.commands.core import AsyncScript, Script
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.retry import Retry
 
 from dedupstore.exceptions import ClaimLost, DeleteOutcomeUnknown, IndexUnavailable
@@ -23,19 +36,30 @@ from dedupstore.index.base import (
     CommitDecision,
     DeleteDecision,
     Index,
+    IndexStats,
     ObjectRecord,
     ReplaceDecision,
     Reuse,
     SaveDecision,
+    ScannedRecord,
+    SetReferences,
     untracked_delete_name,
+)
+from dedupstore.index.cluster import (
+    CLUSTER_SCHEMES,
+    parse_cluster_url,
+    parse_wait_replicas,
+    split_wait_replicas,
 )
 
 __all__ = [
     "ESCAPED_NAMESPACE_PREFIX",
+    "LAYOUT_VERSION",
     "RedisIndex",
     "eviction_policy_problem",
     "key_prefix",
     "read_eviction_policy",
+    "tagged_prefix",
 ]
 
 T = TypeVar("T")
@@ -46,13 +70,25 @@ T = TypeVar("T")
 #: (WRONGTYPE, ERR ...) never carry, so those still surface as they are. Redis refuses a
 #: script's write only while the script has written nothing yet (later writes are let
 #: through to keep it atomic), so a refused script applied nothing.
-_REFUSALS: tuple[type[Exception], ...] = tuple(
-    getattr(redis.exceptions, name)
-    for name in ("ReadOnlyError", "OutOfMemoryError", "MasterDownError")
-    if hasattr(redis.exceptions, name)
+#: A cluster answers CLUSTERDOWN (no primary serves the slot: a failover under way, or a
+#: majority lost) and TRYAGAIN (the slot is being resharded) before it runs anything.
+_REFUSALS: tuple[type[Exception], ...] = (
+    *(
+        getattr(redis.exceptions, name)
+        for name in ("ReadOnlyError", "OutOfMemoryError", "MasterDownError")
+        if hasattr(redis.exceptions, name)
+    ),
+    ClusterDownError,
+    TryAgainError,
 )
 #: What _guard reports as IndexUnavailable (a name of its own: mypy reads no starred except).
-_UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, *_REFUSALS)
+#: SlotNotCoveredError: the cluster client knows no node for the slot (nothing was sent).
+_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    SlotNotCoveredError,
+    *_REFUSALS,
+)
 
 
 def _load_script(*parts: str) -> str:
@@ -65,19 +101,42 @@ def _load_script(*parts: str) -> str:
     return "".join(folder.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in parts)
 
 
+def _tallied(script: str) -> str:
+    """Return ``script`` run so that its change to the record ``KEYS[1]`` is counted.
+
+    The record is read before and after (``tally.lua``) and the statistics counters, the
+    last key the script is given, move by the difference.
+    """
+    return (
+        _load_script("tally")
+        + "local function decide()\n"
+        + script
+        + "\nend\nlocal tally_before = tally_snapshot(KEYS[1])\n"
+        + "local reply = decide()\ntally_change(KEYS[#KEYS], KEYS[1], tally_before)\n"
+        + "return reply\n"
+    )
+
+
+#: Characters that Redis's MATCH patterns treat as special.
+_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+
+
 # Each script's KEYS/ARGV layout and replies head its file.
-_BEGIN_SAVE = _load_script("close_tombstone", "quarantine", "begin_save")
-_COMMIT_SAVE = _load_script("close_tombstone", "quarantine", "commit_save")
+_HIT = _load_script("tally", "hit")
+_BEGIN_SAVE = _load_script("tally", "close_tombstone", "quarantine", "begin_save")
+_COMMIT_SAVE = _tallied(_load_script("close_tombstone", "quarantine", "commit_save"))
 _RELEASE_CLAIM = _load_script("release_claim")
 _REFRESH_CLAIM = _load_script("refresh_claim")
 _RESERVE_NAME = _load_script("reserve_name")
 _RELEASE_NAME = _load_script("release_name")
-_BEGIN_REPLACE = _load_script("lease_held", "quarantine", "begin_replace")
-_ABORT_REPLACE = _load_script("abort_replace")
-_BEGIN_DELETE = _load_script("lease_held", "quarantine", "begin_delete")
-_COMMIT_DELETE = _load_script("close_tombstone", "commit_delete")
+_BEGIN_REPLACE = _tallied(_load_script("lease_held", "quarantine", "begin_replace"))
+_ABORT_REPLACE = _tallied(_load_script("abort_replace"))
+_BEGIN_DELETE = _tallied(_load_script("lease_held", "quarantine", "begin_delete"))
+_COMMIT_DELETE = _tallied(_load_script("close_tombstone", "commit_delete"))
 _FORGET_CONTENT = _load_script("forget_content")
-_CANCEL_DELETE = _load_script("cancel_delete")
+_CANCEL_DELETE = _tallied(_load_script("cancel_delete"))
+_SET_REFERENCES = _tallied(_load_script("set_references"))
+_ADD_RECORD = _tallied(_load_script("add_record"))
 
 
 #: What a save whose hit (or claim) was sent, with its reply lost, may have done.
@@ -146,7 +205,9 @@ def _refused(exc: redis.ResponseError) -> bool:
     A write refused (a redis-py without a class for its code), or ``BUSY``: the server runs
     another script past ``busy-reply-threshold`` and rejects every command meanwhile.
     """
-    return str(exc).startswith(("OOM ", "READONLY ", "MASTERDOWN ", "BUSY "))
+    return str(exc).startswith(
+        ("OOM ", "READONLY ", "MASTERDOWN ", "BUSY ", "CLUSTERDOWN ", "TRYAGAIN ")
+    )
 
 
 def _get_connection_args(pool: redis.ConnectionPool) -> tuple[str, ...]:
@@ -182,13 +243,81 @@ def key_prefix(namespace: str) -> str:
     return namespace
 
 
+#: The key layout this code reads and writes, recorded under ``<tagged prefix>:v``. 1 (never
+#: recorded): ``<prefix>:<kind>:...``, before hash tags; 2: ``{<prefix>}:<kind>:...``.
+LAYOUT_VERSION = 2
+
+
+def tagged_prefix(namespace: str) -> str:
+    """Return the prefix of ``namespace``'s keys in layout 2: ``{<key_prefix>}``.
+
+    The braces make the whole prefix the key's hash tag: every key of a namespace lies in
+    one cluster slot, so each script (which touches keys of one namespace only) runs on one
+    node in one round trip. A prefix holding a brace (which would end the tag early or
+    leave it empty), or an empty one, is replaced by the escaped (hex) form of the
+    namespace; no other prefix can take that form (see ``key_prefix``).
+    """
+    prefix = key_prefix(namespace)
+    if not prefix or "{" in prefix or "}" in prefix:
+        prefix = ESCAPED_NAMESPACE_PREFIX + namespace.encode("utf-8", "surrogatepass").hex()
+    return "{" + prefix + "}"
+
+
+class _ClusterScript:
+    """A Lua script for the cluster client: its source and SHA1 (loaded on demand)."""
+
+    def __init__(self, script: str) -> None:
+        self.script = script
+        self.sha = hashlib.sha1(script.encode("utf-8")).hexdigest()
+
+
+def _wait_replicas_setting() -> int:
+    value = getattr(settings, "DEDUPSTORE_INDEX_WAIT_REPLICAS", 0) if settings.configured else 0
+    return parse_wait_replicas(value, "DEDUPSTORE_INDEX_WAIT_REPLICAS")
+
+
+#: How many MOVED/ASK redirections one call follows (a resharding moves a slot once).
+_REDIRECTIONS = 5
+
+
+def _every_cluster_node(client: RedisCluster) -> list[redis.Redis]:
+    """Return a client of every reachable node, replicas included.
+
+    The slot map lists a replica only once it has synchronised; ``CLUSTER NODES`` lists
+    every node the cluster knows. Failed nodes are left out (nothing can be asked there).
+    """
+    servers = {node.name: client.get_redis_connection(node) for node in client.get_nodes()}
+    primary = client.get_redis_connection(client.get_primaries()[0])
+    known = primary.execute_command("CLUSTER NODES")
+    for address, fields in known.items() if isinstance(known, dict) else ():
+        name = address.decode() if isinstance(address, bytes) else str(address)
+        flags = str(fields.get("flags", ""))
+        host, _, port = name.rpartition(":")
+        if name in servers or not host or any(f in flags for f in ("fail", "noaddr", "handshake")):
+            continue
+        servers[name] = client.get_redis_connection(ClusterNode(host, int(port), "replica"))
+    return list(servers.values())
+
+
 def _milliseconds(seconds: float) -> int:
     """Return a claim lifetime in whole milliseconds, at least 1: Redis refuses ``PX 0``."""
     return max(1, math.ceil(seconds * 1000))
 
 
 class RedisIndex(Index):
-    """A dedup index in Redis (``redis://``, ``rediss://`` or ``unix://``)."""
+    """A dedup index in Redis (``redis://``, ``rediss://``, ``unix://``) or a Redis Cluster.
+
+    ``redis+cluster://`` and ``rediss+cluster://`` URLs (see ``dedupstore.index.cluster``)
+    open redis-py's ``RedisCluster``. Every key of the namespace carries the hash tag
+    ``{<prefix>}`` (see ``tagged_prefix``), so each script runs on the one node that owns
+    the namespace's slot.
+
+    ``wait_replicas``: after each script that counts or drops a reference (a save's first
+    call and commit, a delete's decision and commit), send Redis ``WAIT`` for that many
+    replicas on the same connection; fewer acknowledgements in time are reported like a
+    lost reply (the write may not survive a failover). None: the URL's ``wait_replicas``
+    option, else the ``DEDUPSTORE_INDEX_WAIT_REPLICAS`` setting, else 0 (no WAIT).
+    """
 
     def __init__(
         self,
@@ -198,6 +327,7 @@ class RedisIndex(Index):
         display_url: str,
         socket_timeout: float = 5.0,
         wait_timeout: float = 60.0,
+        wait_replicas: int | None = None,
     ) -> None:
         super().__init__(namespace)
         self.display_url = display_url
@@ -205,17 +335,36 @@ class RedisIndex(Index):
         self.wait_timeout = wait_timeout
         #: How long a receipt stays: well beyond the retries of the call that left it.
         self._receipt_ttl = max(60.0, 2 * wait_timeout)
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            health_check_interval=30,
-            # Never resend a command whose reply was lost (redis-py's from_url does not
-            # retry today; a Redis() built without a pool retries 3 times): a resent save
-            # counts a second reference, a resent delete drops one.
-            retry=Retry(NoBackoff(), 0),
-        )
-        prefix = key_prefix(namespace)
+        self.is_cluster = url.partition("://")[0] in CLUSTER_SCHEMES
+        self._socket_timeout = socket_timeout
+        self._cluster_lock = threading.Lock()
+        #: Set after a connection error or redirection: re-read the slot map before sending.
+        self._topology_stale = False
+        self._cluster_client: RedisCluster | None = None
+        if self.is_cluster:
+            self._cluster_url = parse_cluster_url(url, display_url)
+            url_wait = self._cluster_url.wait_replicas
+            self._get_connection_args = _get_connection_args(redis.ConnectionPool())
+        else:
+            url, url_wait = split_wait_replicas(url, display_url)
+            self._client = redis.Redis.from_url(
+                url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                health_check_interval=30,
+                # Never resend a command whose reply was lost (redis-py's from_url does not
+                # retry today; a Redis() built without a pool retries 3 times): a resent
+                # save counts a second reference, a resent delete drops one.
+                retry=Retry(NoBackoff(), 0),
+            )
+            self._get_connection_args = _get_connection_args(self._client.connection_pool)
+        if wait_replicas is None:
+            wait_replicas = url_wait if url_wait is not None else _wait_replicas_setting()
+        #: Replicas a counting script waits for (Redis WAIT); 0: none.
+        self.wait_replicas = parse_wait_replicas(wait_replicas, "wait_replicas")
+        #: How long WAIT may block (ms): well within the socket timeout, so its reply comes.
+        self._wait_ms = max(1, int(socket_timeout * 1000 / 2))
+        prefix = tagged_prefix(namespace)
         self._record_prefix = f"{prefix}:o:"
         self._map_prefix = f"{prefix}:d:"
         self._claim_prefix = f"{prefix}:c:"
@@ -225,10 +374,16 @@ class RedisIndex(Index):
         self._reservation_prefix = f"{prefix}:n:"
         self._quarantine_prefix = f"{prefix}:q:"
         self._initialised_key = f"{prefix}:i"
-        self._get_connection_args = _get_connection_args(self._client.connection_pool)
-        #: Whether the server was seen to run with maxmemory-policy noeviction.
+        #: The statistics counters (tally.lua).
+        self._stats_key = f"{prefix}:s"
+        self._layout_key = f"{prefix}:v"
+        #: Whether the server was seen to run with maxmemory-policy noeviction (and the
+        #: index's key layout was checked).
         self._policy_checked = False
-        register = self._client.register_script
+        register: Callable[[str], Any] = (
+            _ClusterScript if self.is_cluster else self._client.register_script
+        )
+        self._hit = register(_HIT)
         self._begin_save = register(_BEGIN_SAVE)
         self._commit_save = register(_COMMIT_SAVE)
         self._release_claim = register(_RELEASE_CLAIM)
@@ -241,20 +396,86 @@ class RedisIndex(Index):
         self._commit_delete = register(_COMMIT_DELETE)
         self._forget_content = register(_FORGET_CONTENT)
         self._cancel_delete = register(_CANCEL_DELETE)
+        self._set_references = register(_SET_REFERENCES)
+        self._add_record = register(_ADD_RECORD)
+
+    def _cluster(self) -> RedisCluster:
+        """Return the cluster client, asking a seed node for the slot map the first time.
+
+        Raises ``redis.ConnectionError`` when no seed node answers (nothing was sent).
+        """
+        with self._cluster_lock:
+            if self._cluster_client is None:
+                parsed = self._cluster_url
+                try:
+                    self._cluster_client = RedisCluster(
+                        startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
+                        username=parsed.username,
+                        password=parsed.password,
+                        ssl=parsed.tls,
+                        socket_timeout=self._socket_timeout,
+                        socket_connect_timeout=self._socket_timeout,
+                        health_check_interval=30,
+                        # Never resend after a timeout or a lost connection (a resent script
+                        # could count twice); MOVED/ASK redirections are still followed.
+                        retry=Retry(NoBackoff(), 0),
+                        **parsed.connection_options,  # type: ignore[arg-type]
+                    )
+                except RedisClusterException as exc:
+                    raise redis.ConnectionError(str(exc)) from exc
+                self._topology_stale = False
+            elif self._topology_stale:
+                self._topology_stale = False
+                try:
+                    self._cluster_client.nodes_manager.initialize()
+                except RedisClusterException as exc:
+                    self._topology_stale = True
+                    raise redis.ConnectionError(str(exc)) from exc
+            return self._cluster_client
 
     @property
-    def client(self) -> redis.Redis:
-        """Return the underlying redis-py client."""
-        return self._client
+    def client(self) -> Any:
+        """Return the underlying redis-py client (``RedisCluster`` for a cluster URL)."""
+        return self._cluster() if self.is_cluster else self._client
 
-    def _run(self, script: Script | AsyncScript, keys: list[str], args: list[Any]) -> Any:
+    def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        if self.is_cluster:
+            return self._guard(lambda: self._run_on_cluster(script, keys, args))
         return self._guard(lambda: script(keys=keys, args=args))
 
+    def _run_on_cluster(self, script: _ClusterScript, keys: list[str], args: list[Any]) -> Any:
+        """Run ``script`` through the cluster client (it follows MOVED/ASK, retries nothing)."""
+        client = self._cluster()
+        try:
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            # A new primary (a failover) or a flushed one: nothing ran; load, send again.
+            client.script_load(script.script)
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._topology_stale = True
+            raise
+
     def _check_eviction_policy(self) -> None:
-        """Refuse a server that may evict keys (``ImproperlyConfigured``), once per index."""
-        problem = eviction_policy_problem(read_eviction_policy(self._client), self.display_url)
-        if problem:
-            raise ImproperlyConfigured(problem)
+        """Refuse a server that may evict keys (``ImproperlyConfigured``), once per index.
+
+        On a cluster every node is asked, replicas included (one may become a primary).
+        Then check the key layout (see ``dedupstore.index.migrate``).
+        """
+        from dedupstore.index.migrate import check_layout
+
+        client: Any
+        if self.is_cluster:
+            client = self._cluster()
+            servers = _every_cluster_node(client)
+        else:
+            client = self._client
+            servers = [self._client]
+        for server in servers:
+            problem = eviction_policy_problem(read_eviction_policy(server), self.display_url)
+            if problem:
+                raise ImproperlyConfigured(problem)
+        check_layout(client, self.namespace, self.display_url, cluster=self.is_cluster)
         self._policy_checked = True
 
     def _guard(self, call: Callable[[], T]) -> T:
@@ -269,14 +490,68 @@ class RedisIndex(Index):
                 raise IndexUnavailable(self.display_url, exc) from exc
             raise
 
-    def _run_once(self, script: Script | AsyncScript, keys: list[str], args: list[Any]) -> Any:
+    def _run_once(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """Run ``script`` on one connection, telling "did not run" from "reply lost"."""
         if not self._policy_checked:
             try:
                 self._check_eviction_policy()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except _UNAVAILABLE as exc:
                 raise _NotRun(exc) from exc
-        pool = self._client.connection_pool
+            except redis.ResponseError as exc:
+                if _refused(exc):
+                    raise _NotRun(exc) from exc
+                raise
+        if self.is_cluster:
+            return self._run_once_on_cluster(script, keys, args)
+        return self._run_on_connection(self._client, script, keys, args)
+
+    def _run_once_on_cluster(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run ``script`` once on the primary owning its slot, following redirections.
+
+        A MOVED or ASK reply ran nothing: send again to the node it names. A connection
+        error, or CLUSTERDOWN, marks the slot map stale: the next call re-reads it (a
+        replica may have been promoted meanwhile).
+        """
+        try:
+            client = self._cluster()
+            slot = client.keyslot(keys[0])
+            node = client.nodes_manager.get_node_from_slot(slot)
+        except _UNAVAILABLE as exc:
+            self._topology_stale = True
+            raise _NotRun(exc) from exc
+        asking = False
+        for _ in range(_REDIRECTIONS):
+            server = client.get_redis_connection(node)
+            try:
+                return self._run_on_connection(server, script, keys, args, asking=asking)
+            except MovedError as exc:
+                client.nodes_manager.move_slot(exc)
+                node, asking = client.nodes_manager.get_node_from_slot(slot), False
+            except AskError as exc:
+                node = client.nodes_manager.get_node(host=exc.host, port=exc.port) or ClusterNode(
+                    exc.host, exc.port
+                )
+                asking = True
+            except (_NotRun, _ReplyLost) as exc:
+                if isinstance(
+                    exc.__cause__, (redis.ConnectionError, redis.TimeoutError, ClusterDownError)
+                ):
+                    self._topology_stale = True
+                raise
+        self._topology_stale = True
+        raise _NotRun(RedisClusterException(f"more than {_REDIRECTIONS} redirections"))
+
+    def _run_on_connection(
+        self,
+        server: redis.Redis,
+        script: Any,
+        keys: list[str],
+        args: list[Any],
+        *,
+        asking: bool = False,
+    ) -> Any:
+        """Run ``script`` on one connection of ``server``'s pool (then ``WAIT``, if asked)."""
+        pool = server.connection_pool
         try:
             # Connects (or reconnects a connection the server closed) before sending.
             connection = pool.get_connection(*self._get_connection_args)
@@ -288,11 +563,16 @@ class RedisIndex(Index):
             raise
         try:
             try:
-                return self._evalsha(connection, script, keys, args)
+                reply = self._evalsha(server, connection, script, keys, args, asking)
             except redis.exceptions.NoScriptError:
-                # A restarted or flushed server: the script did not run; load it.
-                self._client.script_load(script.script)
-                return self._evalsha(connection, script, keys, args)
+                # A restarted or flushed server, or a replica just promoted: the script did
+                # not run; load it on this very node and send it again.
+                connection.send_command("SCRIPT", "LOAD", script.script)
+                server.parse_response(connection, "SCRIPT LOAD")
+                reply = self._evalsha(server, connection, script, keys, args, asking)
+            if self.wait_replicas:
+                self._wait_for_replicas(server, connection)
+            return reply
         except redis.BusyLoadingError as exc:
             # The server is still loading its data set: it ran nothing.
             raise _NotRun(exc) from exc
@@ -300,16 +580,43 @@ class RedisIndex(Index):
             connection.disconnect()  # a late reply must never be read as another's
             raise _ReplyLost(exc) from exc
         except redis.ResponseError as exc:
-            # A refused script applied nothing (see _REFUSALS), nor did one answered BUSY.
+            # A refused script applied nothing (see _REFUSALS), nor did one answered BUSY,
+            # CLUSTERDOWN or TRYAGAIN.
             if isinstance(exc, _REFUSALS) or _refused(exc):
                 raise _NotRun(exc) from exc
             raise
         finally:
             pool.release(connection)
 
-    def _evalsha(self, connection: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _wait_for_replicas(self, server: redis.Redis, connection: Any) -> None:
+        """Send ``WAIT`` after a script; too few acknowledgements count as a lost reply.
+
+        The script ran, but a failover before its write reached a replica would undo it:
+        the caller must treat it as a call whose outcome is unknown.
+        """
+        connection.send_command("WAIT", self.wait_replicas, self._wait_ms)
+        acknowledged = int(server.parse_response(connection, "WAIT"))
+        if acknowledged < self.wait_replicas:
+            cause = redis.TimeoutError(
+                f"WAIT {self.wait_replicas}: {acknowledged} replica(s) acknowledged the "
+                f"write within {self._wait_ms} ms"
+            )
+            raise _ReplyLost(cause) from cause
+
+    def _evalsha(
+        self,
+        server: redis.Redis,
+        connection: Any,
+        script: Any,
+        keys: list[str],
+        args: list[Any],
+        asking: bool = False,
+    ) -> Any:
+        if asking:
+            connection.send_command("ASKING")
+            server.parse_response(connection, "ASKING")
         connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        return self._client.parse_response(connection, "EVALSHA")
+        return server.parse_response(connection, "EVALSHA")
 
     def _run_reporting_sent(
         self, script: Script | AsyncScript, keys: list[str], args: list[Any]
@@ -380,6 +687,16 @@ class RedisIndex(Index):
         claim_ttl: float,
         overwrite: bool = False,
     ) -> SaveDecision:
+        if reuse != "never":
+            # A hit needs one key and four arguments: ask with those first (a hit is the
+            # common case, and a miss pays for its write anyway).
+            if reuse == "content":
+                keys, last = [self._map_prefix + digest, self._stats_key], self._record_prefix
+            else:
+                keys, last = [self._record_prefix + name, self._stats_key], name
+            hit = self._run_reporting_sent(self._hit, keys, [reuse, digest, max_length or 0, last])
+            if hit is not None:
+                return SaveDecision("hit", name=hit[1].decode())
         action, value = self._run_reporting_sent(
             self._begin_save,
             [
@@ -389,6 +706,7 @@ class RedisIndex(Index):
                 self._untracked_deletes,
                 self._tombstone_prefix + name,
                 self._quarantine_prefix + name,
+                self._stats_key,
             ],
             [
                 reuse,
@@ -433,6 +751,7 @@ class RedisIndex(Index):
                 self._receipt_prefix + token,
                 self._reservation_prefix + name,
                 self._quarantine_prefix + name,
+                self._stats_key,
             ],
             [
                 digest,
@@ -499,7 +818,7 @@ class RedisIndex(Index):
     def begin_replace(self, *, name: str, token: str, digest: str) -> ReplaceDecision:
         result = self._run(
             self._begin_replace,
-            [self._record_prefix + name, self._quarantine_prefix + name],
+            [self._record_prefix + name, self._quarantine_prefix + name, self._stats_key],
             [
                 token,
                 self._map_prefix,
@@ -509,12 +828,12 @@ class RedisIndex(Index):
                 _milliseconds(QUARANTINE_TTL),
             ],
         )
-        return result.decode()
+        return ReplaceDecision(result.decode())
 
     def abort_replace(self, *, name: str, token: str, inner_deleted: bool) -> None:
         self._run(
             self._abort_replace,
-            [self._record_prefix + name],
+            [self._record_prefix + name, self._stats_key],
             [token, "1" if inner_deleted else "0", self._map_prefix, name],
         )
 
@@ -529,6 +848,7 @@ class RedisIndex(Index):
                 self._tombstone_prefix + name,
                 self._receipt_prefix + token,
                 self._quarantine_prefix + name,
+                self._stats_key,
             ],
             [
                 token,
@@ -561,6 +881,7 @@ class RedisIndex(Index):
                 self._claim_prefix + digest,
                 self._tombstone_prefix + name,
                 self._untracked_deletes,
+                self._stats_key,
             ],
             [token, _milliseconds(TOMBSTONE_TTL)],
             lambda lost: IndexUnavailable(self.display_url, lost),
@@ -578,6 +899,7 @@ class RedisIndex(Index):
                     self._claim_prefix + lease,
                     self._tombstone_prefix + name,
                     self._map_prefix + map_digest,
+                    self._stats_key,
                 ],
                 [token, refs, name, digest, size],
             )
@@ -587,7 +909,7 @@ class RedisIndex(Index):
         # The client is built without decode_responses: every reply is bytes.
         fields = cast(
             dict[bytes, bytes],
-            self._guard(lambda: self._client.hgetall(self._record_prefix + name)),
+            self._guard(lambda: self.client.hgetall(self._record_prefix + name)),
         )
         if not fields:
             return None
@@ -600,17 +922,120 @@ class RedisIndex(Index):
             size=int(decoded.get("size", 0)),
         )
 
+    def lookup_many(self, names: list[str]) -> list[ObjectRecord | None]:
+        # One pipelined round trip for the batch.
+        def read() -> list[Any]:
+            pipeline = self._client.pipeline(transaction=False)
+            for name in names:
+                pipeline.hmget(self._record_prefix + name, "digest", "refs", "state", "size")
+            return pipeline.execute()
+
+        records: list[ObjectRecord | None] = []
+        for name, (digest, refs, state, size) in zip(names, self._guard(read), strict=True):
+            records.append(
+                None
+                if state is None
+                else ObjectRecord(name, digest.decode(), int(refs), state.decode(), int(size or 0))
+            )
+        return records
+
+    def content_names(self, digests: list[str]) -> list[str | None]:
+        keys = [self._map_prefix + digest for digest in digests]
+        values = cast(list[bytes | None], self._guard(lambda: self._client.mget(keys)))
+        return [value.decode() if value is not None else None for value in values]
+
     def forget_content(self, *, digest: str, name: str) -> None:
         self._run(self._forget_content, [self._map_prefix + digest], [name])
 
+    def scan_records(self, *, batch_size: int = 1000) -> Iterator[ScannedRecord]:
+        pattern = _GLOB_SPECIAL.sub(r"\\\1", self._record_prefix) + "*"
+        cursor = 0
+        start = len(self._record_prefix)
+        while True:
+            cursor, keys = self._guard(
+                functools.partial(self._client.scan, cursor=cursor, match=pattern, count=batch_size)
+            )
+            if keys:
+                yield from self._read_records(cast(list[bytes], keys), start)
+            if cursor == 0:
+                return
+
+    def _read_records(self, keys: list[bytes], start: int) -> Iterator[ScannedRecord]:
+        def read() -> list[Any]:
+            pipeline = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipeline.hmget(key, "digest", "refs", "state", "size", "t")
+            return pipeline.execute()
+
+        for key, (digest, refs, state, size, touched) in zip(keys, self._guard(read), strict=True):
+            if state is None:
+                continue  # deleted since the SCAN saw it
+            yield ScannedRecord(
+                ObjectRecord(
+                    name=key[start:].decode(),
+                    digest=digest.decode(),
+                    refs=int(refs),
+                    state=state.decode(),
+                    size=int(size or 0),
+                ),
+                touched=float(touched or 0),
+            )
+
+    def stats(self) -> IndexStats:
+        values = self._guard(
+            lambda: self._client.hmget(
+                self._stats_key, "objects", "references", "physical", "logical"
+            )
+        )
+        return IndexStats(*(int(value or 0) for value in values))
+
+    def set_stats(self, stats: IndexStats) -> None:
+        mapping: Any = {
+            "objects": stats.objects,
+            "references": stats.references,
+            "physical": stats.physical_bytes,
+            "logical": stats.logical_bytes,
+        }
+        self._guard(lambda: self._client.hset(self._stats_key, mapping=mapping))
+
+    def set_references(self, name: str, refs: int, *, grace: float) -> SetReferences:
+        reply = self._run(
+            self._set_references,
+            [self._record_prefix + name, self._stats_key],
+            [refs, repr(float(grace))],
+        )
+        return cast(SetReferences, reply.decode())
+
+    def add_record(self, *, name: str, digest: str, size: int, refs: int) -> bool:
+        return bool(
+            self._run(
+                self._add_record,
+                [
+                    self._record_prefix + name,
+                    self._map_prefix + digest,
+                    self._tombstone_prefix + name,
+                    self._reservation_prefix + name,
+                    self._quarantine_prefix + name,
+                    self._stats_key,
+                ],
+                [digest, size, len(name), refs, name, self._record_prefix],
+            )
+        )
+
     def is_initialised(self) -> bool:
-        return bool(self._guard(lambda: self._client.exists(self._initialised_key)))
+        return bool(self._guard(lambda: self.client.exists(self._initialised_key)))
 
     def mark_initialised(self) -> None:
-        self._guard(lambda: self._client.set(self._initialised_key, b"1"))
+        self._guard(lambda: self.client.set(self._initialised_key, b"1"))
 
     def ping(self) -> None:
-        self._guard(self._client.ping)
+        self._guard(lambda: self.client.ping())
 
     def close(self) -> None:
-        self._client.close()
+        if self.is_cluster:
+            with self._cluster_lock:
+                if self._cluster_client is not None:
+                    self._cluster_client.close()
+                    self._cluster_client = None
+        else:
+            self._client.close()

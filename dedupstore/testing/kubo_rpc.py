@@ -1,8 +1,8 @@
 """A *test* server speaking the Kubo RPC protocol over an embedded IPFS node.
 
-It exists because no Kubo binary installs on the machines this project is tested on (see
-``../shared/ipfs/NOTES.md``): the RPC client in :mod:`dedupstore.backends.ipfs.rpc` is
-tested against this server instead. It is not Kubo and not for production. It implements
+It exists because no Kubo binary installs on the machines this project is tested on (none
+in PyPI, Debian or npm installs offline): the RPC client in :mod:`dedupstore.backends.ipfs.rpc`
+is tested against this server instead. It is not Kubo and not for production. It implements
 the subset of ``/api/v0`` the client uses, with Kubo's wire conventions:
 
 * every command is ``POST`` (``GET`` answers 405, like Kubo since 0.5);

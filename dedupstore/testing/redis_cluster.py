@@ -154,6 +154,10 @@ class RedisCluster(LoopbackService):
                 "",
                 "--appendonly",
                 "yes" if self.appendonly else "no",
+                # A replica syncs at once instead of after the default 5 s batching delay:
+                # one that never synced cannot be promoted.
+                "--repl-diskless-sync-delay",
+                "0",
                 "--protected-mode",
                 "yes",
                 "--loglevel",

@@ -11,16 +11,18 @@ its claim (``release_claim``), which is what the index sees when a claim expires
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from dedupstore.exceptions import ClaimLost
-from dedupstore.index.base import TOMBSTONE_TTL, Index
+from dedupstore.index.base import TOMBSTONE_TTL, Index, IndexStats
 from dedupstore.index.locmem import get_locmem_index
 from dedupstore.index.redis import RedisIndex
 from dedupstore.testing.redis import RedisServer
+from dedupstore.testing.redis_cluster import RedisCluster
 
 #: Long enough that no claim, tombstone or quarantine expires during a test.
 TTL = 3600.0
@@ -489,6 +491,114 @@ class BaseIndexTests:
         record = index.lookup("a")
         assert record is not None and record.state == "deleting"
 
+    # maintenance: counters, scans, counts set from the rows
+
+    def test_the_counters_follow_saves_hits_and_deletes(self, index: Index) -> None:
+        assert index.stats() == IndexStats()
+        save(index, "a")  # 5 bytes
+        hit(index, "a")
+        save(index, "b", digest=D2)
+        assert index.stats() == IndexStats(
+            objects=2, references=3, physical_bytes=10, logical_bytes=15
+        )
+        assert delete(index, "a") == "kept"
+        assert delete(index, "b") == "delete"
+        assert index.stats() == IndexStats(
+            objects=1, references=1, physical_bytes=5, logical_bytes=5
+        )
+
+    def test_a_content_hit_is_counted_on_the_record_the_content_map_names(
+        self, index: Index
+    ) -> None:
+        save(index, "a")
+        decision = index.begin_save(
+            digest=D1, reuse="content", name="other", max_length=None, token="t", claim_ttl=TTL
+        )
+        assert (decision.action, decision.name) == ("hit", "a")
+        assert index.stats() == IndexStats(
+            objects=1, references=2, physical_bytes=5, logical_bytes=10
+        )
+
+    def test_a_delete_the_guard_cancels_leaves_the_counters_as_they_were(
+        self, index: Index
+    ) -> None:
+        save(index, "a")
+        decision = index.begin_delete(name="a", token="guarded", claim_ttl=TTL)
+        assert decision.action == "delete"
+        assert index.stats().references == 0
+        assert index.cancel_delete(
+            name="a", token="guarded", digest=decision.digest, refs=2, size=5, lease=D1
+        )
+        assert index.stats() == IndexStats(
+            objects=1, references=2, physical_bytes=5, logical_bytes=10
+        )
+
+    def test_set_stats_overwrites_the_counters(self, index: Index) -> None:
+        save(index, "a")
+        index.set_stats(IndexStats(objects=7, references=8, physical_bytes=9, logical_bytes=10))
+        assert index.stats() == IndexStats(7, 8, 9, 10)
+
+    def test_scan_records_yields_every_record_once_with_its_last_change(self, index: Index) -> None:
+        before = time.time()
+        names = [f"file-{number}" for number in range(25)]
+        for name in names:
+            save(index, name)
+        scanned = list(index.scan_records(batch_size=7))
+        assert sorted(item.record.name for item in scanned) == sorted(names)
+        assert all(item.record.refs == 1 and item.record.size == 5 for item in scanned)
+        assert all(item.touched >= before - 1 for item in scanned)
+
+    def test_scan_records_of_one_namespace_leaves_out_the_others(self, index: Index) -> None:
+        save(index, "mine")
+        assert [item.record.name for item in index.scan_records()] == ["mine"]
+
+    def test_set_references_raises_a_count_at_once(self, index: Index) -> None:
+        save(index, "a")
+        assert index.set_references("a", 3, grace=TTL) == "raised"
+        record = index.lookup("a")
+        assert record is not None and record.refs == 3
+        assert index.stats().references == 3
+
+    def test_set_references_lowers_a_count_only_after_the_grace(self, index: Index) -> None:
+        save(index, "a")
+        hit(index, "a")
+        assert index.set_references("a", 0, grace=TTL) == "recent"
+        record = index.lookup("a")
+        assert record is not None and record.refs == 2
+        assert index.set_references("a", 0, grace=0.0) == "lowered"
+        record = index.lookup("a")
+        assert record is not None and (record.refs, record.state) == (0, "live")
+        assert index.stats().references == 0
+
+    def test_set_references_leaves_a_record_under_way_and_an_absent_one(self, index: Index) -> None:
+        save(index, "a")
+        assert index.begin_delete(name="a", token="deleter", claim_ttl=TTL).action == "delete"
+        assert index.set_references("a", 2, grace=0.0) == "busy"
+        assert index.set_references("nobody", 2, grace=0.0) == "absent"
+        assert index.set_references("a", 0, grace=0.0) == "busy"
+
+    def test_add_record_records_an_untracked_name_for_content_reuse(self, index: Index) -> None:
+        assert index.add_record(name="old", digest=D1, size=4, refs=2)
+        record = index.lookup("old")
+        assert record is not None and (record.digest, record.refs, record.state) == (D1, 2, "live")
+        decision = index.begin_save(
+            digest=D1, reuse="content", name="new", max_length=None, token="t", claim_ttl=TTL
+        )
+        assert (decision.action, decision.name) == ("hit", "old")
+        assert index.stats() == IndexStats(
+            objects=1, references=3, physical_bytes=4, logical_bytes=12
+        )
+
+    def test_add_record_refuses_a_name_that_is_known_or_being_saved(self, index: Index) -> None:
+        save(index, "known")
+        assert not index.add_record(name="known", digest=D2, size=4, refs=1)
+        claim(index, D2, "writer", "reserved")
+        assert index.reserve_name(name="reserved", token="writer", digest=D2)
+        assert not index.add_record(name="reserved", digest=D2, size=4, refs=1)
+        record = index.lookup("known")
+        assert record is not None and record.digest == D1
+        assert index.lookup("reserved") is None
+
     def test_the_initialisation_mark_stays_once_set(self, index: Index) -> None:
         assert not index.is_initialised()
         index.mark_initialised()
@@ -514,6 +624,21 @@ class TestRedisIndex(BaseIndexTests):
             redis_server.url,
             namespace=f"contract-{uuid.uuid4().hex}",
             display_url=redis_server.url,
+        )
+        yield index
+        index.close()
+
+
+@pytest.mark.slow
+class TestRedisClusterIndex(BaseIndexTests):
+    """The contract against a real Redis Cluster: each script runs on its namespace's node."""
+
+    @pytest.fixture
+    def index(self, redis_cluster: RedisCluster) -> Iterator[Index]:
+        index = RedisIndex(
+            redis_cluster.url,
+            namespace=f"contract-{uuid.uuid4().hex}",
+            display_url=redis_cluster.url,
         )
         yield index
         index.close()

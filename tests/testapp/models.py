@@ -58,3 +58,21 @@ class Poster(models.Model):
     """An image uploaded through the admin, on the default storage."""
 
     image = models.ImageField(upload_to="uploads/")
+
+
+def ops_storage() -> Storage:
+    """The storage of the manage.py dedupstore tests (its own location and Redis)."""
+    return storages["ops"]
+
+
+class Reel(models.Model):
+    """Two fields on the ops storage; ``poster`` is short and has no database index."""
+
+    film = models.FileField(upload_to="reels/", storage=ops_storage, blank=True, db_index=True)
+    poster = models.FileField(upload_to="reels/", storage=ops_storage, blank=True, max_length=40)
+
+
+class Clip(models.Model):
+    """Another model on the ops storage."""
+
+    video = models.FileField(upload_to="clips/", storage=ops_storage, blank=True, db_index=True)

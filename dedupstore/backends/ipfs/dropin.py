@@ -9,25 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .storage import IPFS_STORAGE_OPTIONS
+
 if TYPE_CHECKING:
     from dedupstore.backends.compat import InterPlanetaryFileSystemStorage
 
 __all__ = ["IPFS_OPTIONS", "InterPlanetaryFileSystemStorage"]
 
 #: The options of the raw ``IPFSStorage``; every other option is ``DedupStorage``'s.
-IPFS_OPTIONS = frozenset(
-    {
-        "api_url",
-        "api_auth",
-        "embedded_repo",
-        "embedded_online",
-        "gateway_url",
-        "gateway_style",
-        "url_filename",
-        "wrap_with_directory",
-        "timeout",
-    }
-)
+IPFS_OPTIONS = frozenset(IPFS_STORAGE_OPTIONS.names)
 RAW_BACKEND = "dedupstore.backends.ipfs.IPFSStorage"
 
 

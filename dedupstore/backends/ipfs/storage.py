@@ -32,7 +32,9 @@ from django.core.files.base import File
 from django.core.files.storage import Storage
 from django.utils.deconstruct import deconstructible
 
-from dedupstore.files import prepare_save
+from dedupstore.options import Option, OptionTable
+from dedupstore.protocol import DedupBackend
+from dedupstore.utils import disk_path, is_seekable, prepare_save, rewind
 
 from .cid import CID, IPFSPath, parse_cid, parse_name
 from .embedded import EmbeddedNode, get_node
@@ -40,7 +42,7 @@ from .errors import ContentNotFoundError, IPFSTimeoutError, ReadOnlyContentError
 from .rpc import DEFAULT_API_URL, KuboRPCClient, RPCCatReader, api_base_url, multiaddr_origin
 from .unixfs import Blockstore, IncompleteDAGError, UnixFSReader, resolve
 
-__all__ = ["IPFSStorage", "gateway_base_url", "rpc_location"]
+__all__ = ["IPFS_STORAGE_OPTIONS", "IPFSStorage", "gateway_base_url", "rpc_location"]
 
 DEFAULT_GATEWAY_URL = "https://ipfs.io/ipfs/"
 DEFAULT_TIMEOUT = 30.0
@@ -61,38 +63,15 @@ class _Transport(Protocol):
     def listdir(self, path: IPFSPath) -> tuple[list[str], list[str]]: ...
 
 
-def _content_path(content: File) -> str | None:
-    """Return a path on disk holding exactly ``content``, if there is one to pass through."""
-    temporary_path = getattr(content, "temporary_file_path", None)
-    if callable(temporary_path):
-        return temporary_path()
-    raw = getattr(content, "file", None)
-    name = getattr(raw, "name", None)
-    mode = getattr(raw, "mode", "")
-    if not isinstance(name, str) or mode != "rb" or not os.path.isabs(name):
-        return None
-    # Same inode as the open file: the path names the very content being saved.
-    try:
-        same = os.path.samestat(os.fstat(raw.fileno()), os.stat(name))  # type: ignore[union-attr]
-    except (OSError, AttributeError, io.UnsupportedOperation):
-        return None
-    return name if same else None
-
-
-def _rewind(content: File) -> None:
-    with contextlib.suppress(AttributeError, OSError, ValueError):
-        content.seek(0)
-
-
 def _content_size(content: File) -> int | None:
     """Measure the bytes ``content`` will yield (declared ``size`` attributes can lie)."""
-    path = _content_path(content)
+    path = disk_path(content)
     if path is not None:
         return os.path.getsize(path)
     stream = content.file if content.file is not None else content
+    if not is_seekable(stream):
+        return None
     try:
-        if not stream.seekable():
-            return None
         end = stream.seek(0, os.SEEK_END)
         stream.seek(0)
     except (AttributeError, OSError, ValueError):
@@ -108,7 +87,7 @@ def _spooled(content: File, directory: str | None) -> Iterator[str]:
     )
     try:
         with handle:
-            _rewind(content)
+            rewind(content)
             for chunk in content.chunks(_COPY_CHUNK):
                 handle.write(chunk)
         yield handle.name
@@ -126,7 +105,7 @@ class _EmbeddedTransport:
 
     def add(self, content: File, filename: str, *, wrap: bool) -> str:
         with contextlib.ExitStack() as stack:
-            path = _content_path(content) or stack.enter_context(_spooled(content, self.temp_dir))
+            path = disk_path(content) or stack.enter_context(_spooled(content, self.temp_dir))
             if not wrap:
                 return self.node.add(path)
             # Wrapping: add a directory holding the file under its name (a hard link when
@@ -246,7 +225,7 @@ class _RPCTransport:
         self.client = client
 
     def add(self, content: File, filename: str, *, wrap: bool) -> str:
-        _rewind(content)
+        rewind(content)
         stream = content.file if content.file is not None else content
         result = self.client.add(
             stream, filename, size=_content_size(content), wrap_with_directory=wrap
@@ -279,14 +258,6 @@ class _RPCTransport:
         for link in (objects[0].get("Links") or []) if objects else []:
             (dirs if link.get("Type") == 1 else files).append(link.get("Name", ""))
         return dirs, files
-
-
-def _setting(*names: str, default: Any = None) -> Any:
-    for name in names:
-        value = getattr(settings, name, None)
-        if value is not None:
-            return value
-    return default
 
 
 #: The settings ``gateway_url`` falls back to, first found wins. django-ipfs-storage built
@@ -346,14 +317,72 @@ def rpc_location(api_url: str) -> str:
     return f"{parts.scheme.lower()}://{shown}:{port}{path}"
 
 
-def _bool_option(name: str, value: Any) -> bool:
+def _boolean(value: Any, owner: str, source: str) -> bool:
     if not isinstance(value, bool):
-        raise ImproperlyConfigured(f"IPFS storage option {name} must be True or False")
+        raise ImproperlyConfigured(f"IPFS storage option {source} must be True or False")
     return value
 
 
+def _embedded_repo(value: Any, owner: str, source: str) -> str | os.PathLike[str] | None:
+    if value is not None and not isinstance(value, str | os.PathLike):
+        raise ImproperlyConfigured("embedded_repo must be a directory path")
+    return value or None
+
+
+def _api_url(value: Any, owner: str, source: str) -> str:
+    try:
+        api_base_url(str(value))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"IPFS storage api_url: {exc}") from None
+    return value
+
+
+def _api_auth(value: Any, owner: str, source: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ImproperlyConfigured("api_auth must be a string (an Authorization header value)")
+    return value
+
+
+def _gateway_url(value: Any, owner: str, source: str) -> str:
+    try:
+        return gateway_base_url(value, bare_origin_means_ipfs=source in _GATEWAY_ORIGIN_SETTINGS)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"IPFS storage gateway ({source}): {exc}") from None
+
+
+def _gateway_style(value: Any, owner: str, source: str) -> str:
+    if value not in _GATEWAY_STYLES:
+        raise ImproperlyConfigured(f"gateway_style must be one of {_GATEWAY_STYLES}, not {value!r}")
+    return str(value)
+
+
+def _timeout(value: Any, owner: str, source: str) -> float:
+    try:
+        timeout = float(value)
+    except (TypeError, ValueError):
+        raise ImproperlyConfigured(f"timeout must be a number, not {value!r}") from None
+    if not timeout > 0:
+        raise ImproperlyConfigured("timeout must be a positive number of seconds")
+    return timeout
+
+
+#: ``IPFSStorage``'s options. ``None`` (as a keyword or a setting) means "not given".
+IPFS_STORAGE_OPTIONS = OptionTable(
+    Option("api_url", ("IPFS_STORAGE_API_URL",), DEFAULT_API_URL, _api_url),
+    Option("api_auth", ("IPFS_STORAGE_API_AUTH",), None, _api_auth, secret=True),
+    Option("embedded_repo", ("IPFS_STORAGE_EMBEDDED_REPO",), None, _embedded_repo),
+    Option("embedded_online", ("IPFS_STORAGE_EMBEDDED_ONLINE",), False, _boolean),
+    Option("gateway_url", GATEWAY_SETTINGS, DEFAULT_GATEWAY_URL, _gateway_url),
+    Option("gateway_style", ("IPFS_STORAGE_GATEWAY_STYLE",), "path", _gateway_style),
+    Option("url_filename", ("IPFS_STORAGE_URL_FILENAME",), False, _boolean),
+    Option("wrap_with_directory", ("IPFS_STORAGE_WRAP_WITH_DIRECTORY",), False, _boolean),
+    Option("timeout", ("IPFS_STORAGE_TIMEOUT",), DEFAULT_TIMEOUT, _timeout),
+    none_is_unset=True,
+)
+
+
 @deconstructible(path="dedupstore.backends.ipfs.IPFSStorage")
-class IPFSStorage(Storage):
+class IPFSStorage(DedupBackend, Storage):
     """Store files on IPFS: saved files are added and pinned, and named by their CID.
 
     The raw storage: it counts no references, so ``delete()`` unpins a CID that other
@@ -393,100 +422,32 @@ class IPFSStorage(Storage):
     #: Names derive from content: DedupStorage skips its own naming and overwrite logic.
     content_addressed = True
 
-    def __init__(
-        self,
-        *,
-        api_url: str | None = None,
-        api_auth: str | None = None,
-        embedded_repo: str | os.PathLike[str] | None = None,
-        embedded_online: bool | None = None,
-        gateway_url: str | None = None,
-        gateway_style: str | None = None,
-        url_filename: bool | None = None,
-        wrap_with_directory: bool | None = None,
-        timeout: float | None = None,
-        **unknown: Any,
-    ) -> None:
+    def __init__(self, **options: Any) -> None:
+        unknown = IPFS_STORAGE_OPTIONS.unknown(options)
         if unknown:
-            raise ImproperlyConfigured(
-                f"unknown IPFS storage option(s): {', '.join(sorted(unknown))}"
-            )
+            raise ImproperlyConfigured(f"unknown IPFS storage option(s): {', '.join(unknown)}")
         # The Authorization value must never reach migrations or repr() of the args.
         args, kwargs = getattr(self, "_constructor_args", ((), {}))
-        self._constructor_args = (args, {k: v for k, v in kwargs.items() if k != "api_auth"})
-
-        if embedded_repo is not None and api_url is not None:
+        self._constructor_args = (args, IPFS_STORAGE_OPTIONS.redact_constructor_args(kwargs))
+        given = IPFS_STORAGE_OPTIONS.given(options)
+        if "embedded_repo" in given and "api_url" in given:
             raise ImproperlyConfigured("pass either embedded_repo or api_url, not both")
-        self.embedded_repo = embedded_repo or _setting("IPFS_STORAGE_EMBEDDED_REPO")
-        if self.embedded_repo is not None and not isinstance(self.embedded_repo, str | os.PathLike):
-            raise ImproperlyConfigured("embedded_repo must be a directory path")
-        self.embedded_online = _bool_option(
-            "embedded_online",
-            embedded_online
-            if embedded_online is not None
-            else _setting("IPFS_STORAGE_EMBEDDED_ONLINE", default=False),
-        )
+        resolved = IPFS_STORAGE_OPTIONS.resolve(given, type(self).__name__)
+        self.embedded_repo: str | os.PathLike[str] | None = resolved["embedded_repo"]
+        self.embedded_online: bool = resolved["embedded_online"]
         if self.embedded_online and self.embedded_repo is None:
             raise ImproperlyConfigured("embedded_online=True needs embedded_repo")
-        if self.embedded_repo is not None and api_auth is not None:
+        if self.embedded_repo is not None and "api_auth" in given:
             raise ImproperlyConfigured("api_auth is for a Kubo RPC API, not an embedded node")
-
-        self.api_url = api_url or _setting("IPFS_STORAGE_API_URL", default=DEFAULT_API_URL)
-        try:
-            api_base_url(str(self.api_url))
-        except ValueError as exc:
-            raise ImproperlyConfigured(f"IPFS storage api_url: {exc}") from None
-        self._api_auth = api_auth if api_auth is not None else _setting("IPFS_STORAGE_API_AUTH")
-        if self._api_auth is not None and not isinstance(self._api_auth, str):
-            raise ImproperlyConfigured("api_auth must be a string (an Authorization header value)")
-
-        self.gateway_url = self._gateway_option(gateway_url)
-        self.gateway_style = gateway_style or _setting("IPFS_STORAGE_GATEWAY_STYLE", default="path")
-        if self.gateway_style not in _GATEWAY_STYLES:
-            raise ImproperlyConfigured(
-                f"gateway_style must be one of {_GATEWAY_STYLES}, not {self.gateway_style!r}"
-            )
-        self.url_filename = _bool_option(
-            "url_filename",
-            url_filename
-            if url_filename is not None
-            else _setting("IPFS_STORAGE_URL_FILENAME", default=False),
-        )
-        self.wrap_with_directory = _bool_option(
-            "wrap_with_directory",
-            wrap_with_directory
-            if wrap_with_directory is not None
-            else _setting("IPFS_STORAGE_WRAP_WITH_DIRECTORY", default=False),
-        )
-        raw_timeout = timeout if timeout is not None else _setting("IPFS_STORAGE_TIMEOUT")
-        try:
-            self.timeout = float(DEFAULT_TIMEOUT if raw_timeout is None else raw_timeout)
-        except (TypeError, ValueError):
-            raise ImproperlyConfigured(f"timeout must be a number, not {raw_timeout!r}") from None
-        if not self.timeout > 0:
-            raise ImproperlyConfigured("timeout must be a positive number of seconds")
+        self.api_url: str = resolved["api_url"]
+        self._api_auth: str | None = resolved["api_auth"]
+        self.gateway_url: str = resolved["gateway_url"]
+        self.gateway_style: str = resolved["gateway_style"]
+        self.url_filename: bool = resolved["url_filename"]
+        self.wrap_with_directory: bool = resolved["wrap_with_directory"]
+        self.timeout: float = resolved["timeout"]
         self._transport_lock = threading.Lock()
         self._transport: _Transport | None = None
-
-    @staticmethod
-    def _gateway_option(gateway_url: str | None) -> str:
-        if gateway_url is not None:
-            source, value = "gateway_url", gateway_url
-        else:
-            source, value = next(
-                (
-                    (name, getattr(settings, name))
-                    for name in GATEWAY_SETTINGS
-                    if getattr(settings, name, None) is not None
-                ),
-                ("the default", DEFAULT_GATEWAY_URL),
-            )
-        try:
-            return gateway_base_url(
-                value, bare_origin_means_ipfs=source in _GATEWAY_ORIGIN_SETTINGS
-            )
-        except ValueError as exc:
-            raise ImproperlyConfigured(f"IPFS storage gateway ({source}): {exc}") from None
 
     def dedupstore_location(self) -> str:
         """Say where the bytes live: the embedded repo's real path, or the RPC API URL.
@@ -575,6 +536,10 @@ class IPFSStorage(Storage):
 
     def _save(self, name: str, content: File) -> str:
         return self.save(name, content)
+
+    def dedupstore_write(self, name: str, content: File, max_length: int | None) -> str:
+        """Add and pin ``content`` for ``DedupStorage``; the CID decides the name."""
+        return self.save(name, content, max_length=max_length)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 -- KEYS[1] content map of the digest     KEYS[2] claim on the digest
 -- KEYS[3] record of the requested name  KEYS[4] delete counter
 -- KEYS[5] tombstone of the requested name
--- KEYS[6] quarantine of the requested name
+-- KEYS[6] quarantine of the requested name   KEYS[7] statistics counters (tally.lua)
 -- ARGV[1] reuse ('content', 'name' or 'never')   ARGV[2] digest   ARGV[3] token
 -- ARGV[4] claim ttl (ms)   ARGV[5] max length (0: none)   ARGV[6] record key prefix
 -- ARGV[7] requested name   ARGV[8] claim key prefix   ARGV[9] tombstone lifetime (ms)
@@ -23,11 +23,13 @@ if reuse == 'content' then
   local name = redis.call('GET', KEYS[1])
   if name and usable(prefix .. name) then
     redis.call('HINCRBY', prefix .. name, 'refs', 1)
+    tally_hit(KEYS[7], prefix .. name)
     return {'hit', name}
   end
 elseif reuse == 'name' then
   if usable(KEYS[3]) then
     redis.call('HINCRBY', KEYS[3], 'refs', 1)
+    tally_hit(KEYS[7], KEYS[3])
     return {'hit', ARGV[7]}
   end
 end
@@ -40,6 +42,7 @@ if not holder or holder == token then
     -- An interrupted deletion of the requested name (its deleter died, or could not
     -- record its delete): it has no references left. Finish it rather than let our commit
     -- revive it, so the deleter's retry cannot delete what we store under the name.
+    tally_gone(KEYS[7], KEYS[3])
     redis.call('DEL', KEYS[3])
     if redis.call('HGET', KEYS[5], 'state') ~= 'deleting' then
       close_tombstone(KEYS[5], KEYS[4], tonumber(ARGV[9]))

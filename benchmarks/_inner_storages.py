@@ -1,4 +1,8 @@
-"""The inner storages the benchmarks run against, each set up privately on loopback."""
+"""The inner storages the benchmarks run against, each set up privately on loopback.
+
+Not a benchmark itself: ``bench_cost_and_savings.py`` runs its measurements over each
+storage here that imports (``available()``).
+"""
 
 from __future__ import annotations
 

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from common import RESULTS, GiB, KiB, MiB, machine, setup_django
-except ImportError:  # run as `python -m benchmarks.run`
-    from benchmarks.common import RESULTS, GiB, KiB, MiB, machine, setup_django
+    from _support import RESULTS, GiB, InnerCalls, KiB, MiB, machine, setup_django
+except ImportError:  # run as `python -m benchmarks.bench_cost_and_savings`
+    from benchmarks._support import RESULTS, GiB, InnerCalls, KiB, MiB, machine, setup_django
 
 
 def human(size: float) -> str:
@@ -207,8 +207,6 @@ class InnerSpy:
     """Count I/O calls and bytes that reach an inner storage object (the real calls run)."""
 
     def __init__(self, storage: Any) -> None:
-        from tests.helpers import InnerCalls
-
         self.calls = InnerCalls(storage)
         self.bytes_written = 0
         self.objects_written = 0
@@ -420,7 +418,7 @@ def bench_hit_scaling(
 
 
 def peers_status() -> list[dict[str, Any]]:
-    """Read what ``peers.py`` and ``bench_appwrite.py`` measured of other libraries."""
+    """Read what ``bench_peers.py`` and ``bench_appwrite.py`` measured of other libraries."""
     rows: list[dict[str, Any]] = []
     peers_file = RESULTS / "peers.json"
     if peers_file.exists():
@@ -450,7 +448,7 @@ def peers_status() -> list[dict[str, Any]]:
                 "version": "-",
                 "status": "not measured in this run",
                 "reason": "run `make bench` (it installs the peers in .venv-peers) or "
-                "benchmarks/peers.py",
+                "benchmarks/bench_peers.py",
                 "runs": {},
             }
         )
@@ -686,7 +684,7 @@ def report(results: dict[str, Any], images: list[str]) -> str:
         "## 5. Peers",
         "",
         "Other Django storages that deduplicate, run on the same workload by "
-        "`benchmarks/peers.py` (installed in a throwaway virtualenv, never a "
+        "`benchmarks/bench_peers.py` (installed in a throwaway virtualenv, never a "
         "dependency): files on disk and saves/s at each duplicate rate.",
         "",
         "| peer | version | status | 0 % dup | 30 % dup | 80 % dup | reason / notes |",
@@ -717,7 +715,7 @@ def main() -> None:
     parser.add_argument("--backends", default="filesystem,ipfs,appwrite")
     args = parser.parse_args()
     setup_django()
-    import backends as backend_registry
+    import _inner_storages
     from tqdm import tqdm
 
     from dedupstore.testing.redis import RedisServer
@@ -729,7 +727,7 @@ def main() -> None:
     count = 400 if full else 80
     dup_rates = [0.0, 0.3, 0.8]
     wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
-    usable, missing = backend_registry.available()
+    usable, missing = _inner_storages.available()
     usable = {k: v for k, v in usable.items() if k in wanted}
     missing = {k: v for k, v in missing.items() if k in wanted}
     hit_processes = [1, 2, 4]

@@ -18,9 +18,9 @@ dedupstore: install them in a throwaway virtualenv and run the script with its p
         django-castor django-dedupe-backend
     # optional: declares Python >= 3.14 and Django >= 6.0.4, so pip needs forcing
     /tmp/peers-venv/bin/pip install --no-deps --ignore-requires-python django-image-toolkit
-    /tmp/peers-venv/bin/python benchmarks/peers.py
+    /tmp/peers-venv/bin/python benchmarks/bench_peers.py
 
-Run anywhere else (``.venv/bin/python benchmarks/peers.py``) it reports the absent peers
+Run anywhere else (``.venv/bin/python benchmarks/bench_peers.py``) it reports the absent peers
 as "not installed" and still measures the two baselines. Prints a table and writes
 ``benchmarks/results/peers.json``: one dict per candidate with ``peer``, ``version``,
 ``status`` ("measured" / "could not run"), ``reason`` and the measurements.

@@ -1,17 +1,17 @@
-"""Third review of the lease / tombstone / receipt state machine, and its fixes.
+"""Tombstones of deletes: they live while their deleter does, lapse after, and are heeded.
 
-Every interleaving is forced deterministically (index methods called directly to play a
-replacer that died or is still at work, or an inner storage method blocked on a
-``threading.Event``), against a real redis-server (the suite's fixtures) and the locmem
-twin where the logic is shared.
+An untracked delete leaves a tombstone ("deleting", then "deleted") that lives
+``TOMBSTONE_TTL`` past its deleter's lease: renewed with the lease while the deleter
+lives, gone by itself after a failed or dead one. A save whose write outlasts half a
+tombstone's lifetime checks its object before committing, once, whatever else is deleted
+meanwhile, and writes again only if its own name was deleted. Against a real Redis and the
+locmem twin, with a short lifetime standing for the 600 s of ``TOMBSTONE_TTL``.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
@@ -24,79 +24,12 @@ Make = Callable[..., DedupStorage]
 
 #: Claim lifetime of the crash tests.
 SHORT_TTL = 0.05
+
+
 #: Claim lifetime of a party that stays alive while a test waits: its keeper renews every
 #: LIVE_TTL/3, which a busy machine's scheduling delays (tens of ms) never make late,
 #: where SHORT_TTL's every 17 ms did.
 LIVE_TTL = 1.5
-
-
-def _start_replace(storage: DedupStorage, name: str, data: bytes, claim_ttl: float) -> str:
-    """Play an overwrite=True save of ``name`` up to its upload; return its token.
-
-    Exactly what ``DedupStorage`` does: claim the digest, take the record. The old object
-    stays until the new one is switched in (the write comes first). The caller then lets
-    the replacer die (its claim lapses) or finish.
-    """
-    token = secrets.token_hex(16)
-    digest = storage.digest(ContentFile(data))
-    index = storage.index
-    decision = index.begin_save(
-        digest=digest,
-        reuse="content",
-        name=name,
-        max_length=None,
-        token=token,
-        claim_ttl=claim_ttl,
-        overwrite=True,
-    )
-    assert decision.action == "claimed"
-    assert index.begin_replace(name=name, token=token, digest=digest) == "replace"
-    return token
-
-
-# -- 1. a plain save over a name being replaced ------------------------------------------
-
-
-def test_a_save_over_a_dead_replacers_name_keeps_the_replaced_reference(
-    make_fs_dedup: Make, index_url: str
-) -> None:
-    storage = make_fs_dedup(index=index_url)
-    assert storage.save("a.txt", ContentFile(b"old")) == "a.txt"  # user A's one reference
-    # A's own overwrite=True save of the name dies during its upload: the record stays
-    # "replacing", with A's one reference.
-    _start_replace(storage, "a.txt", b"new", SHORT_TTL)
-    time.sleep(SHORT_TTL * 3)  # its claim (the lease) lapses
-    # User S saves other content under the name: it is A's, S gets another.
-    other = storage.save("a.txt", ContentFile(b"other"))
-    assert other != "a.txt" and read_all(storage, other) == b"other"
-    # A's row still names a.txt: its reference is counted, and A's delete takes only it.
-    assert storage.references("a.txt") == 1
-    storage.delete("a.txt")
-    assert storage.references(other) == 1 and read_all(storage, other) == b"other"
-
-
-def test_a_save_over_a_name_being_replaced_writes_elsewhere_at_once(
-    make_fs_dedup: Make, index_url: str
-) -> None:
-    storage = make_fs_dedup(index=index_url, wait_timeout=PATIENCE)
-    assert storage.save("a.txt", ContentFile(b"old")) == "a.txt"
-    # A live replacer (its claim held for long) is uploading ...
-    token = _start_replace(storage, "a.txt", b"new", claim_ttl=PATIENCE)
-    # ... and S saves the name meanwhile: it neither waits nor touches the name.
-    saver = Background(lambda: storage.save("a.txt", ContentFile(b"other")))
-    other = saver.result()
-    assert other != "a.txt" and read_all(storage, other) == b"other"
-    # The replacer switches its upload in and commits.
-    index = storage.index
-    digest = storage.digest(ContentFile(b"new"))
-    Path(storage.inner.path("a.txt")).write_bytes(b"new")
-    decision = index.commit_save(digest=digest, token=token, name="a.txt", size=3, replacing=True)
-    assert decision.action == "committed"
-    assert storage.references("a.txt") == 1 and storage.references(other) == 1
-    assert read_all(storage, "a.txt") == b"new" and read_all(storage, other) == b"other"
-
-
-# -- 2. a long write in a namespace where deletes go on ----------------------------------
 
 
 def _short_tombstones(monkeypatch: pytest.MonkeyPatch, lifetime: float) -> None:
@@ -106,6 +39,17 @@ def _short_tombstones(monkeypatch: pytest.MonkeyPatch, lifetime: float) -> None:
 
     monkeypatch.setattr(locmem_index, "TOMBSTONE_TTL", lifetime)
     monkeypatch.setattr(redis_index, "TOMBSTONE_TTL", lifetime)
+
+
+def _tombstone_state(storage: DedupStorage, name: str) -> str | None:
+    index = storage.index
+    client = getattr(index, "client", None)
+    if client is not None:
+        state = client.hget(f"{{{storage.namespace}}}:t:{name}", "state")
+        return None if state is None else state.decode()
+    with index._store.lock:  # type: ignore[attr-defined]
+        tombstone = index._tombstone(name)  # type: ignore[attr-defined]
+        return None if tombstone is None else tombstone.state
 
 
 def test_a_long_write_is_not_written_again_forever_while_other_names_are_deleted(
@@ -170,20 +114,6 @@ def test_a_long_write_whose_name_is_deleted_after_the_check_is_written_again(
     assert storage.references(name) == 1
 
 
-def _tombstone_state(storage: DedupStorage, name: str) -> str | None:
-    index = storage.index
-    client = getattr(index, "client", None)
-    if client is not None:
-        state = client.hget(f"{storage.namespace}:t:{name}", "state")
-        return None if state is None else state.decode()
-    with index._store.lock:  # type: ignore[attr-defined]
-        tombstone = index._tombstone(name)  # type: ignore[attr-defined]
-        return None if tombstone is None else tombstone.state
-
-
-# -- 3. index keys that never go -----------------------------------------------------------
-
-
 def test_the_tombstone_of_a_failed_untracked_delete_does_not_stay_forever(
     make_fs_dedup: Make, redis_url: str
 ) -> None:
@@ -196,7 +126,7 @@ def test_the_tombstone_of_a_failed_untracked_delete_does_not_stay_forever(
         storage.delete("never-saved.txt")
     time.sleep(SHORT_TTL * 3)  # the lease lapsed long ago; nobody touches the name again
     client = storage.index.client  # type: ignore[attr-defined]
-    key = f"{storage.namespace}:t:never-saved.txt"
+    key = f"{{{storage.namespace}}}:t:never-saved.txt"
     assert client.hget(key, "state") == b"deleting"  # it is there, as it must be for a while
     # ... and goes by itself: TOMBSTONE_TTL after the lease could last be renewed.
     assert 0 < client.pttl(key) <= (SHORT_TTL + TOMBSTONE_TTL) * 1000
@@ -243,25 +173,3 @@ def test_a_live_untracked_deletes_tombstone_is_renewed_with_its_lease(
     delete.release.set()
     deleter.result()
     assert _tombstone_state(storage, "slow.txt") == "deleted"
-
-
-# -- 4. found by the torture test (tests/test_torture.py) -----------------------------------
-
-
-def test_references_count_the_reference_a_dead_replacers_record_keeps(
-    make_fs_dedup: Make, index_url: str
-) -> None:
-    storage = make_fs_dedup(index=index_url)
-    assert storage.save("a.txt", ContentFile(b"old")) == "a.txt"  # A's one reference
-    _start_replace(storage, "a.txt", b"new", SHORT_TTL)
-    time.sleep(SHORT_TTL * 3)  # the replacer died: its record stays 'replacing'
-    # The index still counts A's reference (README: a dead replacer's record still counts
-    # the one reference of the name it was replacing): references() must say so ...
-    record = storage.index.lookup("a.txt")
-    assert record is not None and (record.state, record.refs) == ("replacing", 1)
-    assert storage.references("a.txt") == 1
-    # ... as a save of the name leaves it (it writes elsewhere), and A's delete() drops it.
-    other = storage.save("a.txt", ContentFile(b"other"))
-    assert other != "a.txt" and storage.references("a.txt") == 1
-    storage.delete("a.txt")
-    assert storage.references("a.txt") == 0 and storage.references(other) == 1

@@ -1,0 +1,211 @@
+"""What every ``manage.py dedupstore`` command shares: reports, batches, progress, rows.
+
+Every command reads with bounded memory: the live set streams in name order
+(``dedupstore.liveset.live_counts``), the index's records stream in batches
+(``Index.scan_records``), and a batch of names is matched against the rows with one
+``IN`` query per field.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.db.models import Count
+
+from dedupstore import liveset
+
+if TYPE_CHECKING:
+    from dedupstore.storage import DedupStorage
+
+__all__ = [
+    "BATCH_SIZE",
+    "EXAMPLES",
+    "Findings",
+    "Report",
+    "batched",
+    "held_counts",
+    "inner_names",
+    "progress",
+]
+
+T = TypeVar("T")
+
+#: Names matched against the index and the rows per round trip.
+BATCH_SIZE = 500
+#: Names kept per kind of finding for the report (the counts are always complete).
+EXAMPLES = 20
+
+
+def batched(items: Iterable[T], size: int = BATCH_SIZE) -> Iterator[list[T]]:
+    """Yield lists of at most ``size`` items."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+@dataclass
+class Findings:
+    """How many of one kind of finding there were, with the first few as examples."""
+
+    count: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, **example: Any) -> None:
+        self.count += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(example)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"count": self.count, "examples": self.examples}
+
+
+@dataclass
+class Report:
+    """One command's result for one storage: figures, findings, and whether all is well."""
+
+    command: str
+    storage: str
+    namespace: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    findings: dict[str, Findings] = field(default_factory=dict)
+    #: The kinds of findings that are problems (exit status 1); the others inform.
+    problem_kinds: tuple[str, ...] = ()
+    #: Lines of text beyond the figures and findings (a refusal, what was done).
+    notes: list[str] = field(default_factory=list)
+    refused: bool = False
+
+    def finding(self, kind: str) -> Findings:
+        return self.findings.setdefault(kind, Findings())
+
+    @property
+    def problems(self) -> int:
+        return sum(
+            self.findings[kind].count for kind in self.problem_kinds if kind in self.findings
+        )
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused and self.problems == 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "storage": self.storage,
+            "namespace": self.namespace,
+            "ok": self.ok,
+            "problems": self.problems,
+            "refused": self.refused,
+            "figures": self.figures,
+            "findings": {kind: found.as_json() for kind, found in self.findings.items()},
+            "notes": self.notes,
+        }
+
+    def as_text(self) -> str:
+        lines = [f"{self.storage} (namespace {self.namespace!r}): {self.command}"]
+        for key, value in self.figures.items():
+            lines.append(f"  {key.replace('_', ' ')}: {_figure(value)}")
+        for kind, found in self.findings.items():
+            marker = "!" if kind in self.problem_kinds and found.count else " "
+            lines.append(f" {marker}{kind.replace('_', ' ')}: {found.count}")
+            for example in found.examples[:5]:
+                lines.append("      " + ", ".join(f"{k}={v!r}" for k, v in example.items()))
+            if found.count > 5:
+                lines.append(f"      ... and {found.count - 5} more (--json lists {EXAMPLES})")
+        lines.extend(f"  {note}" for note in self.notes)
+        lines.append(
+            "  result: " + ("ok" if self.ok else "refused" if self.refused else "PROBLEMS")
+        )
+        return "\n".join(lines)
+
+
+def _figure(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, list):
+        return (
+            "; ".join(
+                ", ".join(f"{k}={v}" for k, v in item.items())
+                if isinstance(item, dict)
+                else str(item)
+                for item in value
+            )
+            or "none"
+        )
+    return str(value)
+
+
+def progress(
+    items: Iterable[T], *, enabled: bool, description: str, total: int | None = None
+) -> Iterable[T]:
+    """Wrap ``items`` in a progress bar on standard error when ``enabled`` (a terminal)."""
+    if not enabled:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is optional: no bar then
+        return items
+    return tqdm(items, desc=description, total=total, file=sys.stderr, unit=" names")
+
+
+def source_counts(storage: DedupStorage) -> Counter[str]:
+    """Count the names ``DEDUPSTORE_REFERENCE_SOURCES`` yield (held in memory: say so)."""
+    counts: Counter[str] = Counter()
+    for source in liveset.reference_sources():
+        counts.update(source(storage))
+    return counts
+
+
+def held_counts(
+    storage: DedupStorage, names: list[str], sources: Counter[str] | None = None
+) -> dict[str, int]:
+    """Return, for each of ``names`` that rows hold, how many rows hold it.
+
+    One grouped ``IN`` query per field, plus the reference sources' counts (``sources``,
+    read once by the caller with ``source_counts``).
+    """
+    counts: Counter[str] = Counter()
+    if not names:
+        return {}
+    for ref in liveset.reference_fields(storage):
+        rows = (
+            ref.queryset()
+            .filter(**{f"{ref.field}__in": names})
+            .values_list(ref.field)
+            .annotate(rows=Count("pk"))
+            .order_by()
+        )
+        for name, count in rows:
+            counts[str(name)] += count
+    if sources:
+        for name in names:
+            if name in sources:
+                counts[name] += sources[name]
+    return dict(counts)
+
+
+def inner_names(storage: DedupStorage, path: str = "") -> Iterator[str]:
+    """Yield every name the inner storage lists, walking its directories one at a time.
+
+    Raises ``NotImplementedError`` when the inner storage cannot list.
+    """
+    directories, files = storage.inner.listdir(path)
+    for name in sorted(files):
+        yield f"{path}/{name}" if path else name
+    for directory in sorted(directories):
+        yield from inner_names(storage, f"{path}/{directory}" if path else directory)
+
+
+def stored_content_key(storage: DedupStorage, name: str) -> tuple[str, int] | None:
+    """Hash the stored object ``name``; return its content key and size, or None if gone."""
+    key, size = storage._content_key_of_stored(name)
+    return (key, size) if key else None
+
+
+Step = Callable[[], None]

@@ -1,0 +1,139 @@
+"""``reconcile``: set every count from the live set, safely while the site runs.
+
+A count below the rows is raised at once (a delete could otherwise remove what rows
+hold). A count above them is lowered only when its record is unchanged for ``grace``
+seconds: a save counts its reference before its row commits, and that row may commit
+any moment. A name the rows hold and the index does not know (after a ``FLUSHDB``, a
+restart without persistence) is hashed and recorded. Then the counters are set from a
+scan of the records, and a lost index is marked initialised again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.utils import timezone
+
+from dedupstore import liveset
+from dedupstore.index.base import IndexStats
+from dedupstore.marker import IndexState, index_state
+from dedupstore.ops.base import (
+    Report,
+    batched,
+    held_counts,
+    progress,
+    source_counts,
+    stored_content_key,
+)
+
+if TYPE_CHECKING:
+    from dedupstore.storage import DedupStorage
+
+__all__ = ["DEFAULT_GRACE", "reconcile", "recount"]
+
+#: Seconds a record must be unchanged before reconcile lowers its count (or gc takes it).
+DEFAULT_GRACE = 3600.0
+
+#: What reconcile could not repair: the rows name objects the inner storage lacks.
+PROBLEMS = ("broken_links",)
+
+
+def reconcile(
+    storage: DedupStorage, *, where: str, grace: float = DEFAULT_GRACE, show_progress: bool = False
+) -> Report:
+    """Set each count to the rows holding it (see the module's docstring)."""
+    report = Report("reconcile", where, storage.namespace, problem_kinds=PROBLEMS)
+    for kind in ("raised", "lowered", "recorded", "broken_links", "kept_within_grace"):
+        report.finding(kind)
+    state = index_state(storage)
+    index = storage.index
+    live = liveset.live_counts(storage)
+    for live_batch in batched(progress(live, enabled=show_progress, description="live set")):
+        records = index.lookup_many([name for name, _ in live_batch])
+        for (name, held), record in zip(live_batch, records, strict=True):
+            if record is None:
+                _record(storage, report, name, held)
+            elif record.state == "live" and record.refs != held:
+                _set(storage, report, name, held, record.refs, grace)
+            elif record.state != "live":
+                report.finding("busy").add(name=name, state=record.state)
+    sources = source_counts(storage)
+    scanned = progress(index.scan_records(), enabled=show_progress, description="index")
+    for batch in batched(scanned):
+        held_by = held_counts(storage, [item.record.name for item in batch], sources)
+        for item in batch:
+            record = item.record
+            if record.state == "live" and record.refs and not held_by.get(record.name):
+                _set(storage, report, record.name, 0, record.refs, grace)
+    counters = recount(storage)
+    if state in (IndexState.LOST, IndexState.NEW):
+        index.mark_initialised()
+    _mark_reconciled(storage, state)
+    report.figures.update(
+        index_state_before=state.value,
+        objects=counters.objects,
+        references=counters.references,
+        physical_bytes=counters.physical_bytes,
+        logical_bytes=counters.logical_bytes,
+        grace_seconds=grace,
+    )
+    return report
+
+
+def _record(storage: DedupStorage, report: Report, name: str, held: int) -> None:
+    """Record a name the rows hold and the index does not know (hash its object)."""
+    stored = stored_content_key(storage, name)
+    if stored is None:
+        report.finding("broken_links").add(name=name, rows=held)
+        return
+    digest, size = stored
+    if storage.index.add_record(name=name, digest=digest, size=size, refs=held):
+        report.finding("recorded").add(name=name, references=held)
+    else:
+        # A save or delete of the name is under way: the next run sees its outcome.
+        report.finding("busy").add(name=name, state="being saved or deleted")
+
+
+def _set(
+    storage: DedupStorage, report: Report, name: str, held: int, counted: int, grace: float
+) -> None:
+    outcome = storage.index.set_references(name, held, grace=grace)
+    if outcome == "raised":
+        report.finding("raised").add(name=name, references=held, was=counted)
+    elif outcome == "lowered":
+        report.finding("lowered").add(name=name, references=held, was=counted)
+    elif outcome == "recent":
+        report.finding("kept_within_grace").add(name=name, rows=held, references=counted)
+    elif outcome == "busy":
+        report.finding("busy").add(name=name, state="being saved or deleted")
+
+
+def recount(storage: DedupStorage) -> IndexStats:
+    """Set the index's counters from one scan of its records; return them.
+
+    Writes that land during the scan can leave the counters off by their own change
+    until the next recount: reconcile at a quiet time for exact figures.
+    """
+    objects = references = physical = logical = 0
+    for item in storage.index.scan_records():
+        record = item.record
+        objects += 1
+        references += record.refs
+        physical += record.size
+        logical += record.refs * record.size
+    counters = IndexStats(objects, references, physical, logical)
+    storage.index.set_stats(counters)
+    return counters
+
+
+def _mark_reconciled(storage: DedupStorage, state: IndexState) -> None:
+    """Record the namespace's marker (a new or lost index is now the database's again)."""
+    from django.apps import apps
+
+    if state is IndexState.UNMARKED:
+        return
+    marker = apps.get_model("dedupstore", "IndexMarker")
+    marker._default_manager.update_or_create(
+        namespace=storage.namespace,
+        defaults={"index_url": storage.index.display_url, "reconciled": timezone.now()},
+    )

@@ -1,0 +1,176 @@
+"""``verify``: compare the rows (the truth) with the index (a cache of it); change nothing.
+
+Three passes, each with bounded memory:
+
+1. the live set, in name order, a batch at a time against the index's records and the
+   inner storage: counts that differ, names the index does not track, broken links;
+2. the index's records, a batch at a time against the rows: counted references no row
+   holds (leaks), records nobody holds any more (garbage for ``gc``); ``--deep`` re-hashes
+   each object and compares its content key;
+3. the inner storage's listing, where it can list: objects neither the index nor a row
+   knows (orphans).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from django.utils import timezone
+
+from dedupstore import liveset
+from dedupstore.marker import IndexState, index_state
+from dedupstore.ops.base import (
+    Report,
+    batched,
+    held_counts,
+    inner_names,
+    progress,
+    source_counts,
+    stored_content_key,
+)
+
+if TYPE_CHECKING:
+    from dedupstore.storage import DedupStorage
+
+__all__ = ["PROBLEMS", "TOP", "verify"]
+
+#: How many of the most shared objects a verify keeps in its result.
+TOP = 10
+
+#: The findings that make ``verify`` exit 1.
+PROBLEMS = (
+    "index_lost",
+    "undercounted",
+    "overcounted",
+    "untracked",
+    "broken_links",
+    "leaks",
+    "orphans",
+    "corrupt",
+)
+
+
+def verify(
+    storage: DedupStorage,
+    *,
+    where: str,
+    deep: bool = False,
+    orphans: bool = True,
+    show_progress: bool = False,
+    save_result: bool = True,
+) -> Report:
+    """Report every difference between the live set, the index and the inner storage."""
+    report = Report("verify", where, storage.namespace, problem_kinds=PROBLEMS)
+    for kind in PROBLEMS[:7] + (("corrupt",) if deep else ()):
+        report.finding(kind)
+    state = index_state(storage)
+    if state is IndexState.LOST:
+        report.finding("index_lost").add(
+            index=storage.index.display_url, fix="manage.py dedupstore reconcile"
+        )
+    rows = names = 0
+    live = liveset.live_counts(storage)
+    for live_batch in batched(progress(live, enabled=show_progress, description="live set")):
+        records = storage.index.lookup_many([name for name, _ in live_batch])
+        for (name, held), record in zip(live_batch, records, strict=True):
+            names += 1
+            rows += held
+            if record is None:
+                if storage.inner.exists(name):
+                    report.finding("untracked").add(name=name, rows=held)
+                else:
+                    report.finding("broken_links").add(name=name, rows=held)
+                continue
+            if record.state != "live":
+                report.finding("busy").add(name=name, state=record.state)
+                continue
+            if record.refs < held:
+                report.finding("undercounted").add(name=name, rows=held, references=record.refs)
+            elif record.refs > held:
+                report.finding("overcounted").add(name=name, rows=held, references=record.refs)
+            if not storage.inner.exists(name):
+                report.finding("broken_links").add(name=name, rows=held)
+    sources = source_counts(storage)
+    records_seen = 0
+    # The most shared objects, for the admin page: kept during the scan (memory: TOP).
+    shared: list[tuple[int, int, str]] = []
+    scanned = progress(storage.index.scan_records(), enabled=show_progress, description="index")
+    for batch in batched(scanned):
+        held_by = held_counts(storage, [item.record.name for item in batch], sources)
+        for item in batch:
+            record = item.record
+            records_seen += 1
+            if record.state == "live" and record.refs > 1:
+                entry = (record.refs, record.size, record.name)
+                if len(shared) < TOP:
+                    heapq.heappush(shared, entry)
+                else:
+                    heapq.heappushpop(shared, entry)
+            if record.state == "live" and not held_by.get(record.name):
+                if record.refs:
+                    report.finding("leaks").add(name=record.name, references=record.refs)
+                else:
+                    report.finding("garbage").add(name=record.name, size=record.size)
+            if deep and record.state == "live":
+                stored = stored_content_key(storage, record.name)
+                if stored is not None and stored[0] != record.digest:
+                    report.finding("corrupt").add(name=record.name, size=stored[1])
+    if orphans:
+        _find_orphans(storage, report, sources, show_progress)
+    counters = storage.index.stats()
+    report.figures.update(
+        index_state=state.value,
+        live_names=names,
+        rows=rows,
+        records=records_seen,
+        counted_references=counters.references,
+        most_shared=[
+            {"name": name, "references": refs, "size": size}
+            for refs, size, name in sorted(shared, reverse=True)
+        ],
+    )
+    if save_result:
+        _save_result(storage, report)
+    return report
+
+
+def _find_orphans(
+    storage: DedupStorage, report: Report, sources: Counter[str], show_progress: bool
+) -> None:
+    """Report the listed objects that neither a record nor a row knows."""
+    try:
+        listing = inner_names(storage)
+        first = next(listing, None)
+    except NotImplementedError:
+        report.notes.append("orphans: the inner storage cannot list its objects; not looked for")
+        return
+    if first is None:
+        return
+    listed = progress(
+        itertools.chain([first], listing), enabled=show_progress, description="inner storage"
+    )
+    for batch in batched(listed):
+        records = storage.index.lookup_many(batch)
+        held = held_counts(storage, batch, sources)
+        for name, record in zip(batch, records, strict=True):
+            if record is None and not held.get(name):
+                report.finding("orphans").add(name=name)
+
+
+def _save_result(storage: DedupStorage, report: Report) -> None:
+    """Keep the result on the namespace's marker for the admin page (if there is one)."""
+    from django.apps import apps
+    from django.db import DatabaseError
+
+    if not apps.is_installed("dedupstore"):
+        return
+    marker = apps.get_model("dedupstore", "IndexMarker")
+    try:
+        marker._default_manager.filter(namespace=storage.namespace).update(
+            last_verify=report.as_json(), last_verify_at=timezone.now()
+        )
+    except DatabaseError:
+        report.notes.append("the result could not be kept in the database (not migrated?)")
