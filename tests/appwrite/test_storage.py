@@ -314,6 +314,43 @@ def test_large_content_of_every_kind(storage: AppwriteStorage, tmp_path: Any, ma
     assert read(storage, name) == payload
 
 
+def test_a_file_open_for_writing_uploads_the_bytes_still_in_its_buffer(
+    storage: AppwriteStorage, tmp_path: Any
+) -> None:
+    # Written in small pieces and never flushed: the file's path lacks the buffer's tail.
+    payload = os.urandom(6 * MiB + 1000)
+    handle = open(tmp_path / "being-written.bin", "w+b")  # noqa: SIM115 - closed below
+    try:
+        for start in range(0, len(payload), 4096):
+            handle.write(payload[start : start + 4096])
+        assert os.path.getsize(handle.name) < len(payload)
+        name = storage.save("kinds/written.bin", File(handle))
+    finally:
+        handle.close()
+    assert read(storage, name) == payload
+
+
+class ChunksOnly:
+    """Content with ``chunks()`` and a name, but no ``seek`` or ``seekable``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.name = "chunks.bin"
+        self._data = data
+
+    def chunks(self, chunk_size: int = 64 * 1024) -> Any:
+        for start in range(0, len(self._data), chunk_size):
+            yield self._data[start : start + chunk_size]
+
+
+@pytest.mark.parametrize("size", [1024, 6 * MiB + 5])
+def test_content_that_cannot_seek_and_says_nothing_is_read_once_without_seeking(
+    storage: AppwriteStorage, size: int
+) -> None:
+    payload = os.urandom(size)
+    name = storage.save("kinds/chunks.bin", ChunksOnly(payload))
+    assert read(storage, name) == payload
+
+
 def test_open_streams_through_ranged_requests(
     server: AppwriteTestServer, storage: AppwriteStorage
 ) -> None:

@@ -13,9 +13,9 @@ from django.utils.deconstruct import deconstructible
 
 from dedupstore.exceptions import IndexUnavailable
 from dedupstore.storage import DedupStorage
+from dedupstore.utils import is_seekable
 
 from .storage import AppwriteStorage
-from .upload import _seekable
 
 
 @deconstructible(path="dedupstore.backends.appwrite.DedupAppwriteStorage")
@@ -158,10 +158,10 @@ class DedupAppwriteStorage(DedupStorage):
 def _content_md5(content: File) -> str:
     """Return the MD5 of the bytes an upload of ``content`` sends (text as UTF-8)."""
     digest = hashlib.md5(usedforsecurity=False)
-    if _seekable(content):
+    if is_seekable(content):
         content.seek(0)
     for piece in content.chunks(chunk_size=1024 * 1024):
         digest.update(piece.encode("utf-8") if isinstance(piece, str) else piece)
-    if _seekable(content):
+    if is_seekable(content):
         content.seek(0)
     return digest.hexdigest()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import math
 import os
 import secrets
@@ -18,6 +17,8 @@ from urllib.parse import quote
 
 import requests
 from django.core.files.base import File
+
+from dedupstore.utils import disk_path, is_seekable
 
 from .errors import _RETRY_STATUSES, _error_body, _Failure
 
@@ -204,9 +205,9 @@ class _Md5Job:
 class _UploadSource:
     """Present Django content for upload: small content as bytes, large as a file path.
 
-    A ``TemporaryUploadedFile`` or a regular file on disk is uploaded from its path;
-    other large content is copied to a private temporary file first, in bounded pieces,
-    so memory stays flat.
+    A ``TemporaryUploadedFile`` or a regular file on disk open only for reading is uploaded
+    from its path (``dedupstore.utils.disk_path``); other large content is copied to a
+    private temporary file first, in bounded pieces, so memory stays flat.
     """
 
     def __init__(self, content: File) -> None:
@@ -217,7 +218,7 @@ class _UploadSource:
         self.chunked = False
 
     def __enter__(self) -> _UploadSource:
-        path = _disk_path(self.content)
+        path = disk_path(self.content)
         if path is not None:
             size = os.stat(path).st_size
             if size > SDK_CHUNK_SIZE:
@@ -226,7 +227,7 @@ class _UploadSource:
                 with open(path, "rb") as source:
                     self.data = source.read()
             return self
-        if _seekable(self.content):
+        if is_seekable(self.content):
             self.content.seek(0)
         head = bytearray()
         pieces = self.content.chunks(chunk_size=1024 * 1024)
@@ -257,41 +258,6 @@ class _UploadSource:
     def __exit__(self, *exc_info: object) -> None:
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)
-
-
-def _seekable(content: Any) -> bool:
-    try:
-        return bool(content.seekable()) if hasattr(content, "seekable") else True
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-def _disk_path(content: Any) -> str | None:
-    """Return the path of a regular file holding exactly ``content``, if there is one."""
-    getter = getattr(content, "temporary_file_path", None)
-    if callable(getter):
-        try:
-            return cast(str, getter())
-        except (AttributeError, OSError, NotImplementedError):
-            return None
-    raw = content
-    for _ in range(4):  # File -> file object -> ... -> a real file
-        inner = getattr(raw, "file", None)
-        if inner is None or inner is raw:
-            break
-        raw = inner
-    path = getattr(raw, "name", None)
-    if not isinstance(path, str) or not os.path.isabs(path):
-        return None
-    try:
-        fileno = raw.fileno()
-        if os.fstat(fileno).st_ino != os.stat(path).st_ino:
-            return None
-        if "b" not in getattr(raw, "mode", "b"):
-            return None
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return None
-    return path if os.path.isfile(path) else None
 
 
 def upload_chunks(
