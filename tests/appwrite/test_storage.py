@@ -29,6 +29,7 @@ from dedupstore.backends.appwrite import (
     bucket_id_for,
     file_id_for,
 )
+from dedupstore.protocol import DedupBackend, backend_of
 from dedupstore.testing.appwrite import AppwriteTestServer
 
 MiB = 1024 * 1024
@@ -692,3 +693,13 @@ def test_reuse_scope_is_the_bucket_and_location_is_endpoint_and_project() -> Non
     assert other_bucket.dedupstore_location() == location
     port = AppwriteStorage(api_key="k", project_id="p", endpoint="http://127.0.0.1:8765/v1")
     assert port.dedupstore_location() == "appwrite:http://127.0.0.1:8765/v1#project=p"
+
+
+def test_it_is_a_dedup_backend_that_dedupstorage_talks_to_directly(
+    storage: AppwriteStorage,
+) -> None:
+    assert isinstance(storage, DedupBackend)
+    assert backend_of(storage) is storage
+    # Free names are <bucket>/<fileId>, written without a second existence check.
+    assert storage.dedupstore_direct_save is True
+    assert storage.content_addressed is False

@@ -23,7 +23,8 @@ from django.core.files.utils import validate_file_name
 from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 
-from dedupstore.files import prepare_save
+from dedupstore.protocol import DedupBackend
+from dedupstore.utils import prepare_save
 
 from .errors import (
     _AUTH_ERROR_TYPES,
@@ -52,7 +53,7 @@ _KEY_FROM_SETTINGS = "<APPWRITE_API_KEY>"
 
 
 @deconstructible(path="dedupstore.backends.appwrite.AppwriteStorage")
-class AppwriteStorage(Storage):
+class AppwriteStorage(DedupBackend, Storage):
     """Store files in Appwrite Storage buckets.
 
     Every option is a keyword argument (so ``STORAGES[...]["OPTIONS"]`` works) with a
