@@ -136,7 +136,7 @@ _KNOWN: Mapping[str, Callable[[Any], str]] = {
     "storages.backends.s3boto3.S3Boto3Storage": _s3,
     "storages.backends.gcloud.GoogleCloudStorage": _gcs,
     "storages.backends.azure_storage.AzureStorage": _azure,
-    "dedupstore.backends.appwrite.AppwriteStorage": _appwrite,
+    "dedupstore.backends.appwrite.storage.AppwriteStorage": _appwrite,
     "dedupstore.backends.ipfs.storage.IPFSStorage": _ipfs,
 }
 

@@ -15,11 +15,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
-from types import TracebackType
 
-from dedupstore.testing.redis import find_free_port, stop_process
+from dedupstore.testing.service import ProcessService
 
 __all__ = ["PostgresServer", "PostgresServerError", "find_postgres_bin"]
 
@@ -58,7 +56,7 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     raise PostgresServerError("running as root, and neither 'postgres' nor 'nobody' exists")
 
 
-class PostgresServer:
+class PostgresServer(ProcessService):
     """A ``postgres`` process of our own, bound to 127.0.0.1 and stopped by its PID.
 
     Use it as a context manager; ``settings_dict()`` gives a Django ``DATABASES`` entry::
@@ -67,17 +65,21 @@ class PostgresServer:
             DATABASES = {"default": server.settings_dict()}
     """
 
+    error = PostgresServerError
+    poll_interval = 0.1
+    # SIGINT is PostgreSQL's "fast shutdown": it ends every session and exits cleanly.
+    stop_signal = signal.SIGINT
+    stop_timeout = 30.0
+
     def __init__(self, *, bin_dir: str | None = None, start_timeout: float = 60.0) -> None:
         self.bin_dir = bin_dir
         self.start_timeout = start_timeout
-        self.host = "127.0.0.1"
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._workdir: str | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        self._bin_dir = ""
+        self._data = ""
+        self._demote: Callable[[], None] | None = None
 
     def settings_dict(self, name: str = "postgres") -> dict[str, object]:
         """Return a Django ``DATABASES`` entry for database ``name`` of this server."""
@@ -133,56 +135,46 @@ class PostgresServer:
             output = (initdb.stdout + initdb.stderr).decode(errors="replace")
             self._cleanup()
             raise PostgresServerError(f"initdb failed: {output.strip()[-800:]}")
-        last_error = ""
-        for _attempt in range(5):
-            port = find_free_port(self.host)
-            process = subprocess.Popen(
-                [
-                    os.path.join(bin_dir, "postgres"),
-                    "-D",
-                    data,
-                    "-h",
-                    self.host,
-                    "-p",
-                    str(port),
-                    "-k",
-                    self._workdir,
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                preexec_fn=demote,
-                cwd=self._workdir,
-            )
-            if self._wait_ready(bin_dir, process, port):
-                self.process, self.port = process, port
-                return self
-            last_error = self._stop_process(process)
-        self._cleanup()
-        raise PostgresServerError(f"postgres did not start: {last_error.strip()[-800:]}")
+        self._bin_dir, self._data, self._demote = bin_dir, data, demote
+        try:
+            self._start_process("postgres did not start")
+        except PostgresServerError:
+            self._cleanup()
+            raise
+        return self
 
-    def _wait_ready(self, bin_dir: str, process: subprocess.Popen[bytes], port: int) -> bool:
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return False
-            ready = subprocess.run(
-                [os.path.join(bin_dir, "pg_isready"), "-q", "-h", self.host, "-p", str(port)],
-                capture_output=True,
-            )
-            if ready.returncode == 0:
-                return True
-            time.sleep(0.1)
-        return False
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        assert self._workdir is not None
+        return subprocess.Popen(
+            [
+                os.path.join(self._bin_dir, "postgres"),
+                "-D",
+                self._data,
+                "-h",
+                self.host,
+                "-p",
+                str(port),
+                "-k",
+                self._workdir,
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=self._demote,
+            cwd=self._workdir,
+        )
 
-    @staticmethod
-    def _stop_process(process: subprocess.Popen[bytes]) -> str:
-        return stop_process(process, sig=signal.SIGINT, timeout=30)
+    def _probe(self, port: int) -> bool:
+        ready = subprocess.run(
+            [os.path.join(self._bin_dir, "pg_isready"), "-q", "-h", self.host, "-p", str(port)],
+            capture_output=True,
+        )
+        return ready.returncode == 0
 
     def _cleanup(self) -> None:
         if self._workdir is not None:
@@ -196,14 +188,3 @@ class PostgresServer:
             self.process = None
         self.port = None
         self._cleanup()
-
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

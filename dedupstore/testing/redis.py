@@ -16,9 +16,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
-from types import FrameType, TracebackType
+from types import FrameType
+
+from dedupstore.testing.service import ProcessService, find_free_port, stop_process
 
 __all__ = ["RedisServer", "RedisServerError", "find_free_port", "stop_process"]
 
@@ -27,34 +28,7 @@ class RedisServerError(RuntimeError):
     """The private ``redis-server`` could not be found or started."""
 
 
-def stop_process(
-    process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 5.0
-) -> str:
-    """Stop a server we started, by its PID: ``sig``, then SIGKILL after ``timeout``.
-
-    Return what it wrote to its (piped) stdout, for error messages.
-    """
-    if process.poll() is None:
-        os.kill(process.pid, sig)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-    output = process.stdout.read() if process.stdout else b""
-    if process.stdout:
-        process.stdout.close()
-    return output.decode(errors="replace")
-
-
-def find_free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on ``host`` that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
+class RedisServer(ProcessService):
     """A ``redis-server`` process of our own, bound to 127.0.0.1 and stopped by its PID.
 
     By default persistence is off (no RDB, no AOF) and the data directory is a private
@@ -68,6 +42,10 @@ class RedisServer:
     directory) loses nothing a client was told was written: a crash test's Redis crash.
     """
 
+    error = RedisServerError
+    poll_interval = 0.02
+    stop_timeout = 5.0
+
     def __init__(
         self,
         *,
@@ -80,7 +58,6 @@ class RedisServer:
         self.executable = executable or shutil.which("redis-server") or "/usr/bin/redis-server"
         self.start_timeout = start_timeout
         self.appendonly = appendonly
-        self.host = "127.0.0.1"
         #: The port asked for; None picks a free one (and retries on a race for it).
         self.requested_port = port
         #: Start the server in a session of its own, so a terminal's Ctrl-C reaches only
@@ -98,10 +75,6 @@ class RedisServer:
             raise RedisServerError("the Redis server is not running")
         return f"redis://{self.host}:{self.port}/0"
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
     def start(self) -> RedisServer:
         """Start the server on a free port and wait until it answers PING."""
         if not os.path.exists(self.executable):
@@ -110,18 +83,12 @@ class RedisServer:
                 "'redis-server' package (make test does this for you)"
             )
         self._workdir = tempfile.TemporaryDirectory(prefix="dedupstore-redis-")
-        # Another process may take the port between find_free_port() and the bind;
-        # a failed start is simply retried on a new port.
-        last_error = ""
-        for _attempt in range(1 if self.requested_port else 5):
-            port = self.requested_port or find_free_port(self.host)
-            process = self._spawn(port)
-            if self._wait_ready(process, port):
-                self.process, self.port = process, port
-                return self
-            last_error = self._stop_process(process)
-        self._workdir.cleanup()
-        raise RedisServerError(f"redis-server did not start: {last_error.strip()[-500:]}")
+        try:
+            self._start_process("redis-server did not start", port=self.requested_port)
+        except RedisServerError:
+            self._workdir.cleanup()
+            raise
+        return self
 
     def _spawn(self, port: int) -> subprocess.Popen[bytes]:
         assert self._workdir is not None
@@ -169,34 +136,17 @@ class RedisServer:
             raise RedisServerError("restart() needs a server that was started")
         if self.process is not None:
             raise RedisServerError("the Redis server is still running: kill() it first")
-        last_error = ""
         # The killed server's port is usually bindable at once (redis sets SO_REUSEADDR);
         # a client's connection attempt racing the bind is retried here.
-        for _attempt in range(5):
-            process = self._spawn(self.port)
-            if self._wait_ready(process, self.port):
-                self.process = process
-                return
-            last_error = self._stop_process(process)
-        raise RedisServerError(f"redis-server did not restart: {last_error.strip()[-500:]}")
+        self._start_process("redis-server did not restart", port=self.port, attempts=5)
 
-    def _wait_ready(self, process: subprocess.Popen[bytes], port: int) -> bool:
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return False
-            try:
-                with socket.create_connection((self.host, port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return True
-            except OSError:
-                time.sleep(0.02)
-        return False
-
-    @staticmethod
-    def _stop_process(process: subprocess.Popen[bytes]) -> str:
-        return stop_process(process, timeout=5.0)
+    def _probe(self, port: int) -> bool:
+        try:
+            with socket.create_connection((self.host, port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def stop(self) -> None:
         """Stop the server by its PID and remove its directory."""
@@ -206,17 +156,6 @@ class RedisServer:
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,10 +15,10 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
-from types import TracebackType
+from collections.abc import Callable
 
 from dedupstore.testing.redis import RedisServerError
+from dedupstore.testing.service import LoopbackService, wait_until
 
 __all__ = ["RedisCluster"]
 
@@ -50,7 +50,7 @@ def _free_node_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     raise RedisServerError("no free ports for a Redis Cluster below 55535")
 
 
-class RedisCluster:
+class RedisCluster(LoopbackService):
     """A Redis Cluster of our own: ``primaries`` primaries with one replica each.
 
     Use it as a context manager; ``url`` is a ``redis+cluster://`` URL naming every node,
@@ -76,7 +76,6 @@ class RedisCluster:
         self.node_timeout_ms = node_timeout_ms
         self.start_timeout = start_timeout
         self.appendonly = appendonly
-        self.host = "127.0.0.1"
         self.ports: list[int] = []
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         self._workdir: str | None = None
@@ -205,15 +204,17 @@ class RedisCluster:
         except OSError:
             return False
 
-    def _wait(self, ready: object, what: str) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if callable(ready) and ready():
-                return
-            for port, process in self.processes.items():
-                if process.poll() is not None:
-                    raise RedisServerError(f"cluster node on port {port} exited")
-            time.sleep(0.1)
+    def _wait(self, ready: Callable[[], bool], what: str) -> None:
+        exited: list[int] = []
+
+        def a_node_exited() -> bool:
+            exited[:] = [port for port, p in self.processes.items() if p.poll() is not None]
+            return bool(exited)
+
+        if wait_until(ready, timeout=self.start_timeout, interval=0.1, give_up=a_node_exited):
+            return
+        if exited:
+            raise RedisServerError(f"cluster node on port {exited[0]} exited")
         raise RedisServerError(f"the Redis Cluster did not reach {what} in {self.start_timeout}s")
 
     def stop(self) -> None:
@@ -231,14 +232,3 @@ class RedisCluster:
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
-
-    def __enter__(self) -> RedisCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

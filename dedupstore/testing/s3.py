@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
 import subprocess
 import sys
-import time
-from types import TracebackType
 from typing import Any
 
-from dedupstore.testing.redis import find_free_port, stop_process
+from dedupstore.testing.service import ProcessService
 
 __all__ = ["S3_ENVIRONMENT", "S3Server", "S3ServerError"]
 
@@ -37,7 +34,7 @@ class S3ServerError(RuntimeError):
     """moto's S3 server could not be started."""
 
 
-class S3Server:
+class S3Server(ProcessService):
     """A ``moto.server`` process of our own, bound to 127.0.0.1 and stopped by its PID.
 
     It keeps everything in memory and leaves nothing behind. Use it as a context manager::
@@ -48,10 +45,12 @@ class S3Server:
                      "OPTIONS": server.storage_options("media")}
     """
 
+    error = S3ServerError
+    stop_timeout = 10.0
+
     def __init__(self, *, python: str | None = None, start_timeout: float = 60.0) -> None:
         self.python = python or sys.executable
         self.start_timeout = start_timeout
-        self.host = "127.0.0.1"
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -62,50 +61,29 @@ class S3Server:
             raise S3ServerError("the S3 server is not running")
         return f"http://{self.host}:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
     def start(self) -> S3Server:
         """Start the server on a free port and wait until it answers an S3 request."""
-        environment = {**os.environ, **S3_ENVIRONMENT}
-        last_error = ""
-        # Another process may take the port between find_free_port() and the bind: a
-        # failed start is retried on a new port.
-        for _attempt in range(5):
-            port = find_free_port(self.host)
-            process = subprocess.Popen(
-                [self.python, "-m", "moto.server", "--host", self.host, "--port", str(port)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=environment,
-            )
-            if self._wait_ready(process, port):
-                self.process, self.port = process, port
-                return self
-            last_error = self._stop_process(process)
-        raise S3ServerError(f"moto.server did not start: {last_error.strip()[-500:]}")
-
-    def _wait_ready(self, process: subprocess.Popen[bytes], port: int) -> bool:
         # moto imports every service on start: on a busy machine that takes many seconds.
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return False
-            connection = http.client.HTTPConnection(self.host, port, timeout=5)
-            try:
-                connection.request("GET", "/moto-api/data.json")
-                if connection.getresponse().status == 200:
-                    return True
-            except OSError:
-                time.sleep(0.05)
-            finally:
-                connection.close()
-        return False
+        self._start_process("moto.server did not start")
+        return self
 
-    @staticmethod
-    def _stop_process(process: subprocess.Popen[bytes]) -> str:
-        return stop_process(process, sig=signal.SIGTERM, timeout=10)
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [self.python, "-m", "moto.server", "--host", self.host, "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **S3_ENVIRONMENT},
+        )
+
+    def _probe(self, port: int) -> bool:
+        connection = http.client.HTTPConnection(self.host, port, timeout=5)
+        try:
+            connection.request("GET", "/moto-api/data.json")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            connection.close()
 
     def stop(self) -> None:
         """Stop the server by its PID."""
@@ -148,14 +126,3 @@ class S3Server:
             "region_name": S3_ENVIRONMENT["AWS_DEFAULT_REGION"],
             **extra,
         }
-
-    def __enter__(self) -> S3Server:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

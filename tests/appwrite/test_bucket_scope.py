@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Callable
 
 import pytest
 from django.core.files.base import ContentFile
 
 from dedupstore import DedupStorage
-from dedupstore.testing.appwrite import AppwriteTestServer
 
 pytestmark = pytest.mark.skipif(
     "reuse_scope" not in DedupStorage.default_options,
@@ -17,18 +16,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_reuse_by_content_never_returns_a_name_from_another_bucket(
-    server: AppwriteTestServer, redis_url: str
+    dedup_over_appwrite: Callable[..., DedupStorage],
 ) -> None:
-    storage = DedupStorage(
-        inner={
-            "BACKEND": "dedupstore.backends.appwrite.AppwriteStorage",
-            "OPTIONS": server.storage_options(bucket_id="default"),
-        },
-        index=redis_url,
-        namespace=f"aw-{uuid.uuid4().hex}",
-        reuse="content",
-        reuse_scope="any",
-    )
+    storage = dedup_over_appwrite(reuse="content", reuse_scope="any")
     first = storage.save("probe3/logo.png", ContentFile(b"same bytes"))
     assert first == "probe3/logo.png"
     other_bucket = storage.save("assets/statics/probemedia/t.txt", ContentFile(b"same bytes"))

@@ -1,9 +1,10 @@
-"""DedupStorage over AppwriteStorage, and the django-cloud-storages drop-in AppWriteStorage."""
+"""DedupStorage over AppwriteStorage, DedupAppwriteStorage, and the drop-in AppWriteStorage."""
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,26 +16,17 @@ from django.db.migrations.writer import MigrationWriter
 from django.test.utils import isolate_apps
 
 from dedupstore import DedupStorage
-from dedupstore.backends.appwrite import AppWriteStorage, AppwriteStorage
+from dedupstore.backends.appwrite import AppWriteStorage, AppwriteStorage, DedupAppwriteStorage
 from dedupstore.testing.appwrite import AppwriteTestServer
 from tests.contract import DedupContract
-
-
-def appwrite_inner(server: AppwriteTestServer) -> dict[str, Any]:
-    return {
-        "BACKEND": "dedupstore.backends.appwrite.AppwriteStorage",
-        "OPTIONS": server.storage_options(bucket_id="default"),
-    }
 
 
 class TestDedupOverAppwrite(DedupContract):
     """The core contract suite, with AppwriteStorage as the inner storage."""
 
     @pytest.fixture
-    def storage(self, server: AppwriteTestServer, redis_url: str) -> DedupStorage:
-        return DedupStorage(
-            inner=appwrite_inner(server), index=redis_url, namespace=f"aw-{uuid.uuid4().hex}"
-        )
+    def storage(self, dedup_over_appwrite: Callable[..., DedupStorage]) -> DedupStorage:
+        return dedup_over_appwrite()
 
     def test_identical_content_in_another_bucket_is_stored_again(
         self, storage: DedupStorage
@@ -71,19 +63,51 @@ class TestDedupOverAppwrite(DedupContract):
         assert storage.inner.exists(again)
 
 
+# -- DedupAppwriteStorage ---------------------------------------------------------------
+
+
+def test_dedup_appwrite_storage_is_a_dedup_storage_over_appwrite_storage(
+    server: AppwriteTestServer, redis_url: str
+) -> None:
+    made = DedupAppwriteStorage(
+        **server.storage_options(bucket_id="default"),
+        index=redis_url,
+        namespace=f"aw-{uuid.uuid4().hex}",
+    )
+    assert isinstance(made.inner, AppwriteStorage)
+    assert made.inner.bucket_id == "default"
+    first = made.save("docs/one.txt", ContentFile(b"shared bytes"))
+    second = made.save("docs/two.txt", ContentFile(b"shared bytes"))
+    assert first == second == "docs/one.txt"
+    assert made.references(first) == 2
+    path, _args, kwargs = made.deconstruct()
+    assert path == "dedupstore.backends.appwrite.DedupAppwriteStorage"
+    assert "api_key" not in kwargs
+    serialized, _imports = MigrationWriter.serialize(made)
+    assert server.api_key not in serialized
+
+
+def test_dedup_appwrite_storage_takes_its_policy_from_dedupstore_settings_only(
+    old_settings: Any,
+) -> None:
+    old_settings.CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT = False
+    old_settings.OVERWRITE_FILE = True
+    made = DedupAppwriteStorage()
+    assert (made.reuse, made.overwrite) == ("content", False)
+    old_settings.DEDUPSTORE_REUSE = "name"
+    assert DedupAppwriteStorage().reuse == "name"
+    # The django-cloud-storages name reads the old package's settings instead.
+    assert (AppWriteStorage().reuse, AppWriteStorage().overwrite) == ("name", True)
+
+
+def test_dedup_appwrite_storage_refuses_inner_with_appwrite_options(old_settings: Any) -> None:
+    with pytest.raises(ImproperlyConfigured, match="either 'inner' or Appwrite options"):
+        DedupAppwriteStorage(inner="plain", bucket_id="b")
+    with pytest.raises(ImproperlyConfigured, match="unknown option"):
+        DedupAppwriteStorage(bucket="b")
+
+
 # -- the drop-in -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def old_settings(settings: Any, server: AppwriteTestServer, redis_url: str) -> Any:
-    """The settings a django-cloud-storages project has, plus the dedup index."""
-    settings.APPWRITE_API_KEY = server.api_key
-    settings.APPWRITE_PROJECT_ID = server.project_id
-    settings.APPWRITE_BUCKET_ID = "default"
-    settings.APPWRITE_API_ENDPOINT = server.endpoint
-    settings.DEDUPSTORE_INDEX = redis_url
-    settings.DEDUPSTORE_NAMESPACE = f"aw-{uuid.uuid4().hex}"
-    return settings
 
 
 def test_defaults_follow_the_old_settings(old_settings: Any) -> None:
@@ -172,6 +196,7 @@ def test_namespace_follows_endpoint_and_project_not_key_or_default_bucket(
         }
     )
     assert plain.namespace == one.namespace
+    assert DedupAppwriteStorage(api_key="key-four").namespace == one.namespace
 
 
 def test_as_the_default_storage(old_settings: Any, server: AppwriteTestServer) -> None:

@@ -47,11 +47,6 @@ def token_cache(settings: Any) -> Any:
     caches["recording"].clear()
 
 
-@pytest.fixture
-def storage(server: AppwriteTestServer) -> AppwriteStorage:
-    return AppwriteStorage(**server.storage_options(bucket_id="default"))
-
-
 def token_requests(server: AppwriteTestServer) -> int:
     return sum(1 for r in server.requests if r.path.startswith("/v1/tokens/"))
 

@@ -3,10 +3,9 @@ the same content returns it (``CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT=False``)
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from appwrite.input_file import InputFile
 from appwrite.services.storage import Storage as SDKStorage
 from django.core.files.base import ContentFile
@@ -19,19 +18,6 @@ from dedupstore.backends.appwrite import AppWriteStorage, AppwriteStorage
 from dedupstore.testing.appwrite import AppwriteTestServer
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"logo pixels " * 50
-
-
-@pytest.fixture
-def old_settings(settings: Any, server: AppwriteTestServer, redis_url: str) -> Any:
-    """A django-cloud-storages project's settings with CREATE_NEW_IF_SAME_CONTENT=False."""
-    settings.APPWRITE_API_KEY = server.api_key
-    settings.APPWRITE_PROJECT_ID = server.project_id
-    settings.APPWRITE_BUCKET_ID = "default"
-    settings.APPWRITE_API_ENDPOINT = server.endpoint
-    settings.CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT = False
-    settings.DEDUPSTORE_INDEX = redis_url
-    settings.DEDUPSTORE_NAMESPACE = f"aw-{uuid.uuid4().hex}"
-    return settings
 
 
 def logo_model(storage: Any) -> type[models.Model]:
@@ -51,7 +37,7 @@ def uploads(server: AppwriteTestServer) -> list[str]:
 
 
 def test_a_filefield_duplicate_returns_the_stored_name_and_uploads_nothing(
-    old_settings: Any, server: AppwriteTestServer
+    name_reuse_settings: Any, server: AppwriteTestServer
 ) -> None:
     Logo = logo_model(AppWriteStorage())
     first = Logo()
@@ -67,7 +53,7 @@ def test_a_filefield_duplicate_returns_the_stored_name_and_uploads_nothing(
 
 
 def test_names_that_map_to_another_stored_name_are_matched_by_that_name(
-    old_settings: Any, server: AppwriteTestServer
+    name_reuse_settings: Any, server: AppwriteTestServer
 ) -> None:
     storage = AppWriteStorage()
     # The last directory names the bucket, and a name that is not an Appwrite ID gets one.
@@ -83,7 +69,7 @@ def test_names_that_map_to_another_stored_name_are_matched_by_that_name(
 
 
 def test_a_new_name_costs_one_check_and_one_upload(
-    old_settings: Any, server: AppwriteTestServer
+    name_reuse_settings: Any, server: AppwriteTestServer
 ) -> None:
     storage = AppWriteStorage()
     storage.save("uploads/warm.txt", ContentFile(b"the bucket exists now"))
@@ -96,7 +82,7 @@ def test_a_new_name_costs_one_check_and_one_upload(
 
 
 def test_a_same_content_file_the_index_does_not_know_is_reused_and_counted(
-    old_settings: Any, server: AppwriteTestServer, sdk: SDKStorage
+    name_reuse_settings: Any, server: AppwriteTestServer, sdk: SDKStorage
 ) -> None:
     # Uploaded before the site switched to dedupstore (django-cloud-storages, by hand).
     sdk.create_bucket("uploads", "uploads")
@@ -118,7 +104,7 @@ def test_a_same_content_file_the_index_does_not_know_is_reused_and_counted(
 
 
 def test_an_untracked_file_with_other_content_gets_a_new_name(
-    old_settings: Any, server: AppwriteTestServer, sdk: SDKStorage
+    name_reuse_settings: Any, server: AppwriteTestServer, sdk: SDKStorage
 ) -> None:
     sdk.create_bucket("uploads", "uploads")
     sdk.create_file("uploads", "logo.png", InputFile.from_bytes(b"old logo", "logo.png"))
@@ -130,7 +116,7 @@ def test_an_untracked_file_with_other_content_gets_a_new_name(
 
 
 def test_a_matching_signature_alone_never_reuses_other_bytes(
-    old_settings: Any, server: AppwriteTestServer, sdk: SDKStorage
+    name_reuse_settings: Any, server: AppwriteTestServer, sdk: SDKStorage
 ) -> None:
     import hashlib
 
@@ -149,17 +135,9 @@ def test_a_matching_signature_alone_never_reuses_other_bytes(
 
 
 def test_dedupstorage_over_appwrite_compares_the_stored_name(
-    server: AppwriteTestServer, redis_url: str
+    server: AppwriteTestServer, dedup_over_appwrite: Callable[..., DedupStorage]
 ) -> None:
-    storage = DedupStorage(
-        inner={
-            "BACKEND": "dedupstore.backends.appwrite.AppwriteStorage",
-            "OPTIONS": server.storage_options(bucket_id="default"),
-        },
-        index=redis_url,
-        namespace=f"aw-{uuid.uuid4().hex}",
-        reuse="name",
-    )
+    storage = dedup_over_appwrite(reuse="name")
     stored = storage.save("a/b/media/report.txt", ContentFile(b"report"))
     assert stored == "media/report.txt"
     server.clear_log()

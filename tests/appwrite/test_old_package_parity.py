@@ -12,7 +12,6 @@ import base64
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -139,18 +138,6 @@ def run_old(python: Path, server: AppwriteTestServer, steps: list[tuple[str, str
     return json.loads(done.stdout)
 
 
-@pytest.fixture
-def new_settings(settings: Any, server: AppwriteTestServer, redis_url: str) -> Any:
-    settings.APPWRITE_API_KEY = server.api_key
-    settings.APPWRITE_PROJECT_ID = server.project_id
-    settings.APPWRITE_BUCKET_ID = "default"
-    settings.APPWRITE_API_ENDPOINT = server.endpoint
-    settings.CLOUD_STORAGE_CREATE_NEW_IF_SAME_CONTENT = False
-    settings.DEDUPSTORE_INDEX = redis_url
-    settings.DEDUPSTORE_NAMESPACE = f"parity-{uuid.uuid4().hex}"
-    return settings
-
-
 def run_new(steps: list[tuple[str, str, bytes]]) -> list[str]:
     storage = AppWriteStorage()
     with isolate_apps("tests.testapp"):
@@ -173,7 +160,7 @@ def run_new(steps: list[tuple[str, str, bytes]]) -> list[str]:
 
 
 def test_the_same_saves_return_the_same_names_as_the_old_package(
-    old_python: Path, new_settings: Any, server: AppwriteTestServer
+    old_python: Path, name_reuse_settings: Any, server: AppwriteTestServer
 ) -> None:
     old_names = run_old(old_python, server, STEPS)
     old_uploads = sum(1 for r in server.requests if r.method == "POST" and "/files" in r.path)
@@ -192,7 +179,7 @@ def test_the_same_saves_return_the_same_names_as_the_old_package(
 
 
 def test_after_migrating_duplicates_of_the_old_packages_files_return_their_names(
-    old_python: Path, new_settings: Any, server: AppwriteTestServer
+    old_python: Path, name_reuse_settings: Any, server: AppwriteTestServer
 ) -> None:
     old_names = run_old(old_python, server, STEPS[:4])
     server.clear_log()
@@ -202,7 +189,7 @@ def test_after_migrating_duplicates_of_the_old_packages_files_return_their_names
 
 
 def test_other_content_under_a_taken_name_gets_a_new_name_in_both(
-    old_python: Path, new_settings: Any, server: AppwriteTestServer
+    old_python: Path, name_reuse_settings: Any, server: AppwriteTestServer
 ) -> None:
     steps = [("field", "logo.png", PNG), ("field", "logo.png", b"another logo")]
     old_names = run_old(old_python, server, steps)

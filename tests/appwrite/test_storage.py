@@ -29,16 +29,10 @@ from dedupstore.backends.appwrite import (
     bucket_id_for,
     file_id_for,
 )
+from dedupstore.protocol import DedupBackend, backend_of
 from dedupstore.testing.appwrite import AppwriteTestServer
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def storage(server: AppwriteTestServer) -> AppwriteStorage:
-    made = AppwriteStorage(**server.storage_options(bucket_id="default"))
-    made.retry_backoff = 0.001  # keep retries fast in tests
-    return made
 
 
 def read(storage: AppwriteStorage, name: str) -> bytes:
@@ -318,6 +312,43 @@ def test_large_content_of_every_kind(storage: AppwriteStorage, tmp_path: Any, ma
         name = storage.save("kinds/data.bin", content)
     finally:
         content.close()
+    assert read(storage, name) == payload
+
+
+def test_a_file_open_for_writing_uploads_the_bytes_still_in_its_buffer(
+    storage: AppwriteStorage, tmp_path: Any
+) -> None:
+    # Written in small pieces and never flushed: the file's path lacks the buffer's tail.
+    payload = os.urandom(6 * MiB + 1000)
+    handle = open(tmp_path / "being-written.bin", "w+b")  # noqa: SIM115 - closed below
+    try:
+        for start in range(0, len(payload), 4096):
+            handle.write(payload[start : start + 4096])
+        assert os.path.getsize(handle.name) < len(payload)
+        name = storage.save("kinds/written.bin", File(handle))
+    finally:
+        handle.close()
+    assert read(storage, name) == payload
+
+
+class ChunksOnly:
+    """Content with ``chunks()`` and a name, but no ``seek`` or ``seekable``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.name = "chunks.bin"
+        self._data = data
+
+    def chunks(self, chunk_size: int = 64 * 1024) -> Any:
+        for start in range(0, len(self._data), chunk_size):
+            yield self._data[start : start + chunk_size]
+
+
+@pytest.mark.parametrize("size", [1024, 6 * MiB + 5])
+def test_content_that_cannot_seek_and_says_nothing_is_read_once_without_seeking(
+    storage: AppwriteStorage, size: int
+) -> None:
+    payload = os.urandom(size)
+    name = storage.save("kinds/chunks.bin", ChunksOnly(payload))
     assert read(storage, name) == payload
 
 
@@ -662,3 +693,13 @@ def test_reuse_scope_is_the_bucket_and_location_is_endpoint_and_project() -> Non
     assert other_bucket.dedupstore_location() == location
     port = AppwriteStorage(api_key="k", project_id="p", endpoint="http://127.0.0.1:8765/v1")
     assert port.dedupstore_location() == "appwrite:http://127.0.0.1:8765/v1#project=p"
+
+
+def test_it_is_a_dedup_backend_that_dedupstorage_talks_to_directly(
+    storage: AppwriteStorage,
+) -> None:
+    assert isinstance(storage, DedupBackend)
+    assert backend_of(storage) is storage
+    # Free names are <bucket>/<fileId>, written without a second existence check.
+    assert storage.dedupstore_direct_save is True
+    assert storage.content_addressed is False

@@ -1,107 +1,30 @@
-"""``InterPlanetaryFileSystemStorage``: the django-ipfs-storage drop-in, reference-counted.
+"""The options ``InterPlanetaryFileSystemStorage`` passes on to ``IPFSStorage``.
 
-django-ipfs-storage's class of this name unpinned a CID on every ``delete()``, although
-identical uploads share one CID: deleting one record broke every other record of the same
-content. Here the same class name is a ``DedupStorage`` over the raw
-:class:`~dedupstore.backends.ipfs.IPFSStorage`, so a CID stays pinned until its last
-reference is deleted. The old settings configure it unchanged.
+The class itself, django-ipfs-storage's name for a reference-counted ``DedupStorage`` over
+:class:`~dedupstore.backends.ipfs.IPFSStorage`, lives with the other old-package names in
+``dedupstore.backends.compat``; this module's path still imports it.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Any
-
-from django.core.exceptions import ImproperlyConfigured
-from django.utils.deconstruct import deconstructible
-
-from dedupstore.exceptions import IndexUnavailable
-from dedupstore.storage import DedupStorage
+from typing import TYPE_CHECKING, Any
 
 from .storage import IPFS_STORAGE_OPTIONS
+
+if TYPE_CHECKING:
+    from dedupstore.backends.compat import InterPlanetaryFileSystemStorage
 
 __all__ = ["IPFS_OPTIONS", "InterPlanetaryFileSystemStorage"]
 
 #: The options of the raw ``IPFSStorage``; every other option is ``DedupStorage``'s.
 IPFS_OPTIONS = frozenset(IPFS_STORAGE_OPTIONS.names)
 RAW_BACKEND = "dedupstore.backends.ipfs.IPFSStorage"
-_INDEX_NOTE = (
-    "InterPlanetaryFileSystemStorage counts the references to each CID in this index (a "
-    "CID stays pinned until its last reference is deleted), so it cannot save or delete "
-    "without it: run Redis there, or point DEDUPSTORE_INDEX (or index=) at one. Reading "
-    "files and url() work without it."
-)
 
 
-@deconstructible(path="dedupstore.backends.ipfs.InterPlanetaryFileSystemStorage")
-class InterPlanetaryFileSystemStorage(DedupStorage):
-    """A drop-in for django-ipfs-storage's ``InterPlanetaryFileSystemStorage``, counted.
+def __getattr__(name: str) -> Any:
+    # Imported on first use: dedupstore.backends.compat imports this module.
+    if name == "InterPlanetaryFileSystemStorage":
+        from dedupstore.backends.compat import InterPlanetaryFileSystemStorage
 
-    A ``DedupStorage`` around ``IPFSStorage``: ``FileField(storage=
-    InterPlanetaryFileSystemStorage())`` keeps a CID pinned while any record uses it.
-    Without arguments the node and gateway come from the old settings
-    (``IPFS_STORAGE_API_URL``, ``IPFS_STORAGE_GATEWAY_API_URL``,
-    ``IPFS_STORAGE_GATEWAY_URL``, ``IPFS_GATEWAY_API_URL``) and the ``IPFS_STORAGE_*``
-    settings of ``IPFSStorage``.
-
-    Any ``IPFSStorage`` option (``api_url``, ``embedded_repo``, ``gateway_url``...) and any
-    ``DedupStorage`` option (``index``, ``namespace``...) may be passed as a keyword; the
-    old class's two positional arguments, ``api_url`` and ``gateway_url``, work too. The
-    reference counts live in the index: ``index`` / ``DEDUPSTORE_INDEX``, by default
-    ``redis://localhost:6379/0`` (counts must be shared by every process and survive
-    restarts, which no in-process index does). Without a reachable Redis, ``save()`` and
-    ``delete()`` raise ``IndexUnavailable`` naming the URL; reading and ``url()`` need no
-    index.
-    """
-
-    def __init__(
-        self, api_url: str | None = None, gateway_url: str | None = None, /, **options: Any
-    ) -> None:
-        cls = type(self).__name__
-        for name, value in (("api_url", api_url), ("gateway_url", gateway_url)):
-            if value is None:
-                continue
-            if name in options:
-                raise ImproperlyConfigured(f"{cls}: {name} given both by position and by name")
-            options[name] = value
-        ipfs_options = {name: options.pop(name) for name in list(options) if name in IPFS_OPTIONS}
-        if "inner" in options and ipfs_options:
-            raise ImproperlyConfigured(
-                f"{cls}: pass either 'inner' or IPFS options "
-                f"({', '.join(sorted(ipfs_options))}), not both"
-            )
-        self._default_inner = "inner" not in options
-        options.setdefault("inner", {"BACKEND": RAW_BACKEND, "OPTIONS": ipfs_options})
-        try:
-            super().__init__(**options)
-        except ImproperlyConfigured as exc:
-            if "unknown option" in str(exc):
-                raise ImproperlyConfigured(
-                    f"{exc}; and the IPFS options: {', '.join(sorted(IPFS_OPTIONS))}"
-                ) from None
-            raise
-        # The Authorization value must never reach a migration: the setting supplies it.
-        args, kwargs = self._constructor_args
-        self._constructor_args = (args, {k: v for k, v in kwargs.items() if k != "api_auth"})
-
-    @contextlib.contextmanager
-    def _explained(self) -> Iterator[None]:
-        # django-ipfs-storage needed no Redis: say why this class does, where it fails.
-        try:
-            yield
-        except IndexUnavailable as exc:
-            exc.add_note(_INDEX_NOTE)
-            raise
-
-    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
-        with self._explained():
-            return super().save(name, content, max_length=max_length)
-
-    def delete(self, name: str) -> None:
-        with self._explained():
-            super().delete(name)
-
-    def references(self, name: str) -> int:
-        with self._explained():
-            return super().references(name)
+        return InterPlanetaryFileSystemStorage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
