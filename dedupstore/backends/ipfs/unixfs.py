@@ -17,6 +17,7 @@ import base64
 import bisect
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from dedupstore.streams import SeekableRawReader
 from .cid import CID, DAG_PB, RAW, IPFSPath
 
 __all__ = [
+    "BlockWriter",
     "Blockstore",
     "DagNode",
     "IncompleteDAGError",
@@ -184,6 +186,50 @@ class Blockstore:
 
     def node(self, cid: CID) -> DagNode:
         return decode_node(cid, self.get(cid))
+
+    def writer(self) -> BlockWriter:
+        """Return a writer of new blocks into this blockstore (one per import)."""
+        return BlockWriter(self)
+
+
+class BlockWriter:
+    """Write blocks into a flatfs blockstore as flatfs does: temporary file, fsync, rename.
+
+    A block already present is left alone (same multihash, same bytes). The running node
+    sees a new block on its next read: Kubo caches only blocks it has looked up, and
+    nothing looks up a block of content that is still being added. Call :meth:`sync`
+    before pinning the root, so the renames are durable first.
+    """
+
+    def __init__(self, store: Blockstore) -> None:
+        self.store = store
+        self._touched: set[Path] = set()
+        self.written = 0
+
+    def __call__(self, cid: CID, block: bytes) -> None:
+        target = self.store.path(cid)
+        if target.is_file():
+            return
+        target.parent.mkdir(mode=0o755, exist_ok=True)
+        # Not *.data: flatfs would take a temporary file for a block while listing keys.
+        temporary = target.with_name(f"put-{os.getpid()}-{threading.get_ident():x}.tmp")
+        with open(temporary, "wb") as out:
+            out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, target)
+        self._touched.add(target.parent)
+        self.written += 1
+
+    def sync(self) -> None:
+        """Make the renames durable (one directory fsync per shard touched)."""
+        touched, self._touched = self._touched, set()
+        for directory in touched:
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def resolve(store: Blockstore, path: IPFSPath) -> CID:
