@@ -111,3 +111,18 @@ def test_existing_cidv0_names_are_read_counted_and_deleted_after_the_switch(
     new.delete(old_name)
     assert new.references(old_name) == 0
     assert old_name not in node.pins()
+
+
+def test_the_first_save_to_a_repo_that_does_not_exist_yet_gets_a_cidv1(
+    tmp_path: Path,
+) -> None:
+    from dedupstore.backends.ipfs.embedded import get_node, stop_all_nodes
+
+    repo = tmp_path / "new-repo"
+    storage = IPFSStorage(embedded_repo=str(repo))
+    try:
+        name = storage.save("first.txt", ContentFile(b"hello world\n"))
+        assert name == "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
+        assert read(storage, name) == b"hello world\n"
+    finally:
+        stop_all_nodes([get_node(repo)])

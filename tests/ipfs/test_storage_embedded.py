@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import resource
 from pathlib import Path
 
@@ -190,8 +191,10 @@ def test_listdir_lists_pinned_roots_not_their_blocks(
 
 def test_url_styles(shared_node) -> None:  # type: ignore[no-untyped-def]
     cid = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
-    path = IPFSStorage(embedded_repo=str(shared_node.repo))
+    path = IPFSStorage(embedded_repo=str(shared_node.repo), gateway_url="https://ipfs.io/ipfs/")
     assert path.url(cid) == f"https://ipfs.io/ipfs/{cid}"
+    local = IPFSStorage(embedded_repo=str(shared_node.repo))  # no gateway configured
+    assert re.fullmatch(rf"http://127\.0\.0\.1:\d+/ipfs/{cid}", local.url(cid))
     named = IPFSStorage(
         embedded_repo=str(shared_node.repo),
         gateway_url="https://gw.example/ipfs",

