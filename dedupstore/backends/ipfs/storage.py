@@ -35,16 +35,18 @@ from django.utils.deconstruct import deconstructible
 from dedupstore.files import prepare_save
 
 from .cid import CID, IPFSPath, parse_cid, parse_name
-from .embedded import EmbeddedNode, get_node
+from .embedded import EmbeddedNode
 from .errors import (
     ContentNotFoundError,
     EmbeddedNodeError,
+    IPFSConnectionError,
     IPFSTimeoutError,
     ReadOnlyContentError,
 )
 from .gateway import local_gateway_url
 from .importer import ImportOptions, import_file, wrap_in_directory
 from .rpc import DEFAULT_API_URL, KuboRPCClient, RPCCatReader, api_base_url, multiaddr_origin
+from .shared import SharedNode, get_shared_node
 from .unixfs import Blockstore, IncompleteDAGError, UnixFSReader, resolve
 
 __all__ = ["IPFSStorage", "gateway_base_url", "rpc_location"]
@@ -351,6 +353,67 @@ class _RPCTransport:
         return dirs, files
 
 
+class _SharedTransport:
+    """An embedded repo: the node itself while this process owns it, else RPC to the owner.
+
+    A client reads local content straight from the shared blockstore (no node needed);
+    adds, pins and unpins go to the owner. A call that cannot reach the owner (it exited
+    or was killed) attaches again, taking the repo over if it is free, and is retried
+    once: adding and unpinning are idempotent.
+    """
+
+    def __init__(self, shared: SharedNode, local: _EmbeddedTransport) -> None:
+        self.shared = shared
+        self.local = local
+        self.node = local.node
+
+    def _run(self, operation: str, *args: Any, **kwargs: Any) -> Any:
+        for attempt in range(2):
+            client = self.shared.client()
+            if client is None:
+                return getattr(self.local, operation)(*args, **kwargs)
+            remote = _RPCTransport(client, cid_version=self.local.cid_version)
+            try:
+                return getattr(remote, operation)(*args, **kwargs)
+            except IPFSConnectionError:
+                self.shared.lost(client)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _read_locally(self, path: IPFSPath) -> bool:
+        return (
+            not self.shared.owner and self.local._local() and self.local.blockstore.has(path.root)
+        )
+
+    def add(self, content: File, filename: str, *, wrap: bool) -> str:
+        return self._run("add", content, filename, wrap=wrap)
+
+    def open(self, path: IPFSPath) -> io.RawIOBase:
+        if self._read_locally(path):
+            return UnixFSReader(self.local.blockstore, self.local._resolve_local(path))
+        return self._run("open", path)
+
+    def size(self, path: IPFSPath) -> int:
+        if self._read_locally(path):
+            return self.local.size(path)
+        return self._run("size", path)
+
+    def exists(self, path: IPFSPath) -> bool:
+        return self._run("exists", path)
+
+    def unpin(self, path: IPFSPath) -> None:
+        self._run("unpin", path)
+
+    def roots(self) -> list[str]:
+        return self._run("roots")
+
+    def listdir(self, path: IPFSPath) -> tuple[list[str], list[str]]:
+        if self._read_locally(path):
+            return self.local.listdir(path)
+        return self._run("listdir", path)
+
+
 def _setting(*names: str, default: Any = None) -> Any:
     for name in names:
         value = getattr(settings, name, None)
@@ -642,11 +705,14 @@ class IPFSStorage(Storage):
 
     def _build_transport(self) -> _Transport:
         if self.embedded_repo is not None:
-            node = get_node(self.embedded_repo, online=self.embedded_online)
-            temp_dir = getattr(settings, "FILE_UPLOAD_TEMP_DIR", None)
-            return _EmbeddedTransport(
-                node, timeout=self.timeout, temp_dir=temp_dir, cid_version=self.cid_version
+            shared = get_shared_node(
+                self.embedded_repo, online=self.embedded_online, timeout=self.timeout
             )
+            temp_dir = getattr(settings, "FILE_UPLOAD_TEMP_DIR", None)
+            local = _EmbeddedTransport(
+                shared.node, timeout=self.timeout, temp_dir=temp_dir, cid_version=self.cid_version
+            )
+            return _SharedTransport(shared, local)
         return _RPCTransport(
             KuboRPCClient(self.api_url, auth=self._api_auth, timeout=self.timeout),
             cid_version=self.cid_version,
@@ -656,7 +722,7 @@ class IPFSStorage(Storage):
     def node(self) -> EmbeddedNode | None:
         """The embedded node (``None`` with a Kubo daemon)."""
         transport = self.transport
-        return transport.node if isinstance(transport, _EmbeddedTransport) else None
+        return transport.node if isinstance(transport, _SharedTransport) else None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
