@@ -303,9 +303,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Error("add needs a multipart/form-data body", 400)
         boundary = content_type.split("boundary=", 1)[1].split(";")[0].strip().strip('"')
         workdir = tempfile.mkdtemp(prefix="dedupstore-ipfs-rpc-")
+        writer = self.store.writer()
         try:
             filename, data_path = self._receive_file(boundary.encode(), workdir)
-            writer = self.store.writer()
             sink = _discard if only_hash else writer
             with open(data_path, "rb") as stream:
                 file = import_file(stream, sink, options)
@@ -326,6 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if pin:
                     self.node.pin(str(root.cid))
         finally:
+            writer.discard()
             shutil.rmtree(workdir, ignore_errors=True)
         body = "".join(json.dumps(line) + "\n" for line in lines).encode()
         self.send_response(200)

@@ -184,12 +184,17 @@ class _EmbeddedTransport:
         # into the blockstore, then pin the root (a crash before the pin leaves orphans).
         options = ImportOptions(cid_version=self.cid_version)
         writer = self.blockstore.writer()
-        with contextlib.ExitStack() as stack:
-            path = _content_path(content)
-            stream: Any = stack.enter_context(open(path, "rb")) if path else _ChunkReader(content)
-            file = import_file(stream, writer, options)
-        root = wrap_in_directory(filename, file, writer, options) if wrap else file
-        writer.sync()
+        try:
+            with contextlib.ExitStack() as stack:
+                path = _content_path(content)
+                stream: Any = (
+                    stack.enter_context(open(path, "rb")) if path else _ChunkReader(content)
+                )
+                file = import_file(stream, writer, options)
+            root = wrap_in_directory(filename, file, writer, options) if wrap else file
+            writer.sync()
+        finally:
+            writer.discard()  # after a failure: its temporary files (a no-op after sync)
         self.node.pin(str(root.cid))
         return f"{root.cid}/{filename}" if wrap else str(root.cid)
 
