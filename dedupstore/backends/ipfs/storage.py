@@ -530,7 +530,8 @@ class IPFSStorage(Storage):
     ``gateway_url`` / ``IPFS_STORAGE_GATEWAY_API_URL``, ``IPFS_STORAGE_GATEWAY_URL``,
     ``IPFS_GATEWAY_API_URL`` (first set wins)
         The HTTP gateway ``url()`` points at: an ``http(s)://`` URL or a multiaddr
-        (``/ip4/127.0.0.1/tcp/8080`` -> ``http://127.0.0.1:8080/ipfs/``). Default
+        (``/ip4/127.0.0.1/tcp/8080`` -> ``http://127.0.0.1:8080/ipfs/``). Default: the
+        local gateway with an embedded node (``local_gateway``), else
         ``https://ipfs.io/ipfs/``.
     ``gateway_style`` / ``IPFS_STORAGE_GATEWAY_STYLE``
         ``"path"`` (``<gateway>/<cid>``) or ``"subdomain"`` (``https://<cid>.ipfs.<host>/``,
