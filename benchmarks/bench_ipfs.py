@@ -15,7 +15,17 @@ Kubo daemon installs here); the index is a private redis-server on loopback.
 * memory: opening and reading 1 GiB through DedupStorage(IPFS), in a fresh subprocess:
   peak RSS growth (``ru_maxrss``) target <= 64 MiB.
 
-Run: ``python benchmarks/bench_ipfs.py [--quick]``.
+* replicas: a DedupStorage save of new content with ``replicas=1`` (returns once a
+  Pinning Service API service reports ``pinned``: the project's test server, whose second
+  embedded node on loopback fetches the bytes over bitswap) vs ``replicas=0`` (the remote
+  pin is requested in the background), 64 MiB and 1 MiB. No target: the cost of waiting
+  for a second copy.
+* gateway: reading a 256 MiB object through the local gateway (``url()``, ``requests``,
+  1 MiB chunks) vs ``open()`` on the storage (1 MiB reads), as throughput and ratio.
+
+Written to ``benchmarks/results/ipfs_replicas_gateway.json``.
+
+Run: ``python benchmarks/bench_ipfs.py [--quick] [--only core|replicas|gateway]``.
 """
 
 from __future__ import annotations
@@ -303,11 +313,165 @@ def bench_rss(workdir: Path, size: int) -> dict[str, Any]:
     }
 
 
+def bench_replicas(workdir: Path, redis_url: str, repeat: int) -> list[dict[str, Any]]:
+    """replicas=1 vs replicas=0 through DedupStorage, new content each run."""
+    import secrets
+
+    from dedupstore import DedupStorage
+    from dedupstore.backends.ipfs.embedded import get_node
+    from dedupstore.testing.pinning_service import PinningServiceTestServer
+
+    token = secrets.token_urlsafe(16)
+    service_node = get_node(workdir / "service-repo")
+    rows = []
+    with PinningServiceTestServer(service_node, token=token) as service:
+        services = [{"endpoint": service.endpoint, "token": token}]
+
+        def dedup(replicas: int) -> Any:
+            options = {
+                "embedded_repo": str(workdir / "replicas-repo"),
+                "pinning_services": services,
+                "replicas": replicas,
+                "timeout": 600,
+            }
+            return DedupStorage(
+                inner={"BACKEND": BACKEND, "OPTIONS": options},
+                index=redis_url,
+                namespace=f"bench-{uuid.uuid4().hex}",
+                db_guard=False,
+            )
+
+        none, one = dedup(0), dedup(1)
+        for size, runs in [(64 * MiB, repeat), (MiB, repeat * 5)]:
+
+            def factory(storage: Any, size: int = size) -> Callable[[int], Callable[[], object]]:
+                def make(run: int) -> Callable[[], object]:
+                    upload = upload_of(os.urandom(size))
+
+                    def call() -> None:
+                        try:
+                            storage.save("bench/replica.bin", upload)
+                        finally:
+                            upload.close()
+
+                    return call
+
+                return make
+
+            zero_s, one_s = interleaved(factory(none), factory(one), runs)
+            rows.append(
+                {
+                    "case": "save, replicas=1 vs 0",
+                    "size": size,
+                    "replicas_0_s": zero_s,
+                    "replicas_1_s": one_s,
+                    "ratio": one_s / zero_s,
+                    "ratio_kind": "replicas=1 / replicas=0 time",
+                }
+            )
+    return rows
+
+
+def bench_gateway(workdir: Path, size: int, repeat: int) -> dict[str, Any]:
+    """Read ``size`` bytes through the local gateway vs ``open()``, interleaved."""
+    import requests
+
+    from dedupstore.backends.ipfs import IPFSStorage
+
+    storage = IPFSStorage(embedded_repo=str(workdir / "gateway-repo"), timeout=600)
+    upload = upload_of(os.urandom(size))
+    try:
+        name = storage.save("big.bin", upload)
+    finally:
+        upload.close()
+    url = storage.url(name)
+    session = requests.Session()
+    session.trust_env = False
+
+    def through_gateway(run: int) -> Callable[[], object]:
+        def call() -> None:
+            with session.get(url, stream=True, timeout=600) as response:
+                response.raise_for_status()
+                got = sum(len(chunk) for chunk in response.iter_content(MiB))
+            assert got == size, got
+
+        return call
+
+    def through_open(run: int) -> Callable[[], object]:
+        def call() -> None:
+            got = 0
+            with storage.open(name) as handle:
+                while chunk := handle.read(MiB):
+                    got += len(chunk)
+            assert got == size, got
+
+        return call
+
+    open_s, gateway_s = interleaved(through_open, through_gateway, repeat)
+    session.close()
+    return {
+        "case": "read through the local gateway vs open()",
+        "size": size,
+        "open_s": open_s,
+        "gateway_s": gateway_s,
+        "open_mib_s": size / MiB / open_s,
+        "gateway_mib_s": size / MiB / gateway_s,
+        "ratio": gateway_s / open_s,
+        "ratio_kind": "gateway / open() time",
+    }
+
+
+def main_replicas_gateway(quick: bool, workdir_base: str | None) -> int:
+    from dedupstore.backends.ipfs.embedded import stop_all_nodes
+    from dedupstore.testing.redis import RedisServer
+
+    repeat = 3 if quick else 5
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ipfs-", dir=workdir_base))
+    try:
+        with RedisServer() as redis:
+            replicas = bench_replicas(workdir, redis.url, repeat)
+        gateway = bench_gateway(workdir, 256 * MiB, repeat)
+    finally:
+        stop_all_nodes()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\nreplicas and the local gateway (repeat={repeat}, medians, one run)\n")
+    for row in replicas:
+        print(
+            f"save {row['size'] // MiB:>3} MiB: replicas=0 {row['replicas_0_s'] * 1000:8.1f} ms, "
+            f"replicas=1 {row['replicas_1_s'] * 1000:8.1f} ms ({row['ratio']:.2f}x)"
+        )
+    print(
+        f"read {gateway['size'] // MiB} MiB: open() {gateway['open_mib_s']:.0f} MiB/s, "
+        f"local gateway {gateway['gateway_mib_s']:.0f} MiB/s "
+        f"(gateway takes {gateway['ratio']:.2f}x the time)"
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "ipfs_replicas_gateway.json"
+    out.write_text(
+        json.dumps(
+            {"machine": machine(), "repeat": repeat, "replicas": replicas, "gateway": gateway},
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"\nwrote {out.relative_to(ROOT)}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, 256 MiB RSS")
     parser.add_argument("--workdir", help="where node repos go (default: a temp dir)")
+    parser.add_argument(
+        "--only",
+        choices=("all", "core", "replicas", "gateway"),
+        default="all",
+        help="core: miss/hit/memory; replicas or gateway: those two sections",
+    )
     args = parser.parse_args()
+    if args.only in ("replicas", "gateway"):
+        setup_django()
+        return main_replicas_gateway(args.quick, args.workdir)
     repeat = 3 if args.quick else 7
     rss_size = 256 * MiB if args.quick else GiB
 
@@ -384,7 +548,10 @@ def main() -> int:
         + "\n"
     )
     print(f"\nwrote {out.relative_to(ROOT)}")
-    return 0 if all(row["ok"] for row in rows) else 1
+    ok = all(row["ok"] for row in rows)
+    if args.only == "all":
+        main_replicas_gateway(args.quick, args.workdir)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

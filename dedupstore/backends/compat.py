@@ -118,7 +118,10 @@ class InterPlanetaryFileSystemStorage(DedupStorage):
             raise
         # The Authorization value must never reach a migration: the setting supplies it.
         args, kwargs = self._constructor_args
-        self._constructor_args = (args, {k: v for k, v in kwargs.items() if k != "api_auth"})
+        self._constructor_args = (
+            args,
+            {k: v for k, v in kwargs.items() if k not in ("api_auth", "pinning_services")},
+        )
 
     @contextlib.contextmanager
     def _explained(self) -> Iterator[None]:

