@@ -314,6 +314,14 @@ def _chunk_size(value: Any, owner: str, source: str) -> int:
     return value
 
 
+def _wait_replicas(value: Any, owner: str, source: str) -> int | None:
+    if value is None:
+        return None
+    from dedupstore.index.cluster import parse_wait_replicas
+
+    return parse_wait_replicas(value, f"{owner}: {source!r}")
+
+
 def _dedup_option(name: str, default: Any, validate: Validator, **extra: Any) -> Option:
     return Option(name, (f"DEDUPSTORE_{name.upper()}",), default, validate, **extra)
 
@@ -346,6 +354,9 @@ DEDUP_OPTIONS = OptionTable(
     _dedup_option("claim_ttl", 30.0, _seconds("claim_ttl", minimum=MIN_CLAIM_TTL)),
     _dedup_option("wait_timeout", 60.0, _seconds("wait_timeout")),
     _dedup_option("index_timeout", 5.0, _seconds("index_timeout")),
+    # None: the index URL's ``wait_replicas``, else DEDUPSTORE_INDEX_WAIT_REPLICAS (which
+    # the index reads itself, so that a URL's option beats it), else 0.
+    Option("index_wait_replicas", (), None, _wait_replicas),
     _dedup_option("verify_hits", True, _boolean("verify_hits")),
     _dedup_option("db_guard", True, _boolean("db_guard")),
 )

@@ -194,6 +194,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
         self.claim_ttl: float = options["claim_ttl"]
         self.wait_timeout: float = options["wait_timeout"]
         self.index_timeout: float = options["index_timeout"]
+        self.index_wait_replicas: int | None = options["index_wait_replicas"]
         self.verify_hits: bool = options["verify_hits"]
         #: Ask the database before an inner object goes (see dedupstore.liveset).
         self.db_guard: bool = options["db_guard"]
@@ -326,6 +327,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
                         namespace=namespace,
                         socket_timeout=self.index_timeout,
                         wait_timeout=self.wait_timeout,
+                        wait_replicas=self.index_wait_replicas,
                     )
                     self._keeper = ClaimKeeper(self._index, self.claim_ttl)
         return self._index

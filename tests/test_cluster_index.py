@@ -182,6 +182,21 @@ def test_wait_replicas_comes_from_the_url_then_the_setting(settings: Any, redis_
         index.close()
 
 
+def test_index_wait_replicas_is_a_storage_option_that_beats_the_url_and_the_setting(
+    settings: Any, redis_url: str, tmp_path: Path
+) -> None:
+    settings.DEDUPSTORE_INDEX_WAIT_REPLICAS = 2
+    assert _storage(redis_url, tmp_path).index.wait_replicas == 2
+    assert _storage(redis_url + "?wait_replicas=1", tmp_path).index.wait_replicas == 1
+    given = _storage(redis_url + "?wait_replicas=1", tmp_path, index_wait_replicas=0)
+    assert given.index.wait_replicas == 0
+    name = given.save("a.txt", ContentFile(b"acknowledged at once"))
+    assert given.references(name) == 1
+    for bad in (-1, "one", True):
+        with pytest.raises(ImproperlyConfigured, match="index_wait_replicas"):
+            _storage(redis_url, tmp_path, index_wait_replicas=bad)
+
+
 def test_wait_replicas_with_too_few_replicas_reports_a_save_as_maybe_counted(
     redis_url: str, tmp_path: Path
 ) -> None:
