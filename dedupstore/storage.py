@@ -49,13 +49,10 @@ logger = logging.getLogger("dedupstore")
 
 
 class _Decision(Protocol):
-    """What every index decision has: an action, and how soon to ask again on "wait"."""
+    """What every index decision has: an action (most have a ``retry_after`` too)."""
 
     @property
     def action(self) -> str: ...
-
-    @property
-    def retry_after(self) -> float: ...
 
 
 T = TypeVar("T", bound=_Decision)
@@ -513,7 +510,8 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
             waited = time.monotonic() - started
             if waited >= self.wait_timeout:
                 raise ClaimTimeout(subject, waited, outcome)
-            retry_after = decision.retry_after or pause
+            # How soon the index expects the wait to end, where it can tell (not replaces).
+            retry_after = getattr(decision, "retry_after", 0.0) or pause
             time.sleep(min(pause, retry_after, self.wait_timeout - waited))
             pause = min(pause * 2, 0.05)
 

@@ -78,4 +78,3 @@ def test_a_replace_decision_reads_like_the_other_decisions() -> None:
     decision = ReplaceDecision("wait")
     assert decision == "wait"
     assert decision.action == "wait"
-    assert decision.retry_after == 0.0

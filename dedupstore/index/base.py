@@ -95,12 +95,12 @@ ReplaceAction = Literal["absent", "shared", "replace", "wait", "quarantined"]
 class ReplaceDecision(str):
     """What ``begin_replace`` decided (the decisions: docs/internals.md).
 
-    A string (``decision == "replace"``) with the ``action`` and ``retry_after`` of the
-    other decisions, so every decision is read the same way.
+    A string (``decision == "replace"``) with the ``action`` of the other decisions, so
+    every decision is read the same way. It has no ``retry_after``: a "wait" here gives no
+    lifetime to wait for.
     """
 
     __slots__ = ()
-    retry_after: float = 0.0
 
     @property
     def action(self) -> ReplaceAction:
