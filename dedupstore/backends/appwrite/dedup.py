@@ -15,6 +15,7 @@ from dedupstore.exceptions import IndexUnavailable
 from dedupstore.storage import DedupStorage
 from dedupstore.utils import is_seekable
 
+from .options import APPWRITE_OPTIONS
 from .storage import AppwriteStorage
 
 
@@ -36,9 +37,7 @@ class DedupAppwriteStorage(DedupStorage):
 
     def __init__(self, **options: Any) -> None:
         appwrite_options = {
-            name: options.pop(name)
-            for name in list(options)
-            if name in AppwriteStorage.default_options
+            name: options.pop(name) for name in list(options) if name in APPWRITE_OPTIONS
         }
         if "inner" in options and appwrite_options:
             raise ImproperlyConfigured(

@@ -9,7 +9,7 @@ import io
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, TypeVar, cast
 from urllib.parse import quote, urlencode, urlsplit
@@ -38,14 +38,13 @@ from .errors import (
     _error_body,
     _Failure,
 )
-from .ids import ID_MAX_LENGTH, ID_PATTERN, bucket_id_for, file_id_for
+from .ids import ID_MAX_LENGTH, bucket_id_for, file_id_for
+from .options import APPWRITE_OPTIONS
 from .reader import READ_BUFFER_SIZE, AppwriteFile, _RangedReader
 from .transport import _client_with_transport, _Transport
 from .upload import _UploadSource, upload_chunks
 
 T = TypeVar("T")
-
-_UNSET: Any = object()
 
 
 #: Stands in a pickle for an API key read from the APPWRITE_API_KEY setting.
@@ -71,20 +70,8 @@ class AppwriteStorage(DedupBackend, Storage):
     between renders, default ``"default"``).
     """
 
-    #: option -> (setting, built-in default)
-    default_options: dict[str, tuple[str, Any]] = {
-        "api_key": ("APPWRITE_API_KEY", None),
-        "project_id": ("APPWRITE_PROJECT_ID", None),
-        "bucket_id": ("APPWRITE_BUCKET_ID", None),
-        "endpoint": ("APPWRITE_API_ENDPOINT", "https://cloud.appwrite.io/v1"),
-        "timeout": ("APPWRITE_TIMEOUT", 60.0),
-        "bucket_permissions": ("APPWRITE_BUCKET_PERMISSIONS", None),
-        "file_permissions": ("APPWRITE_FILE_PERMISSIONS", None),
-        "public_url": ("APPWRITE_PUBLIC_URL", None),
-        "url_tokens": ("APPWRITE_URL_TOKENS", True),
-        "url_expire": ("APPWRITE_URL_EXPIRE", 3600),
-        "url_cache": ("APPWRITE_URL_CACHE", "default"),
-    }
+    #: The options, each with its setting and default (see ``.options``).
+    options = APPWRITE_OPTIONS
     #: How often a 429 "busy" or 503 answer, or a taken file ID, is retried.
     retry_attempts = 6
     #: First backoff pause in seconds; it doubles per attempt, up to ``max_retry_wait``.
@@ -93,68 +80,26 @@ class AppwriteStorage(DedupBackend, Storage):
     #: Chunks of one large file in flight at once (the SDK sends 8), 5 MiB of memory each.
     upload_workers = 8
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = _UNSET,
-        project_id: str | None = _UNSET,
-        bucket_id: str | None = _UNSET,
-        endpoint: str = _UNSET,
-        timeout: float | None = _UNSET,
-        bucket_permissions: Sequence[str] | None = _UNSET,
-        file_permissions: Sequence[str] | None = _UNSET,
-        public_url: str | None = _UNSET,
-        url_tokens: bool = _UNSET,
-        url_expire: int = _UNSET,
-        url_cache: str = _UNSET,
-        **unknown: Any,
-    ) -> None:
+    def __init__(self, **options: Any) -> None:
         cls = type(self).__name__
+        unknown = APPWRITE_OPTIONS.unknown(options)
         if unknown:
             raise ImproperlyConfigured(
-                f"{cls} got unknown option(s) {', '.join(sorted(unknown))}; "
-                f"valid options are: {', '.join(self.default_options)}"
+                f"{cls} got unknown option(s) {', '.join(unknown)}; "
+                f"valid options are: {', '.join(APPWRITE_OPTIONS.names)}"
             )
-        given = {
-            "api_key": api_key,
-            "project_id": project_id,
-            "bucket_id": bucket_id,
-            "endpoint": endpoint,
-            "timeout": timeout,
-            "bucket_permissions": bucket_permissions,
-            "file_permissions": file_permissions,
-            "public_url": public_url,
-            "url_tokens": url_tokens,
-            "url_expire": url_expire,
-            "url_cache": url_cache,
-        }
-        options = {
-            name: getattr(settings, setting, default) if given[name] is _UNSET else given[name]
-            for name, (setting, default) in self.default_options.items()
-        }
-        self.api_key: str | None = self._optional_text(options, "api_key")
-        self.project_id: str | None = self._optional_text(options, "project_id")
-        self.bucket_id: str | None = self._optional_text(options, "bucket_id")
-        if self.bucket_id is not None and not ID_PATTERN.match(self.bucket_id):
-            raise ImproperlyConfigured(
-                f"{cls}: bucket_id {self.bucket_id!r} is not a valid Appwrite ID (1-36 of "
-                "a-z, A-Z, 0-9, '.', '-', '_', not starting with a special char)"
-            )
-        self.endpoint: str = self._validate_endpoint(options["endpoint"])
-        self.timeout: float | None = self._validate_timeout(options["timeout"])
-        self.bucket_permissions = self._validate_permissions(options, "bucket_permissions")
-        self.file_permissions = self._validate_permissions(options, "file_permissions")
-        public = self._optional_text(options, "public_url")
-        if public is not None and not public.startswith(("http://", "https://")):
-            raise ImproperlyConfigured(f"{cls}: public_url must start with http:// or https://")
-        self.public_url: str | None = public.rstrip("/") if public else None
-        if not isinstance(options["url_tokens"], bool):
-            raise ImproperlyConfigured(f"{cls}: url_tokens must be True or False")
-        self.url_tokens: bool = options["url_tokens"]
-        self.url_expire: int = self._validate_expire(options["url_expire"], "url_expire")
-        if not isinstance(options["url_cache"], str) or not options["url_cache"]:
-            raise ImproperlyConfigured(f"{cls}: url_cache must be the alias of a Django cache")
-        self.url_cache: str = options["url_cache"]
+        resolved = APPWRITE_OPTIONS.resolve(options, cls)
+        self.api_key: str | None = resolved["api_key"]
+        self.project_id: str | None = resolved["project_id"]
+        self.bucket_id: str | None = resolved["bucket_id"]
+        self.endpoint: str = resolved["endpoint"]
+        self.timeout: float | None = resolved["timeout"]
+        self.bucket_permissions: list[str] | None = resolved["bucket_permissions"]
+        self.file_permissions: list[str] | None = resolved["file_permissions"]
+        self.public_url: str | None = resolved["public_url"]
+        self.url_tokens: bool = resolved["url_tokens"]
+        self.url_expire: int = resolved["url_expire"]
+        self.url_cache: str = resolved["url_cache"]
         self._lock = threading.Lock()
         # Buckets a lookup found missing: the next upload creates them before sending.
         self._missing_buckets: set[str] = set()
@@ -163,66 +108,9 @@ class AppwriteStorage(DedupBackend, Storage):
         self._session: requests.Session | None = None
         self._client_pid = 0
         self._id_locks: dict[tuple[str, str], list[Any]] = {}
-        # deconstruct() feeds migrations: the key must never be written into one. Without
-        # it, a migrated field falls back to settings.APPWRITE_API_KEY.
+        # deconstruct() feeds migrations: the key must never be written into one.
         args, kwargs = getattr(self, "_constructor_args", ((), {}))
-        self._constructor_args = (args, {k: v for k, v in kwargs.items() if k != "api_key"})
-
-    # -- configuration -------------------------------------------------------------
-
-    def _optional_text(self, options: dict[str, Any], name: str) -> str | None:
-        value = options[name]
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise ImproperlyConfigured(
-                f"{type(self).__name__}: '{name}' must be a non-empty string or None"
-            )
-        return value.strip()
-
-    def _validate_endpoint(self, endpoint: Any) -> str:
-        cls = type(self).__name__
-        if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
-            raise ImproperlyConfigured(
-                f"{cls}: endpoint must be an http:// or https:// URL such as "
-                f"'https://cloud.appwrite.io/v1', not {endpoint!r}"
-            )
-        if endpoint.endswith("/"):
-            # The SDK appends '/storage/...' to the endpoint: a trailing slash makes every
-            # path '//storage/...', which Appwrite does not route.
-            raise ImproperlyConfigured(
-                f"{cls}: endpoint {endpoint!r} ends with '/'; remove the trailing slash "
-                f"(APPWRITE_API_ENDPOINT = {endpoint.rstrip('/')!r})"
-            )
-        return endpoint
-
-    def _validate_timeout(self, timeout: Any) -> float | None:
-        if timeout is None:
-            return None
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ImproperlyConfigured(
-                f"{type(self).__name__}: timeout must be a positive number of seconds or None"
-            )
-        return float(timeout)
-
-    def _validate_expire(self, value: Any, name: str) -> int:
-        # Appwrite dates have second precision; a token must outlive the page that shows it.
-        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-            raise ImproperlyConfigured(
-                f"{type(self).__name__}: {name} must be a whole number of seconds, at least 2"
-            )
-        return value
-
-    def _validate_permissions(self, options: dict[str, Any], name: str) -> list[str] | None:
-        value = options[name]
-        if value is None:
-            return None
-        if isinstance(value, str) or not all(isinstance(item, str) for item in value):
-            raise ImproperlyConfigured(
-                f"{type(self).__name__}: {name} must be a list of Appwrite permission strings "
-                "such as ['read(\"any\")'], or None"
-            )
-        return list(value)
+        self._constructor_args = (args, APPWRITE_OPTIONS.redact_constructor_args(kwargs))
 
     # -- the SDK client ------------------------------------------------------------
 
@@ -240,7 +128,7 @@ class AppwriteStorage(DedupBackend, Storage):
     def _build_client(self) -> Any:
         cls = type(self).__name__
         missing = [
-            f"{option} ({self.default_options[option][0]})"
+            f"{option} ({APPWRITE_OPTIONS[option].settings[0]})"
             for option in ("api_key", "project_id")
             if not getattr(self, option)
         ]
