@@ -47,25 +47,24 @@ def reconcile(
         report.finding(kind)
     state = index_state(storage)
     index = storage.index
+    matched = 0
     live = liveset.live_counts(storage)
     for live_batch in batched(progress(live, enabled=show_progress, description="live set")):
         records = index.lookup_many([name for name, _ in live_batch])
         for (name, held), record in zip(live_batch, records, strict=True):
             if record is None:
-                _record(storage, report, name, held)
-            elif record.state == "live" and record.refs != held:
+                matched += _record(storage, report, name, held)
+                continue
+            matched += 1
+            if record.state == "live" and record.refs != held:
                 _set(storage, report, name, held, record.refs, grace)
             elif record.state != "live":
                 report.finding("busy").add(name=name, state=record.state)
-    sources = source_counts(storage)
-    scanned = progress(index.scan_records(), enabled=show_progress, description="index")
-    for batch in batched(scanned):
-        held_by = held_counts(storage, [item.record.name for item in batch], sources)
-        for item in batch:
-            record = item.record
-            if record.state == "live" and record.refs and not held_by.get(record.name):
-                _set(storage, report, record.name, 0, record.refs, grace)
     counters = recount(storage)
+    if counters.objects > matched:
+        # Records the live set did not meet: lower those no row holds, then count again.
+        _lower_unheld(storage, report, grace, show_progress)
+        counters = recount(storage)
     if state in (IndexState.LOST, IndexState.NEW):
         index.mark_initialised()
     _mark_reconciled(storage, state)
@@ -80,18 +79,34 @@ def reconcile(
     return report
 
 
-def _record(storage: DedupStorage, report: Report, name: str, held: int) -> None:
-    """Record a name the rows hold and the index does not know (hash its object)."""
+def _lower_unheld(storage: DedupStorage, report: Report, grace: float, show_progress: bool) -> None:
+    """Lower to 0 the counts of the live records no row holds (after the grace)."""
+    sources = source_counts(storage)
+    scanned = progress(storage.index.scan_records(), enabled=show_progress, description="index")
+    for batch in batched(scanned):
+        held_by = held_counts(storage, [item.record.name for item in batch], sources)
+        for item in batch:
+            record = item.record
+            if record.state == "live" and record.refs and not held_by.get(record.name):
+                _set(storage, report, record.name, 0, record.refs, grace)
+
+
+def _record(storage: DedupStorage, report: Report, name: str, held: int) -> bool:
+    """Record a name the rows hold and the index does not know (hash its object).
+
+    Return True if the index has (or a save under way is making) a record of it.
+    """
     stored = stored_content_key(storage, name)
     if stored is None:
         report.finding("broken_links").add(name=name, rows=held)
-        return
+        return False
     digest, size = stored
     if storage.index.add_record(name=name, digest=digest, size=size, refs=held):
         report.finding("recorded").add(name=name, references=held)
     else:
         # A save or delete of the name is under way: the next run sees its outcome.
         report.finding("busy").add(name=name, state="being saved or deleted")
+    return True
 
 
 def _set(
