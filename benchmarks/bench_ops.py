@@ -182,11 +182,10 @@ def bench_adopt(files: int, size: int, workdir: Path) -> dict[str, Any]:
     Reel.objects.bulk_create([Reel(film=name) for name in names])
 
     def raw() -> None:
+        # The fastest raw BLAKE3 over a file: mapped, on every core.
         for name in names:
-            hasher = blake3.blake3()
-            with open(folder / Path(name).name, "rb") as handle:
-                while chunk := handle.read(storage.chunk_size):
-                    hasher.update(chunk)
+            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            hasher.update_mmap(str(folder / Path(name).name))
             hasher.digest()
 
     raw()  # warm the page cache for both
