@@ -182,11 +182,10 @@ def bench_adopt(files: int, size: int, workdir: Path) -> dict[str, Any]:
     Reel.objects.bulk_create([Reel(film=name) for name in names])
 
     def raw() -> None:
+        # The fastest raw BLAKE3 over a file: mapped, on every core.
         for name in names:
-            hasher = blake3.blake3()
-            with open(folder / Path(name).name, "rb") as handle:
-                while chunk := handle.read(storage.chunk_size):
-                    hasher.update(chunk)
+            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            hasher.update_mmap(str(folder / Path(name).name))
             hasher.digest()
 
     raw()  # warm the page cache for both
@@ -297,10 +296,11 @@ def main() -> None:
         workdir = Path(folder)
         configure(workdir, redis_server.url, postgres_server.settings_dict())
         results: dict[str, Any] = {"date": date.today().isoformat(), "machine": machine()}
+        # adopt first: on empty tables it hashes the files and little else.
+        results["adopt"] = bench_adopt(args.files, args.file_mib * MiB, workdir)
         results["verify_reconcile"] = bench_verify_reconcile(args.rows, workdir)
         names = [f"clips/{number % 1000:03d}/{number}.bin" for number in range(args.rows)]
         results["guard"] = bench_guard(args.rows, args.deletes, workdir, names)
-        results["adopt"] = bench_adopt(args.files, args.file_mib * MiB, workdir)
     _print(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ops.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -86,3 +86,15 @@ def test_the_namespace_command_runs_under_both_names() -> None:
     assert new.status == 0 and "namespace: tests-ops" in new.stdout
     old = manage("dedupstore_namespace", "ops")
     assert old.returncode == 0 and "namespace: tests-ops" in old.stdout
+
+
+def test_the_progress_bar_is_drawn_only_when_enabled() -> None:
+    from tqdm import tqdm
+
+    from dedupstore.ops.base import progress
+
+    items = [1, 2, 3]
+    assert progress(items, enabled=False, description="names") is items
+    bar = progress(items, enabled=True, description="names")
+    assert isinstance(bar, tqdm)
+    assert list(bar) == items

@@ -46,6 +46,7 @@ def dedup_settings(settings: Any, redis_url: str, tmp_path: Path) -> Any:
             "BACKEND": "dedupstore.DedupStorage",
             "OPTIONS": {"inner": "plain", "index": redis_url, "namespace": "tests-live"},
         },
+        # The manage.py dedupstore models' storage (Reel, Clip), likewise.
         "ops": {
             "BACKEND": "dedupstore.DedupStorage",
             "OPTIONS": {"inner": "plain", "index": redis_url, "namespace": "tests-ops"},

@@ -46,6 +46,9 @@ def test_a_rolled_back_save_is_a_leak_that_reconcile_lowers_and_gc_reclaims(
 ) -> None:
     kept = Clip(video=ops.save("clips/kept.bin", ContentFile(b"a committed row holds me")))
     kept.save(using=using)
+    # Enough rows that one leak is within --max-drop (10 %): reconcile and gc act on it.
+    for number in range(10):
+        Clip(video=ops.save(f"clips/{number}.bin", ContentFile(b"%d" % number))).save(using=using)
     leaked = save_then_roll_back(using, b"nobody holds me")
     assert ops.references(leaked) == 1
 
@@ -81,13 +84,13 @@ def test_a_rolled_back_save_is_a_leak_that_reconcile_lowers_and_gc_reclaims(
     final = dedupstore("verify", "--storage", "ops", "--json")
     assert final.status == 0
     assert final.report["findings"].get("garbage", {"count": 0})["count"] == 0
-    assert final.report["figures"]["counted_references"] == 1
+    assert final.report["figures"]["counted_references"] == 11
 
 
 def test_gc_keeps_what_is_younger_than_the_grace(ops: DedupStorage) -> None:
     Clip.objects.create(video=ops.save("clips/held.bin", ContentFile(b"held")))
     leaked = save_then_roll_back("default", b"young leak")
-    dedupstore("reconcile", "--storage", "ops", "--grace", "0")
+    dedupstore("reconcile", "--storage", "ops", "--grace", "0", "--force")
     run = dedupstore("gc", "--storage", "ops", "--apply", "--json")  # the default grace, 1 h
     assert run.status == 0
     assert run.report["findings"]["unreferenced"]["count"] == 0
@@ -110,7 +113,10 @@ def test_gc_refuses_an_empty_live_set_unless_forced(ops: DedupStorage) -> None:
     name = ops.save("clips/only.bin", ContentFile(b"counted, no row"))
     assert dedupstore("gc", "--storage", "ops", "--grace", "0", "--apply").status == 1
     assert ops.exists(name)
-    dedupstore("reconcile", "--storage", "ops", "--grace", "0")
+    # reconcile refuses to lower the count too (an empty live set), unless forced.
+    assert dedupstore("reconcile", "--storage", "ops", "--grace", "0").status == 1
+    assert ops.references(name) == 1
+    assert dedupstore("reconcile", "--storage", "ops", "--grace", "0", "--force").status == 0
     # Now the index agrees that nothing is held: there is nothing to refuse.
     run = dedupstore("gc", "--storage", "ops", "--grace", "0", "--apply", "--json")
     assert run.status == 0
@@ -155,3 +161,20 @@ def test_reconcile_raises_a_count_below_the_rows_at_once(ops: DedupStorage) -> N
     assert run.found("raised") == [name]
     assert ops.references(name) == 3
     assert dedupstore("verify", "--storage", "ops").status == 0
+
+
+def test_reconcile_lowers_nothing_when_the_rows_hold_far_fewer_references_unless_forced(
+    ops: DedupStorage,
+) -> None:
+    names = [ops.save(f"clips/{number}.bin", ContentFile(b"y%d" % number)) for number in range(10)]
+    Clip.objects.create(video=names[0])  # 1 row, 10 counted: the wrong database?
+    held = Clip.objects.create(video=ops.save("clips/held.bin", ContentFile(b"held")))
+    Reel.objects.create(film=held.video.name)  # and one count below its rows
+    run = dedupstore("reconcile", "--storage", "ops", "--grace", "0", "--json")
+    assert run.status == 1 and run.report["refused"]
+    assert run.found("lowered") == []
+    assert run.found("raised") == [held.video.name]  # raising is always safe
+    assert all(ops.references(name) == 1 for name in names)
+    forced = dedupstore("reconcile", "--storage", "ops", "--grace", "0", "--force", "--json")
+    assert forced.status == 0
+    assert len(forced.found("lowered")) == 9

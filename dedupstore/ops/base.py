@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,7 +30,11 @@ __all__ = [
     "batched",
     "held_counts",
     "inner_names",
+    "live_total",
     "progress",
+    "source_counts",
+    "stored_content_key",
+    "too_small",
 ]
 
 T = TypeVar("T")
@@ -208,4 +212,20 @@ def stored_content_key(storage: DedupStorage, name: str) -> tuple[str, int] | No
     return (key, size) if key else None
 
 
-Step = Callable[[], None]
+def live_total(storage: DedupStorage, sources: Counter[str] | None = None) -> int:
+    """Return how many references the rows hold in all: one ``COUNT`` per field."""
+    total = 0
+    for ref in liveset.reference_fields(storage):
+        queryset = ref.queryset().exclude(**{ref.field: ""})
+        total += queryset.exclude(**{f"{ref.field}__isnull": True}).count()
+    return total + sum((sources or source_counts(storage)).values())
+
+
+def too_small(rows: int, counted: int, max_drop: float) -> bool:
+    """Whether ``rows`` references held look like a misconfiguration against ``counted``.
+
+    True when the index counts references and the rows hold none, or fewer by more than
+    the share ``max_drop``: a run pointed at the wrong database, or missing a reference
+    source, must not lower every count (reconcile) or wipe the storage (gc).
+    """
+    return bool(counted) and (rows == 0 or rows < counted * (1 - max_drop))

@@ -15,19 +15,24 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from dedupstore import liveset
 from dedupstore.exceptions import IndexLost
 from dedupstore.marker import IndexState, index_state
-from dedupstore.ops.base import Report, batched, held_counts, inner_names, progress, source_counts
-from dedupstore.ops.reconcile import DEFAULT_GRACE
+from dedupstore.ops.base import (
+    Report,
+    batched,
+    held_counts,
+    inner_names,
+    live_total,
+    progress,
+    source_counts,
+    too_small,
+)
+from dedupstore.ops.reconcile import DEFAULT_GRACE, DEFAULT_MAX_DROP
 
 if TYPE_CHECKING:
     from dedupstore.storage import DedupStorage
 
 __all__ = ["DEFAULT_MAX_DROP", "gc"]
-
-#: The largest share by which the live set may be smaller than the index's counts.
-DEFAULT_MAX_DROP = 0.10
 
 
 def gc(
@@ -50,10 +55,11 @@ def gc(
             "refused: the index was lost; run 'manage.py dedupstore reconcile' first"
         )
         return report
-    rows = sum(held for _, held in liveset.live_counts(storage))
+    sources = source_counts(storage)
+    rows = live_total(storage, sources)
     counted = storage.index.stats().references
     report.figures.update(rows=rows, counted_references=counted, applied=apply)
-    if not force and counted and (rows == 0 or rows < counted * (1 - max_drop)):
+    if not force and too_small(rows, counted, max_drop):
         report.refused = True
         report.notes.append(
             f"refused: the rows hold {rows:,} references, the index counts {counted:,}; "
@@ -61,7 +67,6 @@ def gc(
             "DEDUPSTORE_REFERENCE_SOURCES, run reconcile, or pass --force."
         )
         return report
-    sources = source_counts(storage)
     candidates = report.finding("unreferenced")
     reclaimed = 0
     cutoff = time.time() - grace

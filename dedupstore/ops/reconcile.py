@@ -21,9 +21,11 @@ from dedupstore.ops.base import (
     Report,
     batched,
     held_counts,
+    live_total,
     progress,
     source_counts,
     stored_content_key,
+    too_small,
 )
 
 if TYPE_CHECKING:
@@ -33,39 +35,61 @@ __all__ = ["DEFAULT_GRACE", "reconcile", "recount"]
 
 #: Seconds a record must be unchanged before reconcile lowers its count (or gc takes it).
 DEFAULT_GRACE = 3600.0
+#: The largest share by which the live set may be smaller than the index's counts.
+DEFAULT_MAX_DROP = 0.10
 
 #: What reconcile could not repair: the rows name objects the inner storage lacks.
 PROBLEMS = ("broken_links",)
 
 
 def reconcile(
-    storage: DedupStorage, *, where: str, grace: float = DEFAULT_GRACE, show_progress: bool = False
+    storage: DedupStorage,
+    *,
+    where: str,
+    grace: float = DEFAULT_GRACE,
+    max_drop: float = DEFAULT_MAX_DROP,
+    force: bool = False,
+    show_progress: bool = False,
 ) -> Report:
-    """Set each count to the rows holding it (see the module's docstring)."""
+    """Set each count to the rows holding it (see the module's docstring).
+
+    When the rows hold far fewer references than the index counts (``too_small``), no
+    count is lowered unless ``force``: counts are still raised and names recorded.
+    """
     report = Report("reconcile", where, storage.namespace, problem_kinds=PROBLEMS)
     for kind in ("raised", "lowered", "recorded", "broken_links", "kept_within_grace"):
         report.finding(kind)
     state = index_state(storage)
     index = storage.index
+    rows, counted = live_total(storage), index.stats().references
+    lowering = force or state is IndexState.LOST or not too_small(rows, counted, max_drop)
+    if not lowering:
+        # A live set this small more likely is a misconfiguration: lower nothing.
+        report.refused = True
+        report.notes.append(
+            f"no count was lowered: the rows hold {rows:,} references, the index counts "
+            f"{counted:,} (more than --max-drop {max_drop:.0%} fewer). Check the database "
+            "and DEDUPSTORE_REFERENCE_SOURCES, or pass --force."
+        )
+    matched = 0
     live = liveset.live_counts(storage)
     for live_batch in batched(progress(live, enabled=show_progress, description="live set")):
         records = index.lookup_many([name for name, _ in live_batch])
         for (name, held), record in zip(live_batch, records, strict=True):
             if record is None:
-                _record(storage, report, name, held)
-            elif record.state == "live" and record.refs != held:
+                matched += _record(storage, report, name, held)
+                continue
+            matched += 1
+            too_high = lowering and record.refs > held
+            if record.state == "live" and (record.refs < held or too_high):
                 _set(storage, report, name, held, record.refs, grace)
             elif record.state != "live":
                 report.finding("busy").add(name=name, state=record.state)
-    sources = source_counts(storage)
-    scanned = progress(index.scan_records(), enabled=show_progress, description="index")
-    for batch in batched(scanned):
-        held_by = held_counts(storage, [item.record.name for item in batch], sources)
-        for item in batch:
-            record = item.record
-            if record.state == "live" and record.refs and not held_by.get(record.name):
-                _set(storage, report, record.name, 0, record.refs, grace)
     counters = recount(storage)
+    if lowering and counters.objects > matched:
+        # Records the live set did not meet: lower those no row holds, then count again.
+        _lower_unheld(storage, report, grace, show_progress)
+        counters = recount(storage)
     if state in (IndexState.LOST, IndexState.NEW):
         index.mark_initialised()
     _mark_reconciled(storage, state)
@@ -76,22 +100,39 @@ def reconcile(
         physical_bytes=counters.physical_bytes,
         logical_bytes=counters.logical_bytes,
         grace_seconds=grace,
+        rows=rows,
     )
     return report
 
 
-def _record(storage: DedupStorage, report: Report, name: str, held: int) -> None:
-    """Record a name the rows hold and the index does not know (hash its object)."""
+def _lower_unheld(storage: DedupStorage, report: Report, grace: float, show_progress: bool) -> None:
+    """Lower to 0 the counts of the live records no row holds (after the grace)."""
+    sources = source_counts(storage)
+    scanned = progress(storage.index.scan_records(), enabled=show_progress, description="index")
+    for batch in batched(scanned):
+        held_by = held_counts(storage, [item.record.name for item in batch], sources)
+        for item in batch:
+            record = item.record
+            if record.state == "live" and record.refs and not held_by.get(record.name):
+                _set(storage, report, record.name, 0, record.refs, grace)
+
+
+def _record(storage: DedupStorage, report: Report, name: str, held: int) -> bool:
+    """Record a name the rows hold and the index does not know (hash its object).
+
+    Return True if the index has (or a save under way is making) a record of it.
+    """
     stored = stored_content_key(storage, name)
     if stored is None:
         report.finding("broken_links").add(name=name, rows=held)
-        return
+        return False
     digest, size = stored
     if storage.index.add_record(name=name, digest=digest, size=size, refs=held):
         report.finding("recorded").add(name=name, references=held)
     else:
         # A save or delete of the name is under way: the next run sees its outcome.
         report.finding("busy").add(name=name, state="being saved or deleted")
+    return True
 
 
 def _set(

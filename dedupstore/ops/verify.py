@@ -4,9 +4,10 @@ Three passes, each with bounded memory:
 
 1. the live set, in name order, a batch at a time against the index's records and the
    inner storage: counts that differ, names the index does not track, broken links;
-2. the index's records, a batch at a time against the rows: counted references no row
-   holds (leaks), records nobody holds any more (garbage for ``gc``); ``--deep`` re-hashes
-   each object and compares its content key;
+2. the index's records (``--deep`` re-hashes each object and compares its content key);
+   when there are more records than pass 1 matched, a second scan asks the rows, a batch
+   at a time, which records nobody holds: counted references (leaks) and records with no
+   count left (garbage for ``gc``);
 3. the inner storage's listing, where it can list: objects neither the index nor a row
    knows (orphans).
 """
@@ -71,13 +72,14 @@ def verify(
         report.finding("index_lost").add(
             index=storage.index.display_url, fix="manage.py dedupstore reconcile"
         )
-    rows = names = 0
+    rows = names = matched = 0
     live = liveset.live_counts(storage)
     for live_batch in batched(progress(live, enabled=show_progress, description="live set")):
         records = storage.index.lookup_many([name for name, _ in live_batch])
         for (name, held), record in zip(live_batch, records, strict=True):
             names += 1
             rows += held
+            matched += record is not None
             if record is None:
                 if storage.inner.exists(name):
                     report.finding("untracked").add(name=name, rows=held)
@@ -94,30 +96,28 @@ def verify(
             if not storage.inner.exists(name):
                 report.finding("broken_links").add(name=name, rows=held)
     sources = source_counts(storage)
+    # The index's records: a first scan without the database (counts, the most shared,
+    # --deep). Every record whose name the live set holds was met in pass 1 ("matched");
+    # only when the scan finds more records than that does a second scan ask the rows
+    # which ones nobody holds.
     records_seen = 0
-    # The most shared objects, for the admin page: kept during the scan (memory: TOP).
-    shared: list[tuple[int, int, str]] = []
+    shared: list[tuple[int, int, str]] = []  # the most shared objects (memory: TOP)
     scanned = progress(storage.index.scan_records(), enabled=show_progress, description="index")
-    for batch in batched(scanned):
-        held_by = held_counts(storage, [item.record.name for item in batch], sources)
-        for item in batch:
-            record = item.record
-            records_seen += 1
-            if record.state == "live" and record.refs > 1:
-                entry = (record.refs, record.size, record.name)
-                if len(shared) < TOP:
-                    heapq.heappush(shared, entry)
-                else:
-                    heapq.heappushpop(shared, entry)
-            if record.state == "live" and not held_by.get(record.name):
-                if record.refs:
-                    report.finding("leaks").add(name=record.name, references=record.refs)
-                else:
-                    report.finding("garbage").add(name=record.name, size=record.size)
-            if deep and record.state == "live":
-                stored = stored_content_key(storage, record.name)
-                if stored is not None and stored[0] != record.digest:
-                    report.finding("corrupt").add(name=record.name, size=stored[1])
+    for item in scanned:
+        record = item.record
+        records_seen += 1
+        if record.state == "live" and record.refs > 1:
+            entry = (record.refs, record.size, record.name)
+            if len(shared) < TOP:
+                heapq.heappush(shared, entry)
+            else:
+                heapq.heappushpop(shared, entry)
+        if deep and record.state == "live":
+            stored = stored_content_key(storage, record.name)
+            if stored is not None and stored[0] != record.digest:
+                report.finding("corrupt").add(name=record.name, size=stored[1])
+    if records_seen > matched:
+        _find_unheld(storage, report, sources, show_progress)
     if orphans:
         _find_orphans(storage, report, sources, show_progress)
     counters = storage.index.stats()
@@ -135,6 +135,22 @@ def verify(
     if save_result:
         _save_result(storage, report)
     return report
+
+
+def _find_unheld(
+    storage: DedupStorage, report: Report, sources: Counter[str], show_progress: bool
+) -> None:
+    """Report the live records no row holds: leaks (counted) and garbage (count 0)."""
+    scanned = progress(storage.index.scan_records(), enabled=show_progress, description="rows")
+    for batch in batched(scanned):
+        held_by = held_counts(storage, [item.record.name for item in batch], sources)
+        for item in batch:
+            record = item.record
+            if record.state == "live" and not held_by.get(record.name):
+                if record.refs:
+                    report.finding("leaks").add(name=record.name, references=record.refs)
+                else:
+                    report.finding("garbage").add(name=record.name, size=record.size)
 
 
 def _find_orphans(

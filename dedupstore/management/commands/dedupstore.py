@@ -108,7 +108,21 @@ class Command(BaseCommand):
         verify.add_argument(
             "--no-orphans", action="store_true", help="do not list the inner storage"
         )
-        command("reconcile", "set every count from the rows; rebuild a lost index", grace=True)
+        reconcile = command(
+            "reconcile", "set every count from the rows; rebuild a lost index", grace=True
+        )
+        reconcile.add_argument(
+            "--force",
+            action="store_true",
+            help="lower counts even when the live set looks too small",
+        )
+        reconcile.add_argument(
+            "--max-drop",
+            type=_share,
+            default=0.10,
+            help="lower no count when the rows hold fewer references than the index counts by "
+            "more than this share (default 10%%)",
+        )
         gc = command("gc", "remove what nothing references (a dry run by default)", grace=True)
         gc.add_argument("--apply", action="store_true", help="delete (default: a dry run)")
         gc.add_argument(
@@ -220,7 +234,12 @@ class Command(BaseCommand):
             )
         if command == "reconcile":
             return lambda storage, where, bar: reconcile.reconcile(
-                storage, where=where, grace=options["grace"], show_progress=bar
+                storage,
+                where=where,
+                grace=options["grace"],
+                max_drop=options["max_drop"],
+                force=options["force"],
+                show_progress=bar,
             )
         if command == "gc":
             return lambda storage, where, bar: gc.gc(
