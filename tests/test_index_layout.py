@@ -88,7 +88,7 @@ def test_an_index_in_the_old_layout_is_refused_until_it_is_migrated(
     namespace = f"old-{uuid.uuid4().hex}"
     _fill_layout1(redis_url, tmp_path, namespace)
     new = _storage(redis_url, tmp_path, namespace)
-    with pytest.raises(ImproperlyConfigured, match="dedupstore_migrate_index"):
+    with pytest.raises(ImproperlyConfigured, match="dedupstore migrate-index"):
         new.save("another.txt", ContentFile(b"shared"))
     with pytest.raises(ImproperlyConfigured, match="layout 1"):
         new.references("shared.txt")
@@ -204,4 +204,9 @@ def test_the_migrate_command_moves_every_dedup_storage_in_settings(
     out = StringIO()
     call_command("dedupstore_migrate_index", "media", stdout=out)
     assert f"media: {namespace}:" in out.getvalue() and "moved" in out.getvalue()
+    assert _storage(redis_url, tmp_path, namespace).references(filled["shared"]) == 3
+    # `manage.py dedupstore migrate-index` runs the same; a second run moves nothing more.
+    out = StringIO()
+    call_command("dedupstore", "migrate-index", "media", stdout=out)
+    assert f"media: {namespace}:" in out.getvalue()
     assert _storage(redis_url, tmp_path, namespace).references(filled["shared"]) == 3

@@ -7,7 +7,7 @@ in one slot. Layout 2 records itself under ``{<prefix>}:v``.
 
 An index opened for the first time reads that version. Absent, and the Redis database
 holds layout 1 keys of the namespace, the index refuses to run (``ImproperlyConfigured``)
-until ``migrate_index`` (``manage.py dedupstore_migrate_index``) has moved them: reading
+until ``migrate_index`` (``manage.py dedupstore migrate-index``) has moved them: reading
 an empty layout 2 beside a full layout 1 would forget every count. ``migrate_index``
 renames each key as it is (a hash keeps its counts, a key its TTL), one ``RENAMENX`` at a
 time, and records the version last, so an interrupted run is simply run again.
@@ -78,7 +78,7 @@ def check_layout(client: Any, namespace: str, display_url: str, *, cluster: bool
         raise ImproperlyConfigured(
             f"dedupstore: the index of namespace {namespace!r} at {display_url} is in the key "
             "layout of dedupstore before hash-tagged keys (layout 1). Stop every process "
-            "that uses it, then run 'python manage.py dedupstore_migrate_index' (or "
+            "that uses it, then run 'python manage.py dedupstore migrate-index' (or "
             "dedupstore.index.migrate.migrate_index(url, namespace)) once; it moves every "
             "key without changing a count."
         )

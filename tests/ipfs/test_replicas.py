@@ -226,6 +226,9 @@ def test_the_pins_command_prints_the_statuses_without_the_token(
     call_command("dedupstore_pins", "replicated", stdout=out)
     assert f"{cid}  local: pinned; {service.endpoint}: pinned" in out.getvalue()
     assert TOKEN not in out.getvalue()
+    out = StringIO()
+    call_command("dedupstore", "pins", "replicated", stdout=out)
+    assert f"{cid}  local: pinned; {service.endpoint}: pinned" in out.getvalue()
 
 
 @pytest.mark.parametrize(

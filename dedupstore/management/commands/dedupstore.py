@@ -1,4 +1,6 @@
-"""``manage.py dedupstore <command>``: stats, verify, reconcile, gc, adopt, compact, namespace.
+"""``manage.py dedupstore <command>``: stats, verify, reconcile, gc, adopt, compact, and more.
+
+Also ``namespace``, ``migrate-index`` and ``pins`` (the ``dedupstore_*`` commands).
 
 Every command takes ``--storage ALIAS`` (default: every ``DedupStorage`` in ``STORAGES``
 and on model fields), ``--json`` and ``--no-progress``, and exits 0 when all is well, 1
@@ -70,7 +72,7 @@ def _jobs(value: str) -> int:
 class Command(BaseCommand):
     help = (
         "Inspect and repair DedupStorage indexes against the database: stats, verify, "
-        "reconcile, gc, adopt, compact (and namespace)."
+        "reconcile, gc, adopt, compact (and namespace, migrate-index, pins)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -150,6 +152,20 @@ class Command(BaseCommand):
             "namespace", help="print each DedupStorage's namespace (dedupstore_namespace)"
         )
         namespace.add_argument("namespace_aliases", nargs="*", metavar="ALIAS")
+        migrate = commands.add_parser(
+            "migrate-index",
+            help="move each index to the current key layout (dedupstore_migrate_index)",
+        )
+        migrate.add_argument("migrate_aliases", nargs="*", metavar="ALIAS")
+        migrate.add_argument("--index", help="an index URL (with --namespace), not STORAGES")
+        migrate.add_argument("--namespace", help="the namespace to migrate at --index")
+        pins = commands.add_parser(
+            "pins", help="where each CID of an IPFS storage is pinned (dedupstore_pins)"
+        )
+        pins.add_argument("pins_alias", nargs="?", default="default", metavar="ALIAS")
+        pins.add_argument(
+            "--repair", action="store_true", help="request the missing remote pins again"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         command = options["command"]
@@ -157,6 +173,25 @@ class Command(BaseCommand):
             call_command(
                 "dedupstore_namespace",
                 *options["namespace_aliases"],
+                stdout=self.stdout,
+                stderr=self.stderr,
+            )
+            return
+        if command == "migrate-index":
+            extra = {key: options[key] for key in ("index", "namespace") if options[key]}
+            call_command(
+                "dedupstore_migrate_index",
+                *options["migrate_aliases"],
+                stdout=self.stdout,
+                stderr=self.stderr,
+                **extra,
+            )
+            return
+        if command == "pins":
+            call_command(
+                "dedupstore_pins",
+                options["pins_alias"],
+                repair=options["repair"],
                 stdout=self.stdout,
                 stderr=self.stderr,
             )
