@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 import os
@@ -435,11 +434,7 @@ class DedupStorage(Storage, metaclass=_DedupStorageType):
             # The index sees the content key, not the bare digest: claims, the record and
             # the content-map entry of this save all belong to the name's scope. A miss
             # checks its write against the plain digest (see saving.checked_content).
-            keyed = dataclasses.replace(
-                hashed,
-                digest=self._content_key(name, hashed.digest),
-                plain_digest=hashed.digest,
-            )
+            keyed = hashed.keyed(self._content_key(name, hashed.digest))
             return self._save_hashed(name, keyed, max_length)
         finally:
             if hashed.spooled:
