@@ -102,7 +102,7 @@ def busy_redis(redis_url: str) -> Iterator[Callable[[int], None]]:
 
     import redis
 
-    from tests.helpers import BUSY_SCRIPT
+    from tests.helpers import BUSY_SCRIPT, PATIENCE
 
     admin = redis.Redis.from_url(redis_url)
     admin.ping()
@@ -112,7 +112,18 @@ def busy_redis(redis_url: str) -> Iterator[Callable[[int], None]]:
         thread = threading.Thread(target=admin.eval, args=(BUSY_SCRIPT, 0, milliseconds))
         thread.start()
         threads.append(thread)
-        time.sleep(0.05)  # the script runs now
+        # The script runs once another client's PING goes unanswered (or it already ended).
+        probe = redis.Redis.from_url(redis_url, socket_timeout=0.05)
+        deadline = time.monotonic() + PATIENCE
+        try:
+            while thread.is_alive() and time.monotonic() < deadline:
+                try:
+                    probe.ping()
+                except redis.TimeoutError:
+                    return
+                time.sleep(0.005)
+        finally:
+            probe.close()
 
     yield busy
     for thread in threads:
@@ -146,7 +157,20 @@ def slow_redis() -> Iterator[tuple[RedisServer, Callable[[int], None]]]:
             thread = threading.Thread(target=admin.eval, args=(BUSY_SCRIPT, 0, milliseconds))
             thread.start()
             threads.append(thread)
-            time.sleep(0.3)  # past the threshold: other clients now get BUSY
+            # Past lua-time-limit, other clients get BUSY: wait until one does.
+            probe = redis.Redis.from_url(server.url, socket_timeout=PATIENCE)
+            deadline = time.monotonic() + PATIENCE
+            try:
+                while thread.is_alive() and time.monotonic() < deadline:
+                    try:
+                        probe.ping()
+                    except redis.ResponseError as exc:
+                        if "BUSY" in str(exc):
+                            return
+                        raise
+                    time.sleep(0.005)
+            finally:
+                probe.close()
 
         yield server, busy
         for thread in threads:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -203,3 +204,22 @@ def claim_digest(storage: DedupStorage, content: bytes, token: str, ttl: float) 
     )
     assert decision.action == "claimed"
     return digest
+
+
+def wait_until_redis_answers(url: str) -> None:
+    """Return once the Redis at ``url`` answers a PING again (after a busy script)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=PATIENCE)
+    deadline = time.monotonic() + PATIENCE
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except (redis.ResponseError, redis.TimeoutError, redis.ConnectionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+    finally:
+        client.close()

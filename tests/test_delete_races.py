@@ -28,7 +28,7 @@ from dedupstore import DedupStorage
 from dedupstore.index.base import TOMBSTONE_TTL
 from tests.conftest import INDEX_KINDS_WITH_CLUSTER, index_url_of_kind
 from tests.contract import read_all
-from tests.helpers import Background, Paused, PausedBefore, make_untracked
+from tests.helpers import Background, Paused, PausedBefore, make_untracked, wait_until_redis_answers
 
 Make = Callable[..., DedupStorage]
 
@@ -241,7 +241,7 @@ def test_a_delete_whose_outcome_cannot_be_known_says_so(
     assert isinstance(caught.value, IndexUnavailable)
     message = str(caught.value)
     assert "unknown" in message and "retry" in message and "Nothing was" not in message
-    time.sleep(1.5)  # the server answers again; every attempt sent meanwhile has run
+    wait_until_redis_answers(redis_url)  # every attempt sent meanwhile has run
     # The delete and its attempts to learn the outcome ran once between them.
     assert storage.references(name) == 1 and read_all(storage, name) == b"shared"
 

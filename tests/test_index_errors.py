@@ -20,7 +20,7 @@ from django.core.files.base import ContentFile
 from dedupstore import DedupStorage, IndexUnavailable
 from dedupstore.testing.redis import RedisServer, find_free_port
 from tests.contract import read_all
-from tests.helpers import Background, Paused
+from tests.helpers import Background, Paused, wait_until_redis_answers
 
 Make = Callable[..., DedupStorage]
 
@@ -173,7 +173,7 @@ def test_a_commit_whose_reply_was_lost_does_not_say_not_recorded(
     message = str(caught.value)
     assert "may have been recorded" in message and "but not recorded" not in message
     assert caught.value.sent
-    time.sleep(1.0)  # the server answers again; what was sent meanwhile has run
+    wait_until_redis_answers(redis_url)  # what was sent meanwhile has run
     assert storage.references("a.txt") == 1  # it was recorded, as the message allows
 
 
@@ -188,5 +188,5 @@ def test_a_busy_server_is_unavailable_not_a_raw_error(
         storage.delete("a.txt")
     with pytest.raises(IndexUnavailable):
         storage.save("b.txt", ContentFile(b"other"))
-    time.sleep(1.5)
+    wait_until_redis_answers(server.url)
     assert storage.references("a.txt") == 1
