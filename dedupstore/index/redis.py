@@ -377,6 +377,8 @@ class RedisIndex(Index):
         #: The statistics counters (tally.lua).
         self._stats_key = f"{prefix}:s"
         self._layout_key = f"{prefix}:v"
+        #: A key in the namespace's slot that nothing writes (see ``_probe_slot``).
+        self._slot_probe_key = f"{prefix}:slot-probe"
         #: Whether the server was seen to run with maxmemory-policy noeviction (and the
         #: index's key layout was checked).
         self._policy_checked = False
@@ -922,16 +924,70 @@ class RedisIndex(Index):
             size=int(decoded.get("size", 0)),
         )
 
+    def _namespace_server(self) -> redis.Redis:
+        """Return a client of the server that holds the namespace's keys.
+
+        On a cluster, the primary that owns the namespace's slot (every key of a namespace
+        carries one hash tag), as the cluster client's slot map has it.
+        """
+        if not self.is_cluster:
+            return self._client
+        client = self._cluster()
+        return client.get_redis_connection(client.get_node_from_key(self._stats_key))
+
+    def _on_namespace_server(self, call: Callable[[redis.Redis], T]) -> T:
+        """Run ``call`` (reads, or a write safe to send twice) on the namespace's server.
+
+        Under ``_guard``'s error handling. On a cluster, ``MOVED`` (the slot has a new
+        owner; nothing ran) updates the slot map and sends again; ``ASK`` (the slot is
+        being migrated, some keys already on the other node) is refused like ``TRYAGAIN``:
+        a batch split over two nodes would read half of it from each at different times.
+        """
+
+        def attempt() -> T:
+            for _ in range(_REDIRECTIONS):
+                server = self._namespace_server()
+                try:
+                    return call(server)
+                except MovedError as exc:
+                    self._cluster().nodes_manager.move_slot(exc)
+                except AskError as exc:
+                    raise TryAgainError(
+                        f"the namespace's slot is being migrated ({exc}); try again once "
+                        "the resharding is done"
+                    ) from exc
+                except (redis.ConnectionError, redis.TimeoutError):
+                    if self.is_cluster:
+                        self._topology_stale = True  # a replica may have been promoted
+                    raise
+            self._topology_stale = True
+            raise TryAgainError(f"more than {_REDIRECTIONS} redirections")
+
+        return self._guard(attempt)
+
+    def _probe_slot(self, server: redis.Redis) -> None:
+        """Check that ``server`` owns the namespace's slot and is not migrating it.
+
+        ``EXISTS`` of a key no namespace ever writes: the owner answers 0, any other
+        node ``MOVED``, an owner migrating the slot ``ASK`` (the key is not there). A
+        keyless command such as ``SCAN`` gets no redirection, so this is how a scan knows
+        that it saw every key of the namespace.
+        """
+        server.exists(self._slot_probe_key)
+
     def lookup_many(self, names: list[str]) -> list[ObjectRecord | None]:
-        # One pipelined round trip for the batch.
-        def read() -> list[Any]:
-            pipeline = self._client.pipeline(transaction=False)
+        # One pipelined round trip for the batch, to the one server holding its keys.
+        def read(server: redis.Redis) -> list[Any]:
+            pipeline = server.pipeline(transaction=False)
             for name in names:
                 pipeline.hmget(self._record_prefix + name, "digest", "refs", "state", "size")
             return pipeline.execute()
 
+        if not names:
+            return []
         records: list[ObjectRecord | None] = []
-        for name, (digest, refs, state, size) in zip(names, self._guard(read), strict=True):
+        replies = self._on_namespace_server(read)
+        for name, (digest, refs, state, size) in zip(names, replies, strict=True):
             records.append(
                 None
                 if state is None
@@ -940,8 +996,12 @@ class RedisIndex(Index):
         return records
 
     def content_names(self, digests: list[str]) -> list[str | None]:
+        if not digests:
+            return []  # MGET needs a key
         keys = [self._map_prefix + digest for digest in digests]
-        values = cast(list[bytes | None], self._guard(lambda: self._client.mget(keys)))
+        values = cast(
+            list[bytes | None], self._on_namespace_server(lambda server: server.mget(keys))
+        )
         return [value.decode() if value is not None else None for value in values]
 
     def forget_content(self, *, digest: str, name: str) -> None:
@@ -949,25 +1009,53 @@ class RedisIndex(Index):
 
     def scan_records(self, *, batch_size: int = 1000) -> Iterator[ScannedRecord]:
         pattern = _GLOB_SPECIAL.sub(r"\\\1", self._record_prefix) + "*"
-        cursor = 0
         start = len(self._record_prefix)
+
+        def owner(server: redis.Redis) -> redis.Redis:
+            if self.is_cluster:
+                self._probe_slot(server)
+            return server
+
+        # A SCAN cursor means something on one server only: keep to the one found here.
+        server = self._on_namespace_server(owner)
+        cursor = 0
         while True:
             cursor, keys = self._guard(
-                functools.partial(self._client.scan, cursor=cursor, match=pattern, count=batch_size)
+                functools.partial(server.scan, cursor=cursor, match=pattern, count=batch_size)
             )
             if keys:
-                yield from self._read_records(cast(list[bytes], keys), start)
+                yield from self._read_records(server, cast(list[bytes], keys), start)
             if cursor == 0:
-                return
+                break
+        if self.is_cluster:
+            # Still the owner, and not migrating: no record left this server unseen.
+            self._guard_scan_server(server)
 
-    def _read_records(self, keys: list[bytes], start: int) -> Iterator[ScannedRecord]:
+    def _guard_scan_server(self, server: redis.Redis) -> None:
+        try:
+            self._guard(lambda: self._probe_slot(server))
+        except (MovedError, AskError) as exc:
+            self._topology_stale = True
+            cause = TryAgainError(f"the namespace's slot moved during the scan ({exc})")
+            raise IndexUnavailable(
+                self.display_url, cause, "The scan saw only part of the records; run again."
+            ) from exc
+
+    def _read_records(
+        self, server: redis.Redis, keys: list[bytes], start: int
+    ) -> Iterator[ScannedRecord]:
         def read() -> list[Any]:
-            pipeline = self._client.pipeline(transaction=False)
+            pipeline = server.pipeline(transaction=False)
             for key in keys:
                 pipeline.hmget(key, "digest", "refs", "state", "size", "t")
             return pipeline.execute()
 
-        for key, (digest, refs, state, size, touched) in zip(keys, self._guard(read), strict=True):
+        try:
+            replies = self._guard(read)
+        except (MovedError, AskError) as exc:
+            self._guard_scan_server(server)  # raises: the slot moved
+            raise IndexUnavailable(self.display_url, exc) from exc
+        for key, (digest, refs, state, size, touched) in zip(keys, replies, strict=True):
             if state is None:
                 continue  # deleted since the SCAN saw it
             yield ScannedRecord(
@@ -982,8 +1070,8 @@ class RedisIndex(Index):
             )
 
     def stats(self) -> IndexStats:
-        values = self._guard(
-            lambda: self._client.hmget(
+        values = self._on_namespace_server(
+            lambda server: server.hmget(
                 self._stats_key, "objects", "references", "physical", "logical"
             )
         )
@@ -996,7 +1084,8 @@ class RedisIndex(Index):
             "physical": stats.physical_bytes,
             "logical": stats.logical_bytes,
         }
-        self._guard(lambda: self._client.hset(self._stats_key, mapping=mapping))
+        # Overwriting with the same figures twice is harmless: a MOVED reply is sent again.
+        self._on_namespace_server(lambda server: server.hset(self._stats_key, mapping=mapping))
 
     def set_references(self, name: str, refs: int, *, grace: float) -> SetReferences:
         reply = self._run(
