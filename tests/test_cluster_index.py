@@ -7,6 +7,7 @@ flushes, another for a cluster that is down. URL checks need no server.
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -469,3 +470,62 @@ def test_a_scan_of_a_namespace_whose_slot_is_being_migrated_is_refused(
     finally:
         _stabilise(private_cluster, slot, source, target)
     assert [item.record.name for item in index.scan_records()] == [name]
+
+
+# -- wait_replicas: WAIT covers every write the call made ------------------------------------
+
+
+def _stalled_replica_of_owner(cluster: RedisCluster, namespace: str) -> int:
+    owner = _owner(cluster, _slot(namespace))
+    return next(p for p, (_, _, primary) in _node_ids(cluster).items() if primary == owner)
+
+
+def _first_reply_lost(server: redis.Redis, sent: list[str]) -> None:
+    """Make ``server`` lose the reply of its next script only (it still ran)."""
+    real_parse = server.parse_response
+
+    def parse(connection: Any, command: str, **options: Any) -> Any:
+        sent.append(command)
+        reply = real_parse(connection, command, **options)
+        if command == "EVALSHA" and sent.count("EVALSHA") == 1:
+            raise redis.TimeoutError("Timeout reading from socket")
+        return reply
+
+    server.parse_response = parse  # type: ignore[method-assign]
+
+
+@pytest.mark.slow
+def test_a_retry_after_a_lost_reply_waits_for_the_first_attempts_write_too(
+    private_cluster: RedisCluster,
+) -> None:
+    from dedupstore.exceptions import DeleteOutcomeUnknown
+    from tests.index.test_index_contract import TTL, save
+
+    namespace = f"c-{uuid.uuid4().hex}"
+    index = RedisIndex(
+        private_cluster.url,
+        namespace=namespace,
+        display_url=private_cluster.url,
+        socket_timeout=2.0,  # WAIT blocks up to 1 s
+        wait_timeout=3.0,
+        wait_replicas=1,
+    )
+    save(index, "a")
+    client = index.client
+    server = client.get_redis_connection(client.nodes_manager.get_node_from_slot(_slot(namespace)))
+    sent: list[str] = []
+    _first_reply_lost(server, sent)
+    replica = _stalled_replica_of_owner(private_cluster, namespace)
+    # A stopped replica stays connected (until repl-timeout) with its last acknowledged
+    # offset: WAIT on a connection that wrote nothing counts it at once.
+    private_cluster.kill_node(replica, signal.SIGSTOP)
+    try:
+        # The first attempt ran (its write never reached the replica) and lost its reply;
+        # the retry, answered from the receipt on a new connection, must not claim success.
+        with pytest.raises(DeleteOutcomeUnknown):
+            index.begin_delete(name="a", token="deleter", claim_ttl=TTL)
+    finally:
+        private_cluster.kill_node(replica, signal.SIGCONT)
+        del server.parse_response
+    assert sent.count("EVALSHA") >= 2 and "SET" in sent
+    index.close()

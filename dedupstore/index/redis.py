@@ -378,6 +378,8 @@ class RedisIndex(Index):
         self._stats_key = f"{prefix}:s"
         self._layout_key = f"{prefix}:v"
         #: A key in the namespace's slot that nothing writes (see ``_probe_slot``).
+        #: Written before a retry's WAIT (see ``_wait_for_replicas``).
+        self._wait_mark_key = f"{prefix}:w"
         self._slot_probe_key = f"{prefix}:slot-probe"
         #: Whether the server was seen to run with maxmemory-policy noeviction (and the
         #: index's key layout was checked).
@@ -492,8 +494,14 @@ class RedisIndex(Index):
                 raise IndexUnavailable(self.display_url, exc) from exc
             raise
 
-    def _run_once(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """Run ``script`` on one connection, telling "did not run" from "reply lost"."""
+    def _run_once(
+        self, script: Any, keys: list[str], args: list[Any], *, retry: bool = False
+    ) -> Any:
+        """Run ``script`` on one connection, telling "did not run" from "reply lost".
+
+        ``retry``: an earlier attempt of the same call may have run on another connection
+        (see ``_wait_for_replicas``).
+        """
         if not self._policy_checked:
             try:
                 self._check_eviction_policy()
@@ -504,10 +512,12 @@ class RedisIndex(Index):
                     raise _NotRun(exc) from exc
                 raise
         if self.is_cluster:
-            return self._run_once_on_cluster(script, keys, args)
-        return self._run_on_connection(self._client, script, keys, args)
+            return self._run_once_on_cluster(script, keys, args, retry=retry)
+        return self._run_on_connection(self._client, script, keys, args, retry=retry)
 
-    def _run_once_on_cluster(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _run_once_on_cluster(
+        self, script: Any, keys: list[str], args: list[Any], *, retry: bool = False
+    ) -> Any:
         """Run ``script`` once on the primary owning its slot, following redirections.
 
         A MOVED or ASK reply ran nothing: send again to the node it names. A connection
@@ -525,7 +535,9 @@ class RedisIndex(Index):
         for _ in range(_REDIRECTIONS):
             server = client.get_redis_connection(node)
             try:
-                return self._run_on_connection(server, script, keys, args, asking=asking)
+                return self._run_on_connection(
+                    server, script, keys, args, asking=asking, retry=retry
+                )
             except MovedError as exc:
                 client.nodes_manager.move_slot(exc)
                 node, asking = client.nodes_manager.get_node_from_slot(slot), False
@@ -551,6 +563,7 @@ class RedisIndex(Index):
         args: list[Any],
         *,
         asking: bool = False,
+        retry: bool = False,
     ) -> Any:
         """Run ``script`` on one connection of ``server``'s pool (then ``WAIT``, if asked)."""
         pool = server.connection_pool
@@ -573,7 +586,7 @@ class RedisIndex(Index):
                 server.parse_response(connection, "SCRIPT LOAD")
                 reply = self._evalsha(server, connection, script, keys, args, asking)
             if self.wait_replicas:
-                self._wait_for_replicas(server, connection)
+                self._wait_for_replicas(server, connection, mark=retry)
             return reply
         except redis.BusyLoadingError as exc:
             # The server is still loading its data set: it ran nothing.
@@ -590,12 +603,22 @@ class RedisIndex(Index):
         finally:
             pool.release(connection)
 
-    def _wait_for_replicas(self, server: redis.Redis, connection: Any) -> None:
+    def _wait_for_replicas(self, server: redis.Redis, connection: Any, *, mark: bool) -> None:
         """Send ``WAIT`` after a script; too few acknowledgements count as a lost reply.
 
         The script ran, but a failover before its write reached a replica would undo it:
         the caller must treat it as a call whose outcome is unknown.
+
+        ``WAIT`` waits for the writes of its own connection only. A retry after a lost
+        reply runs on a new connection, and a script answered from its receipt writes
+        nothing: ``WAIT`` would return at once, though the first attempt's write (on the
+        old connection) may not have reached a replica yet. With ``mark``, a write of our
+        own first (``SET <prefix>:w``, gone a minute later) moves this connection's offset
+        past everything the server did before, the first attempt included.
         """
+        if mark:
+            connection.send_command("SET", self._wait_mark_key, b"1", "PX", 60_000)
+            server.parse_response(connection, "SET")
         connection.send_command("WAIT", self.wait_replicas, self._wait_ms)
         acknowledged = int(server.parse_response(connection, "WAIT"))
         if acknowledged < self.wait_replicas:
@@ -669,7 +692,7 @@ class RedisIndex(Index):
             time.sleep(min(pause, left))
             pause = min(pause * 2, 0.5)
             try:
-                return self._run_once(script, keys, args)
+                return self._run_once(script, keys, args, retry=True)
             except _NotRun as exc:
                 refused = exc.__cause__
             except _ReplyLost as exc:
