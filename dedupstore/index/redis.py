@@ -146,6 +146,19 @@ _SAVE_MAYBE_COUNTED = (
     "was returned and nothing was written."
 )
 
+#: What a name reservation whose reply was lost (or too few replicas acknowledged) did.
+_RESERVATION_MAYBE_HELD = (
+    "The name's reservation was sent, but its reply was lost or too few replicas "
+    "acknowledged it: the name may stay reserved until the save's lease lapses. Nothing "
+    "was written."
+)
+#: What a cancelled delete whose outcome is unknown left.
+_CANCEL_MAYBE_LOST = (
+    "Nothing was deleted, but the delete's cancellation (rows still hold the name) was "
+    "not acknowledged by enough replicas: after a failover the name may still be marked "
+    "as being deleted. Run 'manage.py dedupstore verify'."
+)
+
 
 def read_eviction_policy(client: redis.Redis) -> str | None:
     """Return the server's ``maxmemory-policy``, or None if it will not say.
@@ -312,9 +325,10 @@ class RedisIndex(Index):
     ``{<prefix>}`` (see ``tagged_prefix``), so each script runs on the one node that owns
     the namespace's slot.
 
-    ``wait_replicas``: after each script that counts or drops a reference (a save's first
-    call and commit, a delete's decision and commit), send Redis ``WAIT`` for that many
-    replicas on the same connection; fewer acknowledgements in time are reported like a
+    ``wait_replicas``: after each script that counts, drops or reserves (a save's first
+    call, name reservation and commit, a delete's decision, commit and cancellation), send
+    Redis ``WAIT`` for that many replicas on the same connection (a retry writes a mark
+    first, see ``_wait_for_replicas``); fewer acknowledgements in time are reported like a
     lost reply (the write may not survive a failover). None: the URL's ``wait_replicas``
     option, else the ``DEDUPSTORE_INDEX_WAIT_REPLICAS`` setting, else 0 (no WAIT).
     """
@@ -644,12 +658,17 @@ class RedisIndex(Index):
         return server.parse_response(connection, "EVALSHA")
 
     def _run_reporting_sent(
-        self, script: Script | AsyncScript, keys: list[str], args: list[Any]
+        self,
+        script: Script | AsyncScript,
+        keys: list[str],
+        args: list[Any],
+        outcome: str = _SAVE_MAYBE_COUNTED,
     ) -> Any:
         """Run ``script`` once; a lost reply raises ``IndexUnavailable`` with ``sent=True``.
 
-        For a save's first call: a hit counts a reference in the script, so a reply lost
-        after it ran must not be reported as a call that did nothing.
+        For a save's first call (a hit counts a reference in the script, so a reply lost
+        after it ran must not be reported as a call that did nothing) and its name
+        reservation; ``WAIT`` follows, with ``wait_replicas``.
         """
         try:
             return self._run_once(script, keys, args)
@@ -657,7 +676,7 @@ class RedisIndex(Index):
             raise IndexUnavailable(self.display_url, exc.__cause__) from exc.__cause__
         except _ReplyLost as exc:
             raise IndexUnavailable(
-                self.display_url, exc.__cause__, _SAVE_MAYBE_COUNTED, sent=True
+                self.display_url, exc.__cause__, outcome, sent=True
             ) from exc.__cause__
 
     def _run_retrying(
@@ -825,8 +844,10 @@ class RedisIndex(Index):
         return bool(self._run(self._refresh_claim, keys, args))
 
     def reserve_name(self, *, name: str, token: str, digest: str) -> bool:
+        # WAITed for: a reservation lost in a failover would let another save write the
+        # same inner name.
         return bool(
-            self._run(
+            self._run_reporting_sent(
                 self._reserve_name,
                 [
                     self._reservation_prefix + name,
@@ -834,6 +855,7 @@ class RedisIndex(Index):
                     self._quarantine_prefix + name,
                 ],
                 [token, digest, self._claim_prefix, _milliseconds(QUARANTINE_TTL)],
+                _RESERVATION_MAYBE_HELD,
             )
         )
 
@@ -916,8 +938,11 @@ class RedisIndex(Index):
         self, *, name: str, token: str, digest: str, refs: int, size: int, lease: str
     ) -> bool:
         map_digest = digest or lease
+        # It gives references back, so it is WAITed for like a delete's commit, and retried
+        # like one: a second run finds the token gone and changes nothing (it answers 0,
+        # which only leaves "repaired" out of the caller's log line).
         return bool(
-            self._run(
+            self._run_retrying(
                 self._cancel_delete,
                 [
                     self._record_prefix + name,
@@ -927,6 +952,11 @@ class RedisIndex(Index):
                     self._stats_key,
                 ],
                 [token, refs, name, digest, size],
+                # A refused write (a failover) is retried too: the name would stay
+                # "deleting" until a later call takes it over.
+                lambda lost: IndexUnavailable(
+                    self.display_url, lost, _CANCEL_MAYBE_LOST, sent=True
+                ),
             )
         )
 
