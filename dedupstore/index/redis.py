@@ -391,9 +391,9 @@ class RedisIndex(Index):
         #: The statistics counters (tally.lua).
         self._stats_key = f"{prefix}:s"
         self._layout_key = f"{prefix}:v"
-        #: A key in the namespace's slot that nothing writes (see ``_probe_slot``).
         #: Written before a retry's WAIT (see ``_wait_for_replicas``).
         self._wait_mark_key = f"{prefix}:w"
+        #: A key in the namespace's slot that nothing writes (see ``_probe_slot``).
         self._slot_probe_key = f"{prefix}:slot-probe"
         #: Whether the server was seen to run with maxmemory-policy noeviction (and the
         #: index's key layout was checked).
@@ -632,7 +632,12 @@ class RedisIndex(Index):
         """
         if mark:
             connection.send_command("SET", self._wait_mark_key, b"1", "PX", 60_000)
-            server.parse_response(connection, "SET")
+            try:
+                server.parse_response(connection, "SET")
+            except redis.ResponseError as exc:
+                # The script ran (a full Redis refuses only the mark): its replication is
+                # what remains unknown.
+                raise _ReplyLost(exc) from exc
         connection.send_command("WAIT", self.wait_replicas, self._wait_ms)
         acknowledged = int(server.parse_response(connection, "WAIT"))
         if acknowledged < self.wait_replicas:
