@@ -364,7 +364,7 @@ def bench_index_memory(index: str, objects: int) -> dict[str, Any]:
             f"uploads/2026/11/photo-{number:08d}.jpg", ContentFile(number.to_bytes(8, "little") * 8)
         )
     used = client.info("memory")["used_memory"] - before
-    sample = [key for key, _ in zip(client.scan_iter("scale:*"), range(2000), strict=False)]
+    sample = [key for key, _ in zip(client.scan_iter("{scale}:*"), range(2000), strict=False)]
     per_key = [client.memory_usage(key) or 0 for key in sample]
     keys = client.dbsize()
     per_object_keys = statistics.mean(per_key) * keys / objects

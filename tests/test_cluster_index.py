@@ -7,6 +7,7 @@ flushes, another for a cluster that is down. URL checks need no server.
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -373,17 +374,18 @@ def test_a_save_during_a_resharding_of_its_slot_did_not_run_and_says_so(
     target = next(port for port in primaries if port != source)
     _move_slot(private_cluster, slot, target, finish=False)
     try:
-        # A hit's keys (the content map, the counters) are all still on the owner: it runs.
-        assert storage.save("b.txt", ContentFile(b"resharded")) == name
-        # New content: some of the script's keys exist on the owner, some do not: TRYAGAIN.
+        # A hit's keys (the content map entry, the counters) are all still on the owner:
+        # it runs there. New content's map entry is not: some of the hit's keys exist on
+        # the owner, some do not, so TRYAGAIN, and nothing ran.
+        assert storage.save("hit.txt", ContentFile(b"resharded")) == name
         with pytest.raises(IndexUnavailable, match=r"TRYAGAIN|rehashing") as caught:
-            storage.save("c.txt", ContentFile(b"new while resharded"))
+            storage.save("b.txt", ContentFile(b"new content"))
         assert caught.value.sent is False
     finally:
         _stabilise(private_cluster, slot, source, target)
     assert storage.references(name) == 2
-    new = storage.save("c.txt", ContentFile(b"new while resharded"))
-    assert new != name and storage.references(new) == 1
+    assert storage.save("b.txt", ContentFile(b"resharded")) == name
+    assert storage.references(name) == 3
 
 
 @pytest.mark.slow
@@ -446,3 +448,102 @@ def test_a_cluster_that_is_down_runs_nothing_and_says_nothing_was_sent(tmp_path:
         record = f"{tagged_prefix(storage.namespace)}:o:{name}"
         assert owner.hget(record, "refs") == b"2"
         owner.close()
+
+
+@pytest.mark.slow
+def test_the_batch_reads_follow_a_namespace_whose_slot_moved(
+    private_cluster: RedisCluster, tmp_path: Path
+) -> None:
+    storage = _storage(private_cluster.url, tmp_path)
+    names = [storage.save(f"{n}.txt", ContentFile(b"%d" % n)) for n in range(5)]
+    index = storage.index
+    before = index.stats()
+    slot = _slot(storage.namespace)
+    primaries = [p for p, (_, role, _) in _node_ids(private_cluster).items() if role == "master"]
+    target = next(port for port in primaries if port != _owner(private_cluster, slot))
+    _move_slot(private_cluster, slot, target, finish=True)
+    _wait_for(lambda: _owner(private_cluster, slot) == target, "the slot's new owner")
+    # The index still maps the slot to its old owner: MOVED, nothing ran, asked again.
+    assert index.stats() == before
+    assert [record.name for record in index.lookup_many(names) if record] == names
+    assert sorted(item.record.name for item in index.scan_records()) == sorted(names)
+
+
+@pytest.mark.slow
+def test_a_scan_of_a_namespace_whose_slot_is_being_migrated_is_refused(
+    private_cluster: RedisCluster, tmp_path: Path
+) -> None:
+    storage = _storage(private_cluster.url, tmp_path)
+    name = storage.save("a.txt", ContentFile(b"scanned"))
+    index = storage.index
+    slot = _slot(storage.namespace)
+    source = _owner(private_cluster, slot)
+    primaries = [p for p, (_, role, _) in _node_ids(private_cluster).items() if role == "master"]
+    target = next(port for port in primaries if port != source)
+    _move_slot(private_cluster, slot, target, finish=False)
+    try:
+        # SCAN is keyless (no redirection): records already moved would go unseen.
+        with pytest.raises(IndexUnavailable, match="being migrated"):
+            list(index.scan_records())
+    finally:
+        _stabilise(private_cluster, slot, source, target)
+    assert [item.record.name for item in index.scan_records()] == [name]
+
+
+# -- wait_replicas: WAIT covers every write the call made ------------------------------------
+
+
+def _stalled_replica_of_owner(cluster: RedisCluster, namespace: str) -> int:
+    owner = _owner(cluster, _slot(namespace))
+    return next(p for p, (_, _, primary) in _node_ids(cluster).items() if primary == owner)
+
+
+def _first_reply_lost(server: redis.Redis, sent: list[str]) -> None:
+    """Make ``server`` lose the reply of its next script only (it still ran)."""
+    real_parse = server.parse_response
+
+    def parse(connection: Any, command: str, **options: Any) -> Any:
+        sent.append(command)
+        reply = real_parse(connection, command, **options)
+        if command == "EVALSHA" and sent.count("EVALSHA") == 1:
+            raise redis.TimeoutError("Timeout reading from socket")
+        return reply
+
+    server.parse_response = parse  # type: ignore[method-assign]
+
+
+@pytest.mark.slow
+def test_a_retry_after_a_lost_reply_waits_for_the_first_attempts_write_too(
+    private_cluster: RedisCluster,
+) -> None:
+    from dedupstore.exceptions import DeleteOutcomeUnknown
+    from tests.index.test_index_contract import TTL, save
+
+    namespace = f"c-{uuid.uuid4().hex}"
+    index = RedisIndex(
+        private_cluster.url,
+        namespace=namespace,
+        display_url=private_cluster.url,
+        socket_timeout=2.0,  # WAIT blocks up to 1 s
+        wait_timeout=3.0,
+        wait_replicas=1,
+    )
+    save(index, "a")
+    client = index.client
+    server = client.get_redis_connection(client.nodes_manager.get_node_from_slot(_slot(namespace)))
+    sent: list[str] = []
+    _first_reply_lost(server, sent)
+    replica = _stalled_replica_of_owner(private_cluster, namespace)
+    # A stopped replica stays connected (until repl-timeout) with its last acknowledged
+    # offset: WAIT on a connection that wrote nothing counts it at once.
+    private_cluster.kill_node(replica, signal.SIGSTOP)
+    try:
+        # The first attempt ran (its write never reached the replica) and lost its reply;
+        # the retry, answered from the receipt on a new connection, must not claim success.
+        with pytest.raises(DeleteOutcomeUnknown):
+            index.begin_delete(name="a", token="deleter", claim_ttl=TTL)
+    finally:
+        private_cluster.kill_node(replica, signal.SIGCONT)
+        del server.parse_response
+    assert sent.count("EVALSHA") >= 2 and "SET" in sent
+    index.close()

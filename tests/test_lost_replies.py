@@ -63,16 +63,16 @@ def test_a_delete_answered_from_its_receipt_after_its_lease_lapsed_deletes_a_liv
     first_ran = threading.Event()
     network_back = threading.Event()
 
-    def reply_lost_once(script: Any, keys: list[str], args: list[Any]) -> Any:
+    def reply_lost_once(script: Any, keys: list[str], args: list[Any], **options: Any) -> Any:
         # The first begin_delete runs on the real server, then its reply is lost (as over a
         # partition that lasts a while); every later attempt goes through untouched.
         if script is index._begin_delete and not first_ran.is_set():  # type: ignore[attr-defined]
-            original(script, keys, args)
+            original(script, keys, args, **options)
             first_ran.set()
             assert network_back.wait(PATIENCE)
             lost = redis.TimeoutError("reply lost")
             raise redis_index._ReplyLost(lost) from lost
-        return original(script, keys, args)
+        return original(script, keys, args, **options)
 
     index._run_once = reply_lost_once  # type: ignore[attr-defined]
     deleter = Background(lambda: storage.delete("a.txt"))
@@ -100,8 +100,8 @@ def test_a_delete_answered_from_its_receipt_after_its_lease_lapsed_untouched_com
     original = index._run_once  # type: ignore[attr-defined]
     lost_once = threading.Event()
 
-    def reply_lost_once(script: Any, keys: list[str], args: list[Any]) -> Any:
-        result = original(script, keys, args)
+    def reply_lost_once(script: Any, keys: list[str], args: list[Any], **options: Any) -> Any:
+        result = original(script, keys, args, **options)
         if script is index._begin_delete and not lost_once.is_set():  # type: ignore[attr-defined]
             lost_once.set()
             time.sleep(SHORT_TTL * 3)  # the lease lapses meanwhile
@@ -140,13 +140,13 @@ def test_a_busy_reply_after_a_lost_one_is_asked_again(
     original = index._run_once  # type: ignore[attr-defined]
     lost_once = threading.Event()
 
-    def reply_lost_once(script: Any, keys: list[str], args: list[Any]) -> Any:
+    def reply_lost_once(script: Any, keys: list[str], args: list[Any], **options: Any) -> Any:
         if script is index._begin_delete and not lost_once.is_set():  # type: ignore[attr-defined]
             lost_once.set()
             busy(1000)  # the re-runs are answered BUSY for a while
             lost = redis.TimeoutError("reply lost")
             raise redis_index._ReplyLost(lost) from lost
-        return original(script, keys, args)
+        return original(script, keys, args, **options)
 
     index._run_once = reply_lost_once  # type: ignore[attr-defined]
     storage.delete("a.txt")  # the first run never happened; a later one decides

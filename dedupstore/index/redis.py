@@ -146,6 +146,19 @@ _SAVE_MAYBE_COUNTED = (
     "was returned and nothing was written."
 )
 
+#: What a name reservation whose reply was lost (or too few replicas acknowledged) did.
+_RESERVATION_MAYBE_HELD = (
+    "The name's reservation was sent, but its reply was lost or too few replicas "
+    "acknowledged it: the name may stay reserved until the save's lease lapses. Nothing "
+    "was written."
+)
+#: What a cancelled delete whose outcome is unknown left.
+_CANCEL_MAYBE_LOST = (
+    "Nothing was deleted, but the delete's cancellation (rows still hold the name) was "
+    "not acknowledged by enough replicas: after a failover the name may still be marked "
+    "as being deleted. Run 'manage.py dedupstore verify'."
+)
+
 
 def read_eviction_policy(client: redis.Redis) -> str | None:
     """Return the server's ``maxmemory-policy``, or None if it will not say.
@@ -312,9 +325,10 @@ class RedisIndex(Index):
     ``{<prefix>}`` (see ``tagged_prefix``), so each script runs on the one node that owns
     the namespace's slot.
 
-    ``wait_replicas``: after each script that counts or drops a reference (a save's first
-    call and commit, a delete's decision and commit), send Redis ``WAIT`` for that many
-    replicas on the same connection; fewer acknowledgements in time are reported like a
+    ``wait_replicas``: after each script that counts, drops or reserves (a save's first
+    call, name reservation and commit, a delete's decision, commit and cancellation), send
+    Redis ``WAIT`` for that many replicas on the same connection (a retry writes a mark
+    first, see ``_wait_for_replicas``); fewer acknowledgements in time are reported like a
     lost reply (the write may not survive a failover). None: the URL's ``wait_replicas``
     option, else the ``DEDUPSTORE_INDEX_WAIT_REPLICAS`` setting, else 0 (no WAIT).
     """
@@ -377,6 +391,10 @@ class RedisIndex(Index):
         #: The statistics counters (tally.lua).
         self._stats_key = f"{prefix}:s"
         self._layout_key = f"{prefix}:v"
+        #: Written before a retry's WAIT (see ``_wait_for_replicas``).
+        self._wait_mark_key = f"{prefix}:w"
+        #: A key in the namespace's slot that nothing writes (see ``_probe_slot``).
+        self._slot_probe_key = f"{prefix}:slot-probe"
         #: Whether the server was seen to run with maxmemory-policy noeviction (and the
         #: index's key layout was checked).
         self._policy_checked = False
@@ -490,8 +508,14 @@ class RedisIndex(Index):
                 raise IndexUnavailable(self.display_url, exc) from exc
             raise
 
-    def _run_once(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """Run ``script`` on one connection, telling "did not run" from "reply lost"."""
+    def _run_once(
+        self, script: Any, keys: list[str], args: list[Any], *, retry: bool = False
+    ) -> Any:
+        """Run ``script`` on one connection, telling "did not run" from "reply lost".
+
+        ``retry``: an earlier attempt of the same call may have run on another connection
+        (see ``_wait_for_replicas``).
+        """
         if not self._policy_checked:
             try:
                 self._check_eviction_policy()
@@ -502,10 +526,12 @@ class RedisIndex(Index):
                     raise _NotRun(exc) from exc
                 raise
         if self.is_cluster:
-            return self._run_once_on_cluster(script, keys, args)
-        return self._run_on_connection(self._client, script, keys, args)
+            return self._run_once_on_cluster(script, keys, args, retry=retry)
+        return self._run_on_connection(self._client, script, keys, args, retry=retry)
 
-    def _run_once_on_cluster(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _run_once_on_cluster(
+        self, script: Any, keys: list[str], args: list[Any], *, retry: bool = False
+    ) -> Any:
         """Run ``script`` once on the primary owning its slot, following redirections.
 
         A MOVED or ASK reply ran nothing: send again to the node it names. A connection
@@ -523,7 +549,9 @@ class RedisIndex(Index):
         for _ in range(_REDIRECTIONS):
             server = client.get_redis_connection(node)
             try:
-                return self._run_on_connection(server, script, keys, args, asking=asking)
+                return self._run_on_connection(
+                    server, script, keys, args, asking=asking, retry=retry
+                )
             except MovedError as exc:
                 client.nodes_manager.move_slot(exc)
                 node, asking = client.nodes_manager.get_node_from_slot(slot), False
@@ -549,6 +577,7 @@ class RedisIndex(Index):
         args: list[Any],
         *,
         asking: bool = False,
+        retry: bool = False,
     ) -> Any:
         """Run ``script`` on one connection of ``server``'s pool (then ``WAIT``, if asked)."""
         pool = server.connection_pool
@@ -571,7 +600,7 @@ class RedisIndex(Index):
                 server.parse_response(connection, "SCRIPT LOAD")
                 reply = self._evalsha(server, connection, script, keys, args, asking)
             if self.wait_replicas:
-                self._wait_for_replicas(server, connection)
+                self._wait_for_replicas(server, connection, mark=retry)
             return reply
         except redis.BusyLoadingError as exc:
             # The server is still loading its data set: it ran nothing.
@@ -588,12 +617,27 @@ class RedisIndex(Index):
         finally:
             pool.release(connection)
 
-    def _wait_for_replicas(self, server: redis.Redis, connection: Any) -> None:
+    def _wait_for_replicas(self, server: redis.Redis, connection: Any, *, mark: bool) -> None:
         """Send ``WAIT`` after a script; too few acknowledgements count as a lost reply.
 
         The script ran, but a failover before its write reached a replica would undo it:
         the caller must treat it as a call whose outcome is unknown.
+
+        ``WAIT`` waits for the writes of its own connection only. A retry after a lost
+        reply runs on a new connection, and a script answered from its receipt writes
+        nothing: ``WAIT`` would return at once, though the first attempt's write (on the
+        old connection) may not have reached a replica yet. With ``mark``, a write of our
+        own first (``SET <prefix>:w``, gone a minute later) moves this connection's offset
+        past everything the server did before, the first attempt included.
         """
+        if mark:
+            connection.send_command("SET", self._wait_mark_key, b"1", "PX", 60_000)
+            try:
+                server.parse_response(connection, "SET")
+            except redis.ResponseError as exc:
+                # The script ran (a full Redis refuses only the mark): its replication is
+                # what remains unknown.
+                raise _ReplyLost(exc) from exc
         connection.send_command("WAIT", self.wait_replicas, self._wait_ms)
         acknowledged = int(server.parse_response(connection, "WAIT"))
         if acknowledged < self.wait_replicas:
@@ -619,12 +663,17 @@ class RedisIndex(Index):
         return server.parse_response(connection, "EVALSHA")
 
     def _run_reporting_sent(
-        self, script: Script | AsyncScript, keys: list[str], args: list[Any]
+        self,
+        script: Script | AsyncScript,
+        keys: list[str],
+        args: list[Any],
+        outcome: str = _SAVE_MAYBE_COUNTED,
     ) -> Any:
         """Run ``script`` once; a lost reply raises ``IndexUnavailable`` with ``sent=True``.
 
-        For a save's first call: a hit counts a reference in the script, so a reply lost
-        after it ran must not be reported as a call that did nothing.
+        For a save's first call (a hit counts a reference in the script, so a reply lost
+        after it ran must not be reported as a call that did nothing) and its name
+        reservation; ``WAIT`` follows, with ``wait_replicas``.
         """
         try:
             return self._run_once(script, keys, args)
@@ -632,7 +681,7 @@ class RedisIndex(Index):
             raise IndexUnavailable(self.display_url, exc.__cause__) from exc.__cause__
         except _ReplyLost as exc:
             raise IndexUnavailable(
-                self.display_url, exc.__cause__, _SAVE_MAYBE_COUNTED, sent=True
+                self.display_url, exc.__cause__, outcome, sent=True
             ) from exc.__cause__
 
     def _run_retrying(
@@ -667,7 +716,7 @@ class RedisIndex(Index):
             time.sleep(min(pause, left))
             pause = min(pause * 2, 0.5)
             try:
-                return self._run_once(script, keys, args)
+                return self._run_once(script, keys, args, retry=True)
             except _NotRun as exc:
                 refused = exc.__cause__
             except _ReplyLost as exc:
@@ -800,8 +849,10 @@ class RedisIndex(Index):
         return bool(self._run(self._refresh_claim, keys, args))
 
     def reserve_name(self, *, name: str, token: str, digest: str) -> bool:
+        # WAITed for: a reservation lost in a failover would let another save write the
+        # same inner name.
         return bool(
-            self._run(
+            self._run_reporting_sent(
                 self._reserve_name,
                 [
                     self._reservation_prefix + name,
@@ -809,6 +860,7 @@ class RedisIndex(Index):
                     self._quarantine_prefix + name,
                 ],
                 [token, digest, self._claim_prefix, _milliseconds(QUARANTINE_TTL)],
+                _RESERVATION_MAYBE_HELD,
             )
         )
 
@@ -891,8 +943,11 @@ class RedisIndex(Index):
         self, *, name: str, token: str, digest: str, refs: int, size: int, lease: str
     ) -> bool:
         map_digest = digest or lease
+        # It gives references back, so it is WAITed for like a delete's commit, and retried
+        # like one: a second run finds the token gone and changes nothing (it answers 0,
+        # which only leaves "repaired" out of the caller's log line).
         return bool(
-            self._run(
+            self._run_retrying(
                 self._cancel_delete,
                 [
                     self._record_prefix + name,
@@ -902,6 +957,11 @@ class RedisIndex(Index):
                     self._stats_key,
                 ],
                 [token, refs, name, digest, size],
+                # A refused write (a failover) is retried too: the name would stay
+                # "deleting" until a later call takes it over.
+                lambda lost: IndexUnavailable(
+                    self.display_url, lost, _CANCEL_MAYBE_LOST, sent=True
+                ),
             )
         )
 
@@ -922,16 +982,70 @@ class RedisIndex(Index):
             size=int(decoded.get("size", 0)),
         )
 
+    def _namespace_server(self) -> redis.Redis:
+        """Return a client of the server that holds the namespace's keys.
+
+        On a cluster, the primary that owns the namespace's slot (every key of a namespace
+        carries one hash tag), as the cluster client's slot map has it.
+        """
+        if not self.is_cluster:
+            return self._client
+        client = self._cluster()
+        return client.get_redis_connection(client.get_node_from_key(self._stats_key))
+
+    def _on_namespace_server(self, call: Callable[[redis.Redis], T]) -> T:
+        """Run ``call`` (reads, or a write safe to send twice) on the namespace's server.
+
+        Under ``_guard``'s error handling. On a cluster, ``MOVED`` (the slot has a new
+        owner; nothing ran) updates the slot map and sends again; ``ASK`` (the slot is
+        being migrated, some keys already on the other node) is refused like ``TRYAGAIN``:
+        a batch split over two nodes would read half of it from each at different times.
+        """
+
+        def attempt() -> T:
+            for _ in range(_REDIRECTIONS):
+                server = self._namespace_server()
+                try:
+                    return call(server)
+                except MovedError as exc:
+                    self._cluster().nodes_manager.move_slot(exc)
+                except AskError as exc:
+                    raise TryAgainError(
+                        f"the namespace's slot is being migrated ({exc}); try again once "
+                        "the resharding is done"
+                    ) from exc
+                except (redis.ConnectionError, redis.TimeoutError):
+                    if self.is_cluster:
+                        self._topology_stale = True  # a replica may have been promoted
+                    raise
+            self._topology_stale = True
+            raise TryAgainError(f"more than {_REDIRECTIONS} redirections")
+
+        return self._guard(attempt)
+
+    def _probe_slot(self, server: redis.Redis) -> None:
+        """Check that ``server`` owns the namespace's slot and is not migrating it.
+
+        ``EXISTS`` of a key no namespace ever writes: the owner answers 0, any other
+        node ``MOVED``, an owner migrating the slot ``ASK`` (the key is not there). A
+        keyless command such as ``SCAN`` gets no redirection, so this is how a scan knows
+        that it saw every key of the namespace.
+        """
+        server.exists(self._slot_probe_key)
+
     def lookup_many(self, names: list[str]) -> list[ObjectRecord | None]:
-        # One pipelined round trip for the batch.
-        def read() -> list[Any]:
-            pipeline = self._client.pipeline(transaction=False)
+        # One pipelined round trip for the batch, to the one server holding its keys.
+        def read(server: redis.Redis) -> list[Any]:
+            pipeline = server.pipeline(transaction=False)
             for name in names:
                 pipeline.hmget(self._record_prefix + name, "digest", "refs", "state", "size")
             return pipeline.execute()
 
+        if not names:
+            return []
         records: list[ObjectRecord | None] = []
-        for name, (digest, refs, state, size) in zip(names, self._guard(read), strict=True):
+        replies = self._on_namespace_server(read)
+        for name, (digest, refs, state, size) in zip(names, replies, strict=True):
             records.append(
                 None
                 if state is None
@@ -940,8 +1054,12 @@ class RedisIndex(Index):
         return records
 
     def content_names(self, digests: list[str]) -> list[str | None]:
+        if not digests:
+            return []  # MGET needs a key
         keys = [self._map_prefix + digest for digest in digests]
-        values = cast(list[bytes | None], self._guard(lambda: self._client.mget(keys)))
+        values = cast(
+            list[bytes | None], self._on_namespace_server(lambda server: server.mget(keys))
+        )
         return [value.decode() if value is not None else None for value in values]
 
     def forget_content(self, *, digest: str, name: str) -> None:
@@ -949,25 +1067,53 @@ class RedisIndex(Index):
 
     def scan_records(self, *, batch_size: int = 1000) -> Iterator[ScannedRecord]:
         pattern = _GLOB_SPECIAL.sub(r"\\\1", self._record_prefix) + "*"
-        cursor = 0
         start = len(self._record_prefix)
+
+        def owner(server: redis.Redis) -> redis.Redis:
+            if self.is_cluster:
+                self._probe_slot(server)
+            return server
+
+        # A SCAN cursor means something on one server only: keep to the one found here.
+        server = self._on_namespace_server(owner)
+        cursor = 0
         while True:
             cursor, keys = self._guard(
-                functools.partial(self._client.scan, cursor=cursor, match=pattern, count=batch_size)
+                functools.partial(server.scan, cursor=cursor, match=pattern, count=batch_size)
             )
             if keys:
-                yield from self._read_records(cast(list[bytes], keys), start)
+                yield from self._read_records(server, cast(list[bytes], keys), start)
             if cursor == 0:
-                return
+                break
+        if self.is_cluster:
+            # Still the owner, and not migrating: no record left this server unseen.
+            self._guard_scan_server(server)
 
-    def _read_records(self, keys: list[bytes], start: int) -> Iterator[ScannedRecord]:
+    def _guard_scan_server(self, server: redis.Redis) -> None:
+        try:
+            self._guard(lambda: self._probe_slot(server))
+        except (MovedError, AskError) as exc:
+            self._topology_stale = True
+            cause = TryAgainError(f"the namespace's slot moved during the scan ({exc})")
+            raise IndexUnavailable(
+                self.display_url, cause, "The scan saw only part of the records; run again."
+            ) from exc
+
+    def _read_records(
+        self, server: redis.Redis, keys: list[bytes], start: int
+    ) -> Iterator[ScannedRecord]:
         def read() -> list[Any]:
-            pipeline = self._client.pipeline(transaction=False)
+            pipeline = server.pipeline(transaction=False)
             for key in keys:
                 pipeline.hmget(key, "digest", "refs", "state", "size", "t")
             return pipeline.execute()
 
-        for key, (digest, refs, state, size, touched) in zip(keys, self._guard(read), strict=True):
+        try:
+            replies = self._guard(read)
+        except (MovedError, AskError) as exc:
+            self._guard_scan_server(server)  # raises: the slot moved
+            raise IndexUnavailable(self.display_url, exc) from exc
+        for key, (digest, refs, state, size, touched) in zip(keys, replies, strict=True):
             if state is None:
                 continue  # deleted since the SCAN saw it
             yield ScannedRecord(
@@ -982,8 +1128,8 @@ class RedisIndex(Index):
             )
 
     def stats(self) -> IndexStats:
-        values = self._guard(
-            lambda: self._client.hmget(
+        values = self._on_namespace_server(
+            lambda server: server.hmget(
                 self._stats_key, "objects", "references", "physical", "logical"
             )
         )
@@ -996,7 +1142,8 @@ class RedisIndex(Index):
             "physical": stats.physical_bytes,
             "logical": stats.logical_bytes,
         }
-        self._guard(lambda: self._client.hset(self._stats_key, mapping=mapping))
+        # Overwriting with the same figures twice is harmless: a MOVED reply is sent again.
+        self._on_namespace_server(lambda server: server.hset(self._stats_key, mapping=mapping))
 
     def set_references(self, name: str, refs: int, *, grace: float) -> SetReferences:
         reply = self._run(

@@ -552,6 +552,23 @@ class BaseIndexTests:
         save(index, "mine")
         assert [item.record.name for item in index.scan_records()] == ["mine"]
 
+    def test_lookup_many_reads_every_record_of_a_batch_in_order(self, index: Index) -> None:
+        save(index, "a")
+        hit(index, "a")
+        save(index, "b", digest=D2)
+        records = index.lookup_many(["b", "unknown", "a"])
+        assert [(r.name, r.digest, r.refs) if r else None for r in records] == [
+            ("b", D2, 1),
+            None,
+            ("a", D1, 2),
+        ]
+        assert index.lookup_many([]) == []
+
+    def test_content_names_name_what_content_reuse_hands_out(self, index: Index) -> None:
+        save(index, "a")
+        assert index.content_names([D2, D1]) == [None, "a"]
+        assert index.content_names([]) == []
+
     def test_set_references_raises_a_count_at_once(self, index: Index) -> None:
         save(index, "a")
         assert index.set_references("a", 3, grace=TTL) == "raised"
