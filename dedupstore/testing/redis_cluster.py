@@ -35,10 +35,21 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def _ephemeral_start() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def _free_node_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """Return ``count`` ports whose bus ports (+10000) are free too, all at most 55535."""
     ports: list[int] = []
-    candidates = list(range(20000, MAX_NODE_PORT + 1))
+    # Below the kernel's ephemeral range, port and bus port alike: an outgoing connection's
+    # source port can then never take one between this check and the node's bind.
+    highest = min(MAX_NODE_PORT, _ephemeral_start() - 10000 - 1)
+    candidates = list(range(20000, highest + 1 if highest > 21000 else MAX_NODE_PORT + 1))
     random.shuffle(candidates)
     for port in candidates:
         if port in ports:
@@ -94,7 +105,20 @@ class RedisCluster(LoopbackService):
         return "redis+cluster://" + ",".join(f"{self.host}:{port}" for port in self.ports)
 
     def start(self) -> RedisCluster:
-        """Start the nodes, create the cluster, and wait until it is ``ok``."""
+        """Start the nodes, create the cluster, and wait until it is ``ok``.
+
+        A node that exits at start (another process bound its port or bus port after the
+        check) makes the whole start run again on other ports, three times at most.
+        """
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except RedisServerError as exc:
+                if "exited" not in str(exc) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> RedisCluster:
         for program in (self.executable, self.cli):
             if not os.path.exists(program):
                 raise RedisServerError(
