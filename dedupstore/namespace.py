@@ -26,6 +26,8 @@ from blake3 import blake3
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 
+from dedupstore.protocol import backend_of
+
 __all__ = [
     "NAMESPACE_PREFIX",
     "NamespaceUnknown",
@@ -147,8 +149,7 @@ def storage_location(storage: Storage) -> str | None:
     The storage's own ``dedupstore_location()`` comes first, then the storages known by
     class (their subclasses too).
     """
-    hook = getattr(storage, "dedupstore_location", None)
-    told = hook() if callable(hook) else None
+    told = backend_of(storage).dedupstore_location()
     if told is not None:
         return str(told)
     for cls in type(storage).__mro__:

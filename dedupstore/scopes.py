@@ -23,7 +23,10 @@ from typing import Any, cast
 
 from blake3 import blake3
 from django.core.exceptions import ImproperlyConfigured
+from django.core.files.storage import Storage
 from django.utils.module_loading import import_string
+
+from dedupstore.protocol import backend_of
 
 __all__ = [
     "CONTENT_KEY_SEPARATOR",
@@ -126,10 +129,7 @@ def own_reuse_scope(option: str, name: str, owner: str) -> str:
 
 def inner_reuse_scope(inner: object, name: str) -> str:
     """Return the inner storage's own boundary for ``name`` (its hook); ``""`` for none."""
-    hook = getattr(inner, "dedupstore_reuse_scope", None)
-    if hook is None:
-        return ""
-    value = hook(name)
+    value = backend_of(cast(Storage, inner)).dedupstore_reuse_scope(name)
     if not isinstance(value, str):
         raise TypeError(
             f"{type(inner).__name__}.dedupstore_reuse_scope({name!r}) returned {value!r}; "

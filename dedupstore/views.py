@@ -29,6 +29,7 @@ from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
 
 from dedupstore.exceptions import IndexUnavailable
+from dedupstore.protocol import backend_of
 from dedupstore.storage import DedupStorage
 
 __all__ = ["StorageArgument", "serve"]
@@ -230,11 +231,9 @@ def _content_type(name: str) -> str:
 
 def _is_content_addressed(storage: Storage) -> bool:
     """Whether names are derived from the content (IPFS), directly or under a wrapper."""
-    if getattr(type(storage), "content_addressed", False):
-        return True
     if isinstance(storage, DedupStorage):
-        return bool(getattr(type(storage.inner), "content_addressed", False))
-    return False
+        return storage.backend.content_addressed
+    return backend_of(storage).content_addressed
 
 
 def _etag(
