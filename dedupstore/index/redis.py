@@ -137,6 +137,11 @@ _FORGET_CONTENT = _load_script("forget_content")
 _CANCEL_DELETE = _tallied(_load_script("cancel_delete"))
 _SET_REFERENCES = _tallied(_load_script("set_references"))
 _ADD_RECORD = _tallied(_load_script("add_record"))
+_READ_RECORDS = _load_script("read_records")
+_LOOKUP_FIELDS = ("digest", "refs", "state", "size")
+_SCAN_FIELDS = (*_LOOKUP_FIELDS, "t")
+#: Records read per call of read_records.lua (a call blocks the server ~1 µs a record).
+READ_BATCH = 2000
 
 
 #: What a save whose hit (or claim) was sent, with its reply lost, may have done.
@@ -398,6 +403,7 @@ class RedisIndex(Index):
         self._cancel_delete = register(_CANCEL_DELETE)
         self._set_references = register(_SET_REFERENCES)
         self._add_record = register(_ADD_RECORD)
+        self._read_records_script = register(_READ_RECORDS)
 
     def _cluster(self) -> RedisCluster:
         """Return the cluster client, asking a seed node for the slot map the first time.
@@ -923,21 +929,30 @@ class RedisIndex(Index):
         )
 
     def lookup_many(self, names: list[str]) -> list[ObjectRecord | None]:
-        # One pipelined round trip for the batch.
-        def read() -> list[Any]:
-            pipeline = self._client.pipeline(transaction=False)
-            for name in names:
-                pipeline.hmget(self._record_prefix + name, "digest", "refs", "state", "size")
-            return pipeline.execute()
-
         records: list[ObjectRecord | None] = []
-        for name, (digest, refs, state, size) in zip(names, self._guard(read), strict=True):
-            records.append(
-                None
-                if state is None
-                else ObjectRecord(name, digest.decode(), int(refs), state.decode(), int(size or 0))
-            )
+        prefix = self._record_prefix
+        for start in range(0, len(names), READ_BATCH):
+            chunk = names[start : start + READ_BATCH]
+            replies = self._read_fields([prefix + name for name in chunk], _LOOKUP_FIELDS)
+            for name, (digest, refs, state, size) in zip(chunk, replies, strict=True):
+                records.append(
+                    None
+                    if state is None
+                    else ObjectRecord(
+                        name, digest.decode(), int(refs), state.decode(), int(size or 0)
+                    )
+                )
         return records
+
+    def _read_fields(self, keys: list[str] | list[bytes], fields: tuple[str, ...]) -> list[Any]:
+        """Return ``HMGET key *fields`` for each of ``keys``: one script call, not a pipeline.
+
+        Every key of a namespace lies in one slot (its hash tag), so one call serves a
+        cluster too; a pipeline would pay redis-py's per-command cost on each record.
+        """
+        if not keys:
+            return []
+        return cast(list[Any], self._run(self._read_records_script, list(keys), list(fields)))
 
     def content_names(self, digests: list[str]) -> list[str | None]:
         keys = [self._map_prefix + digest for digest in digests]
@@ -947,7 +962,7 @@ class RedisIndex(Index):
     def forget_content(self, *, digest: str, name: str) -> None:
         self._run(self._forget_content, [self._map_prefix + digest], [name])
 
-    def scan_records(self, *, batch_size: int = 1000) -> Iterator[ScannedRecord]:
+    def scan_records(self, *, batch_size: int = READ_BATCH) -> Iterator[ScannedRecord]:
         pattern = _GLOB_SPECIAL.sub(r"\\\1", self._record_prefix) + "*"
         cursor = 0
         start = len(self._record_prefix)
@@ -961,13 +976,8 @@ class RedisIndex(Index):
                 return
 
     def _read_records(self, keys: list[bytes], start: int) -> Iterator[ScannedRecord]:
-        def read() -> list[Any]:
-            pipeline = self._client.pipeline(transaction=False)
-            for key in keys:
-                pipeline.hmget(key, "digest", "refs", "state", "size", "t")
-            return pipeline.execute()
-
-        for key, (digest, refs, state, size, touched) in zip(keys, self._guard(read), strict=True):
+        replies = self._read_fields(keys, _SCAN_FIELDS)
+        for key, (digest, refs, state, size, touched) in zip(keys, replies, strict=True):
             if state is None:
                 continue  # deleted since the SCAN saw it
             yield ScannedRecord(
