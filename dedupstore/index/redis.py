@@ -952,7 +952,9 @@ class RedisIndex(Index):
         """
         if not keys:
             return []
-        return cast(list[Any], self._run(self._read_records_script, list(keys), list(fields)))
+        # Bytes keys (from SCAN) are sent as they are.
+        records = self._run(self._read_records_script, cast(list[str], keys), list(fields))
+        return cast(list[Any], records)
 
     def content_names(self, digests: list[str]) -> list[str | None]:
         keys = [self._map_prefix + digest for digest in digests]
