@@ -86,7 +86,8 @@ def _adopt_batch(
         else:
             report.finding("already_known").add(name=name)
     hashed = 0
-    keys = pool.map(lambda item: stored_content_key(storage, item[0]), unknown)
+    # Hash the whole batch, then record it: the index calls wait for no hashing thread.
+    keys = list(pool.map(lambda item: stored_content_key(storage, item[0]), unknown))
     for (name, held), stored in zip(unknown, keys, strict=True):
         if stored is None:
             if held:
