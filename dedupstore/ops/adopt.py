@@ -4,8 +4,8 @@ For a site moving from django-ipfs-storage, django-cloud-storages or a plain sto
 name the live set holds (and with ``everything``, each object the inner storage lists)
 that the index does not know is hashed and recorded with as many references as rows hold
 it. Names stream a batch at a time (memory stays flat); ``jobs`` objects are read at once
-(for remote backends). The records are the progress: a run that was interrupted and is
-started again skips every name recorded already.
+(for remote backends); a batch is hashed, then recorded. The records are the progress: a
+run that was interrupted and is started again skips every name recorded already.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def _adopt_batch(
         else:
             report.finding("already_known").add(name=name)
     hashed = 0
-    keys = pool.map(lambda item: stored_content_key(storage, item[0]), unknown)
+    # Hash the whole batch, then record it: the index calls wait for no hashing thread.
+    keys = list(pool.map(lambda item: stored_content_key(storage, item[0]), unknown))
     for (name, held), stored in zip(unknown, keys, strict=True):
         if stored is None:
             if held:

@@ -9,8 +9,9 @@ Every command reads with bounded memory: the live set streams in name order
 from __future__ import annotations
 
 import itertools
+import re
 import sys
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BATCH_SIZE",
     "EXAMPLES",
+    "Existence",
     "Findings",
     "Report",
     "batched",
@@ -40,9 +42,15 @@ __all__ = [
 T = TypeVar("T")
 
 #: Names matched against the index and the rows per round trip.
-BATCH_SIZE = 500
+BATCH_SIZE = 2000
 #: Names kept per kind of finding for the report (the counts are always complete).
 EXAMPLES = 20
+#: A directory is listed once, instead of asking ``exists`` per name, when a batch holds
+#: at least this many names in it.
+LIST_AT = 16
+#: Directory listings kept between batches (the live set's name order visits a directory's
+#: files together, but a subdirectory's names can come between them).
+LISTINGS_KEPT = 4
 
 
 def batched(items: Iterable[T], size: int = BATCH_SIZE) -> Iterator[list[T]]:
@@ -204,6 +212,65 @@ def inner_names(storage: DedupStorage, path: str = "") -> Iterator[str]:
         yield f"{path}/{name}" if path else name
     for directory in sorted(directories):
         yield from inner_names(storage, f"{path}/{directory}" if path else directory)
+
+
+#: A name a listing may not find as written: absolute, with a backslash, or with an
+#: empty, ``.`` or ``..`` part.
+_UNUSUAL_NAME = re.compile(r"^/|\\|(?:^|/)\.{0,2}(?:/|$)")
+
+
+class Existence:
+    """Tell which names the inner storage holds: one listing for many names of a directory.
+
+    A name the listing lacks is asked again with ``exists`` (broken links are rare), so a
+    listing older than the object never reports a broken link that is not one. Memory: the
+    listings kept (``LISTINGS_KEPT`` directories). Unusual names, storages that cannot
+    list and directories few names of a batch lie in are asked with ``exists``, which
+    raises what it always raises (``SuspiciousFileOperation`` for a bad name).
+    """
+
+    def __init__(self, storage: DedupStorage) -> None:
+        self.inner = storage.inner
+        self.can_list = True
+        self._listings: OrderedDict[str, frozenset[str]] = OrderedDict()
+
+    def existing(self, names: Iterable[str]) -> set[str]:
+        """Return those of ``names`` the inner storage holds."""
+        found: set[str] = set()
+        by_directory: dict[str, list[tuple[str, str]]] = {}
+        for name in names:
+            if _UNUSUAL_NAME.search(name):
+                if self.inner.exists(name):
+                    found.add(name)
+                continue
+            directory, _, base = name.rpartition("/")
+            by_directory.setdefault(directory, []).append((name, base))
+        for directory, group in by_directory.items():
+            listing: frozenset[str] | None = None
+            if self.can_list and (len(group) >= LIST_AT or directory in self._listings):
+                listing = self._listing(directory)
+            for name, base in group:
+                if (listing is not None and base in listing) or self.inner.exists(name):
+                    found.add(name)
+        return found
+
+    def _listing(self, directory: str) -> frozenset[str] | None:
+        listing = self._listings.get(directory)
+        if listing is not None:
+            self._listings.move_to_end(directory)
+            return listing
+        try:
+            directories, files = self.inner.listdir(directory)
+        except NotImplementedError:
+            self.can_list = False
+            return None
+        except FileNotFoundError:
+            directories, files = [], []
+        listing = frozenset(directories) | frozenset(files)
+        self._listings[directory] = listing
+        if len(self._listings) > LISTINGS_KEPT:
+            self._listings.popitem(last=False)
+        return listing
 
 
 def stored_content_key(storage: DedupStorage, name: str) -> tuple[str, int] | None:

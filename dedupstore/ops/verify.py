@@ -24,6 +24,7 @@ from django.utils import timezone
 from dedupstore import liveset
 from dedupstore.marker import IndexState, index_state
 from dedupstore.ops.base import (
+    Existence,
     Report,
     batched,
     held_counts,
@@ -74,14 +75,22 @@ def verify(
         )
     rows = names = matched = 0
     live = liveset.live_counts(storage)
+    existence = Existence(storage)
     for live_batch in batched(progress(live, enabled=show_progress, description="live set")):
-        records = storage.index.lookup_many([name for name, _ in live_batch])
+        batch_names = [name for name, _ in live_batch]
+        records = storage.index.lookup_many(batch_names)
+        # Whether each object exists, for the whole batch at once (a listing per directory).
+        present = existence.existing(
+            name
+            for name, record in zip(batch_names, records, strict=True)
+            if record is None or record.state == "live"
+        )
         for (name, held), record in zip(live_batch, records, strict=True):
             names += 1
             rows += held
             matched += record is not None
             if record is None:
-                if storage.inner.exists(name):
+                if name in present:
                     report.finding("untracked").add(name=name, rows=held)
                 else:
                     report.finding("broken_links").add(name=name, rows=held)
@@ -93,7 +102,7 @@ def verify(
                 report.finding("undercounted").add(name=name, rows=held, references=record.refs)
             elif record.refs > held:
                 report.finding("overcounted").add(name=name, rows=held, references=record.refs)
-            if not storage.inner.exists(name):
+            if name not in present:
                 report.finding("broken_links").add(name=name, rows=held)
     sources = source_counts(storage)
     # The index's records: a first scan without the database (counts, the most shared,
