@@ -11,11 +11,9 @@ on ``sys.path``. The scripts import it as ``_support`` when run as
 
 from __future__ import annotations
 
-import functools
 import os
 import platform
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +22,9 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from dedupstore.testing.calls import COUNTED_METHODS, InnerCalls  # noqa: E402, F401 (shared with the test suite)
+
 RESULTS = ROOT / "benchmarks" / "results"
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
@@ -64,48 +65,3 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
     }
-
-
-#: The storage methods ``InnerCalls`` counts: every call that can reach the backend.
-COUNTED_METHODS = (
-    "save",
-    "_save",
-    "open",
-    "_open",
-    "exists",
-    "delete",
-    "size",
-    "url",
-    "listdir",
-    "get_available_name",
-    "path",
-)
-
-
-class InnerCalls:
-    """Count every public call that reaches ``storage``; the real method still runs."""
-
-    def __init__(self, storage: Any) -> None:
-        self.storage = storage
-        self.counts: Counter[str] = Counter()
-        for method in COUNTED_METHODS:
-            original = getattr(storage, method, None)
-            if original is not None:
-                setattr(storage, method, self._counting(method, original))
-
-    def _counting(self, method: str, original: Any) -> Any:
-        @functools.wraps(original)
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.counts[method] += 1
-            return original(*args, **kwargs)
-
-        return counted
-
-    @property
-    def total(self) -> int:
-        """Return the number of calls counted since the start or the last ``reset()``."""
-        return sum(self.counts.values())
-
-    def reset(self) -> None:
-        """Start counting from zero again."""
-        self.counts.clear()

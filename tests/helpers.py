@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import io
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -16,51 +14,7 @@ from django.core.files.storage.memory import InMemoryFileNode
 from django.utils.timezone import now
 
 from dedupstore import DedupStorage
-
-COUNTED_METHODS = (
-    "save",
-    "_save",
-    "open",
-    "_open",
-    "exists",
-    "delete",
-    "size",
-    "url",
-    "listdir",
-    "get_available_name",
-    "path",
-)
-
-
-class InnerCalls:
-    """Count every public call that reaches ``storage``; the real method still runs."""
-
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
-        self.counts: Counter[str] = Counter()
-        for method in COUNTED_METHODS:
-            original = getattr(storage, method, None)
-            if original is not None:
-                setattr(storage, method, self._counting(method, original))
-
-    def _counting(self, method: str, original: Any) -> Any:
-        @functools.wraps(original)
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.counts[method] += 1
-            return original(*args, **kwargs)
-
-        return counted
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def reset(self) -> None:
-        self.counts.clear()
-
-    def undo(self) -> None:
-        for method in COUNTED_METHODS:
-            self.storage.__dict__.pop(method, None)
+from dedupstore.testing.calls import COUNTED_METHODS, InnerCalls  # noqa: F401 (re-exported)
 
 
 class FailingInner:
