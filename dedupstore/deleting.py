@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 from typing import TYPE_CHECKING
 
 from django.db import DatabaseError
 
 from dedupstore.exceptions import IndexLost, IndexUnavailable
 from dedupstore.index import DeleteDecision
+from dedupstore.tokens import new_token
 
 if TYPE_CHECKING:
     from dedupstore.storage import DedupStorage
@@ -54,7 +54,7 @@ class DeleteAttempt:
         self.storage = storage
         self.name = name
         #: This attempt's identity in the index: the lease on the content or tombstone.
-        self.token = secrets.token_hex(16)
+        self.token = new_token()
 
     def run(self) -> None:
         storage, name, token = self.storage, self.name, self.token

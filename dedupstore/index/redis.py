@@ -51,6 +51,7 @@ from dedupstore.index.cluster import (
     parse_wait_replicas,
     split_wait_replicas,
 )
+from dedupstore.index.held_connection import HeldConnection
 
 __all__ = [
     "ESCAPED_NAMESPACE_PREFIX",
@@ -377,6 +378,7 @@ class RedisIndex(Index):
                 retry=Retry(NoBackoff(), 0),
             )
             self._get_connection_args = _get_connection_args(self._client.connection_pool)
+            self._held = HeldConnection(self._client.connection_pool)
         if wait_replicas is None:
             wait_replicas = url_wait if url_wait is not None else _wait_replicas_setting()
         #: Replicas a counting script waits for (Redis WAIT); 0: none.
@@ -587,9 +589,15 @@ class RedisIndex(Index):
     ) -> Any:
         """Run ``script`` on one connection of ``server``'s pool (then ``WAIT``, if asked)."""
         pool = server.connection_pool
+        held = self._held if server is self._client else None
+        connection = None
         try:
             # Connects (or reconnects a connection the server closed) before sending.
-            connection = pool.get_connection(*self._get_connection_args)
+            if held is not None:
+                connection = held.acquire()
+            if connection is None:
+                held = None  # another thread has it: take one from the pool
+                connection = pool.get_connection(*self._get_connection_args)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise _NotRun(exc) from exc
         except redis.ResponseError as exc:
@@ -621,7 +629,10 @@ class RedisIndex(Index):
                 raise _NotRun(exc) from exc
             raise
         finally:
-            pool.release(connection)
+            if held is not None:
+                held.release()
+            else:
+                pool.release(connection)
 
     def _wait_for_replicas(self, server: redis.Redis, connection: Any, *, mark: bool) -> None:
         """Send ``WAIT`` after a script; too few acknowledgements count as a lost reply.
@@ -1188,4 +1199,5 @@ class RedisIndex(Index):
                     self._cluster_client.close()
                     self._cluster_client = None
         else:
+            self._held.close()
             self._client.close()
