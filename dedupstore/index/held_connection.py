@@ -66,7 +66,9 @@ def _make_ready(connection: Any) -> None:
     reconnect, so a late reply is never read as the answer to the next command.
     """
     try:
-        connection.connect()
+        # connect() runs redis-py's retry wrapper even when connected: skip it then.
+        if getattr(connection, "_sock", None) is None:
+            connection.connect()
         if connection.can_read():
             raise redis.ConnectionError("Connection has data")
     except (redis.ConnectionError, redis.TimeoutError, OSError):
