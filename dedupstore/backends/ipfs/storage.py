@@ -323,7 +323,23 @@ class _RPCTransport:
         return int(self.client.stat(path.name, offline=True)["Size"])
 
     def exists(self, path: IPFSPath) -> bool:
-        return bool(self.client.pin_ls(path.name, type="all", offline=True))
+        # As on the embedded node: the root is pinned (recursively, as saves pin, or
+        # directly), and a path below it resolves locally. Never `pin ls <root>/<path>` or
+        # `--type=all` of an unpinned CID: Kubo answers those by walking every recursive
+        # pin's DAG, which would slow every verified hit as the repository grows.
+        client = self.client
+        if not any(
+            client.pin_ls(path.root_text, type=kind, offline=True)
+            for kind in ("recursive", "direct")
+        ):
+            return False
+        if not path.segments:
+            return True
+        try:
+            client.stat(path.name, offline=True)
+        except ContentNotFoundError:
+            return False
+        return True
 
     def unpin(self, path: IPFSPath) -> None:
         self.client.pin_rm(path.root_text)
