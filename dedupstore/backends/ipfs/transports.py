@@ -1,5 +1,7 @@
-"""The transports behind ``IPFSStorage``: an embedded node, a Kubo daemon over RPC, a
-node shared with the process that owns its repository."""
+"""The transports behind ``IPFSStorage``: embedded node, Kubo RPC, a shared node.
+
+The shared transport sends what changes the repository to the process that owns it.
+"""
 
 from __future__ import annotations
 
