@@ -365,6 +365,8 @@ class RedisIndex(Index):
             self._cluster_url = parse_cluster_url(url, display_url)
             url_wait = self._cluster_url.wait_replicas
             self._get_connection_args = _get_connection_args(redis.ConnectionPool())
+            #: One node's pool per primary: each call takes a connection of its node's.
+            self._held: HeldConnection | None = None
         else:
             url, url_wait = split_wait_replicas(url, display_url)
             self._client = redis.Redis.from_url(
@@ -589,7 +591,7 @@ class RedisIndex(Index):
     ) -> Any:
         """Run ``script`` on one connection of ``server``'s pool (then ``WAIT``, if asked)."""
         pool = server.connection_pool
-        held = self._held if server is self._client else None
+        held = self._held if self._held is not None and server is self._client else None
         connection = None
         try:
             # Connects (or reconnects a connection the server closed) before sending.
@@ -906,7 +908,9 @@ class RedisIndex(Index):
             [token, "1" if inner_deleted else "0", self._map_prefix, name],
         )
 
-    def begin_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
+    def begin_delete(
+        self, *, name: str, token: str, claim_ttl: float, unreferenced_only: bool = False
+    ) -> DeleteDecision:
         # If the reply is lost, the script runs again with the same token: its receipt
         # (kept well beyond the retries) answers as the first run did, or the first run
         # never happened and this one decides.
@@ -928,6 +932,7 @@ class RedisIndex(Index):
                 _milliseconds(self._receipt_ttl),
                 _milliseconds(TOMBSTONE_TTL),
                 _milliseconds(QUARANTINE_TTL),
+                "1" if unreferenced_only else "0",
             ],
             lambda lost: DeleteOutcomeUnknown(self.display_url, lost, name),
             lambda cause: IndexUnavailable(self.display_url, cause, "Nothing was deleted."),
@@ -1199,5 +1204,6 @@ class RedisIndex(Index):
                     self._cluster_client.close()
                     self._cluster_client = None
         else:
-            self._held.close()
+            if self._held is not None:
+                self._held.close()
             self._client.close()
