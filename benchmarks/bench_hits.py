@@ -68,8 +68,11 @@ def bench_hits(index: str, workdir: Path, count: int, rounds: int) -> dict[str, 
     name = verified.save("hit.bin", ContentFile(payload))
     # The same socket settings as the index's own client.
     ping_client = redis.Redis.from_url(index, socket_timeout=5.0, socket_connect_timeout=5.0)
+    # The least any scripted round trip costs through redis-py: a script that does nothing.
+    empty_script = ping_client.register_script("return 1")
     workloads: dict[str, Callable[[], object]] = {
         "ping": ping_client.ping,
+        "empty script": lambda: empty_script(keys=["bench-hits-empty"], args=[]),
         "verify_hits=True": lambda: verified.save("hit.bin", ContentFile(payload)),
         "verify_hits=False": lambda: unverified.save("hit.bin", ContentFile(payload)),
     }
@@ -78,14 +81,21 @@ def bench_hits(index: str, workdir: Path, count: int, rounds: int) -> dict[str, 
     assert verified.save("other.bin", ContentFile(payload)) == name
     rates: dict[str, list[float]] = {key: [] for key in workloads}
     cpu: dict[str, list[float]] = {key: [] for key in workloads}
+    # Redis's own time per script (INFO commandstats), on the critical path of each hit.
+    server_us: dict[str, list[float]] = {key: [] for key in workloads}
     for _ in range(rounds):
         for key, operation in workloads.items():
+            calls, usec = _script_stats(ping_client)
             rate, cpu_us = _rate(operation, count)
             rates[key].append(rate)
             cpu[key].append(cpu_us)
+            after_calls, after_usec = _script_stats(ping_client)
+            if after_calls > calls:
+                server_us[key].append((after_usec - usec) / (after_calls - calls))
     ping_client.close()
     ping = statistics.median(rates["ping"])
     ping_cpu = statistics.median(cpu["ping"])
+    empty = statistics.median(rates["empty script"])
     rows = []
     for key in ("verify_hits=True", "verify_hits=False"):
         hits = statistics.median(rates[key])
@@ -95,8 +105,10 @@ def bench_hits(index: str, workdir: Path, count: int, rounds: int) -> dict[str, 
                 "case": f"hit, 4 KiB, FileSystemStorage, {key}",
                 "hits_per_s": hits,
                 "ratio_to_ping": hits / ping,
+                "ratio_to_empty_script": hits / empty,
                 "cpu_us_per_hit": hit_cpu,
                 "cpu_us_beyond_ping": hit_cpu - ping_cpu,
+                "redis_us_per_hit_script": statistics.median(server_us[key]),
                 "target": f">= {TARGET_HITS_PER_S}/s (aim: >= {AIM_PING_RATIO} x PING)",
                 "ok": hits >= TARGET_HITS_PER_S,
                 "aim_met": hits / ping >= AIM_PING_RATIO,
@@ -105,11 +117,20 @@ def bench_hits(index: str, workdir: Path, count: int, rounds: int) -> dict[str, 
     return {
         "ping_per_s": ping,
         "ping_cpu_us": ping_cpu,
+        "empty_script_per_s": empty,
+        "empty_script_cpu_us": statistics.median(cpu["empty script"]),
+        "empty_script_redis_us": statistics.median(server_us["empty script"]),
         "load_average": os.getloadavg(),
         "rows": rows,
         "rounds": rounds,
         "count": count,
     }
+
+
+def _script_stats(client: Any) -> tuple[int, int]:
+    """Return how many scripts Redis has run (EVALSHA) and the microseconds they took."""
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
 
 
 def profile_hit(index: str, workdir: Path, count: int) -> None:
@@ -158,11 +179,19 @@ def main() -> None:
         f"PING: {hits['ping_per_s']:.0f}/s, {hits['ping_cpu_us']:.1f} µs CPU each (redis-py, "
         f"same run; load average {hits['load_average'][0]:.1f})"
     )
-    print(f"{'case':<52} {'hits/s':>7} {'x PING':>7} {'CPU µs':>7} {'+PING':>6}  >=3000  0.8x")
+    print(
+        f"Empty script (EVALSHA 'return 1'): {hits['empty_script_per_s']:.0f}/s, "
+        f"{hits['empty_script_cpu_us']:.1f} µs CPU, {hits['empty_script_redis_us']:.1f} µs in Redis"
+    )
+    print(
+        f"{'case':<52} {'hits/s':>7} {'x PING':>7} {'x empty':>7} {'CPU µs':>7} {'+PING':>6} "
+        f"{'Redis µs':>8}  >=3000  0.8x"
+    )
     for row in hits["rows"]:
         print(
             f"{row['case']:<52} {row['hits_per_s']:>7.0f} {row['ratio_to_ping']:>7.2f} "
-            f"{row['cpu_us_per_hit']:>7.1f} {row['cpu_us_beyond_ping']:>6.1f}  "
+            f"{row['ratio_to_empty_script']:>7.2f} {row['cpu_us_per_hit']:>7.1f} "
+            f"{row['cpu_us_beyond_ping']:>6.1f} {row['redis_us_per_hit_script']:>8.1f}  "
             f"{row['ok']!s:<6}  {row['aim_met']}"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)

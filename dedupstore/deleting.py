@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 from typing import TYPE_CHECKING
 
 from django.db import DatabaseError
 
 from dedupstore.exceptions import IndexLost, IndexUnavailable
 from dedupstore.index import DeleteDecision
+from dedupstore.tokens import new_token
 
 if TYPE_CHECKING:
     from dedupstore.storage import DedupStorage
@@ -50,28 +50,39 @@ def failed_inner_delete_note(name: str, *, tracked: bool) -> str:
 class DeleteAttempt:
     """Drop one reference to a validated ``name``; delete the inner object with the last."""
 
-    def __init__(self, storage: DedupStorage, name: str) -> None:
+    def __init__(
+        self, storage: DedupStorage, name: str, *, unreferenced_only: bool = False
+    ) -> None:
         self.storage = storage
         self.name = name
+        #: gc: delete only a record that still has no reference (see ``Index.begin_delete``).
+        self.unreferenced_only = unreferenced_only
         #: This attempt's identity in the index: the lease on the content or tombstone.
-        self.token = secrets.token_hex(16)
+        self.token = new_token()
 
-    def run(self) -> None:
+    def run(self) -> str:
+        """Return what became of the object: ``deleted``, ``kept`` (references remain, or
+        rows hold it: the database guard), or ``done`` (an earlier run dropped ours)."""
         storage, name, token = self.storage, self.name, self.token
         decision = storage._until_decided(
-            lambda: storage.index.begin_delete(name=name, token=token, claim_ttl=storage.claim_ttl),
+            lambda: storage.index.begin_delete(
+                name=name,
+                token=token,
+                claim_ttl=storage.claim_ttl,
+                unreferenced_only=self.unreferenced_only,
+            ),
             repr(name),
         )
         if decision.action in ("kept", "done"):
             # "done": a run whose reply was lost dropped our reference already.
-            return
+            return decision.action
         # "delete": the last reference went, we hold the content's claim. "unknown": no
         # record, we hold a tombstone on the name. The keeper renews either lease.
         keeper = storage._claim_keeper
         keeper.keep(decision.digest, token)
         try:
             if storage.db_guard and self._kept_for_rows(decision):
-                return
+                return "kept"
             self._delete_inner(tracked=decision.action == "delete")
             try:
                 storage.index.commit_delete(name=name, digest=decision.digest, token=token)
@@ -88,6 +99,7 @@ class DeleteAttempt:
             raise
         finally:
             keeper.release(token)
+        return "deleted"
 
     def _delete_inner(self, *, tracked: bool) -> None:
         try:

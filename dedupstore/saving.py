@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -24,6 +23,7 @@ from dedupstore import naming
 from dedupstore.exceptions import IndexUnavailable
 from dedupstore.hashing import HashedContent
 from dedupstore.index import CommitDecision, SaveDecision
+from dedupstore.tokens import new_token
 from dedupstore.utils import rewritable
 from dedupstore.written import WrittenContent
 
@@ -71,7 +71,7 @@ class SaveAttempt:
         self.max_length = max_length
         self.reuse: Reuse = reuse or storage.reuse
         #: This attempt's identity in the index: its claim, reservations and replace lock.
-        self.token = secrets.token_hex(16)
+        self.token = new_token()
         #: When the elapsed time of the next commit counts from, and the count of finished
         #: deletes the index reported then (see ``Index.commit_save``).
         self.asked = time.monotonic()

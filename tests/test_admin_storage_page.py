@@ -73,6 +73,7 @@ def test_the_storage_page_in_headless_chromium(
     ops: DedupStorage, live_server: Any, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     User.objects.create_superuser("admin", "admin@example.com", "pw-for-tests")
     with headless_chromium() as driver:
@@ -80,6 +81,8 @@ def test_the_storage_page_in_headless_chromium(
         driver.find_element(By.NAME, "username").send_keys("admin")
         driver.find_element(By.NAME, "password").send_keys("pw-for-tests")
         driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+        # click() does not wait for the next page; a long deadline for a busy machine.
+        WebDriverWait(driver, 120).until(lambda d: "/admin/login/" not in d.current_url)
         driver.get(f"{live_server.url}/admin/dedupstore/indexmarker/")
         driver.find_element(By.LINK_TEXT, "STORAGES['ops']").click()
         stats = driver.find_element(By.ID, "dedupstore-stats").text

@@ -63,6 +63,14 @@ def _log_in(driver: Any, base: str) -> None:
     driver.find_element(By.NAME, "username").send_keys("admin")
     driver.find_element(By.NAME, "password").send_keys("pw-for-tests")
     driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    _wait_until_left(driver, "/admin/login/")
+
+
+def _wait_until_left(driver: Any, path: str) -> None:
+    """Wait until the browser has navigated away from ``path`` (click() does not wait)."""
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    WebDriverWait(driver, 120).until(lambda d: path not in d.current_url)
 
 
 def _upload(driver: Any, base: str, path: Path) -> None:
@@ -70,9 +78,18 @@ def _upload(driver: Any, base: str, path: Path) -> None:
 
     driver.get(f"{base}/admin/testapp/poster/add/")
     driver.find_element(By.NAME, "image").send_keys(str(path))
+    from selenium.webdriver.support.wait import WebDriverWait
+
     driver.find_element(By.NAME, "_save").click()
-    assert "/admin/testapp/poster/" in driver.current_url
-    assert "was added successfully" in driver.page_source
+    # click() does not wait for the next page: wait for the change list (a long deadline,
+    # for a busy machine), not the add form that may still be showing.
+    WebDriverWait(driver, 120).until(
+        lambda d: (
+            d.current_url.rstrip("/").endswith("/admin/testapp/poster")
+            or "errornote" in d.page_source
+        )
+    )
+    assert "was added successfully" in driver.page_source, driver.page_source[-2000:]
 
 
 def test_a_duplicate_admin_upload_reuses_the_stored_file_and_its_link_opens(

@@ -470,3 +470,42 @@ def test_a_temporary_upload_that_must_be_written_again_is_written_again(
     finally:
         upload.close()
     assert read_all(storage, name) == b"uploaded" and storage.references(name) == 1
+
+
+@pytest.mark.django_db
+def test_gc_keeps_an_object_that_a_hit_by_name_references_during_its_delete(
+    index_url: str, tmp_path: Path
+) -> None:
+    """gc looks a last time, then deletes: a hit by name in between must keep the object."""
+    from dedupstore.ops.base import Report
+    from dedupstore.ops.gc import _delete_unreferenced
+
+    storage = DedupStorage(
+        inner={
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media")},
+        },
+        index=index_url,
+        namespace=f"test-{uuid.uuid4().hex}",
+        reuse="name",
+    )
+    name = storage.save("unreferenced.bin", ContentFile(b"nobody holds me yet"))
+    digest = storage.index.lookup(name).digest  # type: ignore[union-attr]
+    storage.index.set_references(name, 0, grace=0)  # gc's candidate: refs 0, no row
+    index: Any = storage.index
+    look = index.lookup
+
+    def lookup_then_a_hit(looked_up: str) -> Any:
+        record = look(looked_up)
+        # The hit by name lands after gc's last look and before its delete.
+        assert storage.save(name, ContentFile(b"nobody holds me yet")) == name
+        return record
+
+    index.lookup = lookup_then_a_hit
+    try:
+        _delete_unreferenced(storage, Report("gc", "test", storage.namespace), name, digest)
+    finally:
+        index.lookup = look
+    assert storage.exists(name)
+    assert storage.references(name) == 1
+    assert read_all(storage, name) == b"nobody holds me yet"

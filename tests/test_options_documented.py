@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dedupstore.backends.appwrite.options import APPWRITE_OPTIONS
-from dedupstore.backends.ipfs.storage import IPFS_STORAGE_OPTIONS
+from dedupstore.backends.ipfs.options import IPFS_STORAGE_OPTIONS
 from dedupstore.options import DEDUP_OPTIONS, OptionTable
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

@@ -206,8 +206,15 @@ class Index(abc.ABC):
         """Undo ``begin_replace`` after a failed write."""
 
     @abc.abstractmethod
-    def begin_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
-        """Drop one reference to ``name``; on the last, claim it for deletion."""
+    def begin_delete(
+        self, *, name: str, token: str, claim_ttl: float, unreferenced_only: bool = False
+    ) -> DeleteDecision:
+        """Drop one reference to ``name``; on the last, claim it for deletion.
+
+        ``unreferenced_only`` (``gc``): claim it only while it is a live record with no
+        reference, in the same atomic step, else answer ``kept`` and change nothing; a
+        reference counted since the caller looked (a hit by name) keeps the object.
+        """
 
     @abc.abstractmethod
     def commit_delete(self, *, name: str, digest: str, token: str) -> None:

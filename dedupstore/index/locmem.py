@@ -520,11 +520,22 @@ class LocMemIndex(Index):
                 self._store.content.setdefault(self._prefix + record.digest, name)
 
     @_tallied
-    def begin_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
+    def begin_delete(
+        self, *, name: str, token: str, claim_ttl: float, unreferenced_only: bool = False
+    ) -> DeleteDecision:
         with self._store.lock:
             receipt = self._receipt(token)
             if isinstance(receipt, DeleteDecision):
                 return self._delete_again(receipt, name=name, token=token, claim_ttl=claim_ttl)
+            if unreferenced_only:
+                record = self._store.records.get(self._prefix + name)
+                if record is None or record.state != "live" or record.refs != 0:
+                    # gc's delete: a reference counted since it looked keeps the object.
+                    return DeleteDecision(
+                        "kept",
+                        digest=record.digest if record else "",
+                        refs=record.refs if record else 0,
+                    )
             decision = self._decide_delete(name=name, token=token, claim_ttl=claim_ttl)
             return decision if decision.action == "wait" else self._decided(token, decision)
 

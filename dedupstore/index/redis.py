@@ -51,6 +51,7 @@ from dedupstore.index.cluster import (
     parse_wait_replicas,
     split_wait_replicas,
 )
+from dedupstore.index.held_connection import HeldConnection
 
 __all__ = [
     "ESCAPED_NAMESPACE_PREFIX",
@@ -364,6 +365,8 @@ class RedisIndex(Index):
             self._cluster_url = parse_cluster_url(url, display_url)
             url_wait = self._cluster_url.wait_replicas
             self._get_connection_args = _get_connection_args(redis.ConnectionPool())
+            #: One node's pool per primary: each call takes a connection of its node's.
+            self._held: HeldConnection | None = None
         else:
             url, url_wait = split_wait_replicas(url, display_url)
             self._client = redis.Redis.from_url(
@@ -377,6 +380,7 @@ class RedisIndex(Index):
                 retry=Retry(NoBackoff(), 0),
             )
             self._get_connection_args = _get_connection_args(self._client.connection_pool)
+            self._held = HeldConnection(self._client.connection_pool)
         if wait_replicas is None:
             wait_replicas = url_wait if url_wait is not None else _wait_replicas_setting()
         #: Replicas a counting script waits for (Redis WAIT); 0: none.
@@ -587,9 +591,15 @@ class RedisIndex(Index):
     ) -> Any:
         """Run ``script`` on one connection of ``server``'s pool (then ``WAIT``, if asked)."""
         pool = server.connection_pool
+        held = self._held if self._held is not None and server is self._client else None
+        connection = None
         try:
             # Connects (or reconnects a connection the server closed) before sending.
-            connection = pool.get_connection(*self._get_connection_args)
+            if held is not None:
+                connection = held.acquire()
+            if connection is None:
+                held = None  # another thread has it: take one from the pool
+                connection = pool.get_connection(*self._get_connection_args)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise _NotRun(exc) from exc
         except redis.ResponseError as exc:
@@ -621,7 +631,10 @@ class RedisIndex(Index):
                 raise _NotRun(exc) from exc
             raise
         finally:
-            pool.release(connection)
+            if held is not None:
+                held.release()
+            else:
+                pool.release(connection)
 
     def _wait_for_replicas(self, server: redis.Redis, connection: Any, *, mark: bool) -> None:
         """Send ``WAIT`` after a script; too few acknowledgements count as a lost reply.
@@ -895,7 +908,9 @@ class RedisIndex(Index):
             [token, "1" if inner_deleted else "0", self._map_prefix, name],
         )
 
-    def begin_delete(self, *, name: str, token: str, claim_ttl: float) -> DeleteDecision:
+    def begin_delete(
+        self, *, name: str, token: str, claim_ttl: float, unreferenced_only: bool = False
+    ) -> DeleteDecision:
         # If the reply is lost, the script runs again with the same token: its receipt
         # (kept well beyond the retries) answers as the first run did, or the first run
         # never happened and this one decides.
@@ -917,6 +932,7 @@ class RedisIndex(Index):
                 _milliseconds(self._receipt_ttl),
                 _milliseconds(TOMBSTONE_TTL),
                 _milliseconds(QUARANTINE_TTL),
+                "1" if unreferenced_only else "0",
             ],
             lambda lost: DeleteOutcomeUnknown(self.display_url, lost, name),
             lambda cause: IndexUnavailable(self.display_url, cause, "Nothing was deleted."),
@@ -1188,4 +1204,6 @@ class RedisIndex(Index):
                     self._cluster_client.close()
                     self._cluster_client = None
         else:
+            if self._held is not None:
+                self._held.close()
             self._client.close()

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from dedupstore.deleting import DeleteAttempt
 from dedupstore.exceptions import IndexLost
 from dedupstore.marker import IndexState, index_state
 from dedupstore.ops.base import (
@@ -101,7 +102,16 @@ def _delete_unreferenced(storage: DedupStorage, report: Report, name: str, diges
     if record is None or record.state != "live" or record.refs != 0:
         report.finding("kept").add(name=name, reason="referenced again")
         return
-    _delete(storage, report, name)
+    # The delete itself checks again, atomically: a hit after that look keeps the object.
+    try:
+        outcome = DeleteAttempt(storage, name, unreferenced_only=True).run()
+    except (IndexLost, OSError) as exc:
+        report.finding("failed").add(name=name, error=f"{type(exc).__name__}: {exc}")
+        return
+    if outcome == "deleted":
+        report.finding("deleted").add(name=name)
+    else:
+        report.finding("kept").add(name=name, reason="referenced again, or rows hold it")
 
 
 def _delete(storage: DedupStorage, report: Report, name: str) -> None:

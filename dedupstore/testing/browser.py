@@ -59,6 +59,9 @@ def headless_chromium() -> Iterator[Any]:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    # find_element waits for an element the next page has not rendered yet: a long
+    # deadline, so a busy machine slows a test down instead of failing it.
+    driver.implicitly_wait(60)
     try:
         yield driver
     finally:

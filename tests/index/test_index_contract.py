@@ -369,6 +369,29 @@ class BaseIndexTests:
         index.commit_delete(name="a", digest=D1, token="t")
         assert index.lookup("a") is None
 
+    def test_begin_delete_of_unreferenced_only_keeps_a_record_a_reference_came_back_to(
+        self, index: Index
+    ) -> None:
+        save(index, "a")
+        index.set_references("a", 0, grace=0)
+        hit(index, "a")  # after gc looked: refs 1 again
+        decision = index.begin_delete(name="a", token="t", claim_ttl=TTL, unreferenced_only=True)
+        assert (decision.action, decision.refs) == ("kept", 1)
+        record = index.lookup("a")
+        assert (record.state, record.refs) == ("live", 1)  # type: ignore[union-attr]
+        untracked = index.begin_delete(name="b", token="t", claim_ttl=TTL, unreferenced_only=True)
+        assert untracked.action == "kept"  # no tombstone, nothing claimed
+        assert index.begin_delete(name="b", token="u", claim_ttl=TTL).action == "unknown"
+
+    def test_begin_delete_of_unreferenced_only_claims_a_record_with_no_reference(
+        self, index: Index
+    ) -> None:
+        save(index, "a")
+        index.set_references("a", 0, grace=0)
+        decision = index.begin_delete(name="a", token="t", claim_ttl=TTL, unreferenced_only=True)
+        assert (decision.action, decision.digest) == ("delete", D1)
+        assert index.lookup("a").state == "deleting"  # type: ignore[union-attr]
+
     def test_begin_delete_of_an_untracked_name_holds_a_tombstone(self, index: Index) -> None:
         decision = index.begin_delete(name="a", token="t", claim_ttl=TTL)
         assert (decision.action, decision.digest) == ("unknown", "untracked-delete:t:a")

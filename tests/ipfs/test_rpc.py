@@ -193,3 +193,22 @@ def test_not_a_kubo_endpoint(rpc_server: KuboRPCTestServer) -> None:
     with pytest.raises(IPFSRPCError, match="HTTP 404"):
         client._post("no/such/command")
     assert client.version()["Version"]
+
+
+def test_exists_below_a_pinned_root_never_asks_kubo_for_an_indirect_pin(
+    rpc_server: KuboRPCTestServer,
+) -> None:
+    # Kubo answers `pin ls <root>/<path>` (or any unpinned CID with --type=all) by walking
+    # every recursive pin's DAG: a hit's exists() would slow down with the repository.
+    storage = IPFSStorage(api_url=rpc_server.url, wrap_with_directory=True)
+    name = storage.save("letter.pdf", ContentFile(b"%PDF wrapped"))
+    root = name.split("/")[0]
+    rpc_server.requests.clear()
+    assert storage.exists(name)
+    assert not storage.exists(f"{root}/absent.pdf")
+    assert not storage.exists(ABSENT)
+    pin_queries = [r for r in rpc_server.requests if r.command == "pin/ls"]
+    assert pin_queries
+    for query in pin_queries:
+        assert query.params["arg"][0].count("/") == 2, query.params  # /ipfs/<root> only
+        assert query.params["type"] != ["all"] and query.params["type"] != ["indirect"]

@@ -11,7 +11,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage, storages
 
 from dedupstore.backends.ipfs import IPFSStorage
-from dedupstore.backends.ipfs.storage import _RPCTransport, _SharedTransport
+from dedupstore.backends.ipfs.transports import _RPCTransport, _SharedTransport
 
 CID = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
 

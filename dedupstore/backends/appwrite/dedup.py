@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
 from typing import Any, cast
 
@@ -13,6 +12,7 @@ from django.utils.deconstruct import deconstructible
 
 from dedupstore.exceptions import IndexUnavailable
 from dedupstore.storage import DedupStorage
+from dedupstore.tokens import new_token
 from dedupstore.utils import is_seekable
 
 from .options import APPWRITE_OPTIONS
@@ -103,7 +103,7 @@ class DedupAppwriteStorage(DedupStorage):
             or remote.signature != _content_md5(hashed.content)
         ):
             return None
-        token = secrets.token_hex(16)
+        token = new_token()
         asked = time.monotonic()
         decision = self._until_decided(
             lambda: self.index.begin_save(

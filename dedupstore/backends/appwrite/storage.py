@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import io
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from typing import IO, Any, TypeVar, cast
+from datetime import datetime
+from typing import IO, Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
@@ -26,14 +24,11 @@ from django.utils.deconstruct import deconstructible
 from dedupstore.protocol import DedupBackend
 from dedupstore.utils import prepare_save
 
+from .calls import call_sdk, pause, translate_error
 from .errors import (
-    _AUTH_ERROR_TYPES,
-    _NOT_FOUND_TYPES,
     _RETRY_STATUSES,
-    AppwriteAuthError,
     AppwriteConflict,
     AppwriteStorageError,
-    AppwriteUnavailable,
     _cause,
     _error_body,
     _Failure,
@@ -41,6 +36,7 @@ from .errors import (
 from .ids import ID_MAX_LENGTH, bucket_id_for, file_id_for
 from .options import APPWRITE_OPTIONS
 from .reader import READ_BUFFER_SIZE, AppwriteFile, _RangedReader
+from .tokens import file_token, forget_token
 from .transport import _client_with_transport, _Transport
 from .upload import _UploadSource, upload_chunks
 
@@ -185,74 +181,15 @@ class AppwriteStorage(DedupBackend, Storage):
     # -- errors --------------------------------------------------------------------
 
     def _translate(self, exc: Exception, name: str, *, bucket: str | None = None) -> Exception:
-        """Turn an ``AppwriteException`` into the exception a Django caller expects.
-
-        Errors are told apart by ``code`` and ``type`` only, never by message text.
-        """
-        code = int(getattr(exc, "code", 0) or 0)
-        error_type = getattr(exc, "type", None)
-        message = getattr(exc, "message", exc)
-        where = f"Appwrite at {self.endpoint} (project {self.project_id!r})"
-        if code == 0:
-            # ``message`` may be a requests exception holding the request, and so the
-            # key: keep only its text.
-            if isinstance(message, requests.Timeout):
-                detail = f"no answer within {self.timeout}s"
-            else:
-                detail = str(message)
-            return AppwriteUnavailable(
-                f"{where} is unreachable while handling {name!r}: {detail}",
-                endpoint=self.endpoint,
-            )
-        if code in (401, 403, 404) and error_type in _AUTH_ERROR_TYPES:
-            return AppwriteAuthError(
-                f"{where} rejected this storage's credentials ({error_type}: {message}). "
-                "Check APPWRITE_PROJECT_ID and that APPWRITE_API_KEY is a key of that project "
-                "with the files.read, files.write, buckets.read and buckets.write scopes (and "
-                "tokens.write for url() links with file tokens).",
-                code=code,
-                type=error_type,
-                endpoint=self.endpoint,
-            )
-        if code == 404 and error_type in _NOT_FOUND_TYPES:
-            if error_type == "storage_bucket_not_found":
-                if bucket:
-                    self._missing_buckets.add(bucket)
-                detail = f"no bucket {bucket!r}" if bucket else "no such bucket"
-            else:
-                detail = f"no such file in bucket {bucket!r}" if bucket else "no such file"
-            return FileNotFoundError(errno.ENOENT, f"No such file in {where} ({detail})", name)
-        if code == 404 and error_type is None:
-            return AppwriteStorageError(
-                f"{where} has no such route (HTTP 404 without an Appwrite error body): "
-                "is the endpoint right? It normally ends with '/v1'.",
-                code=code,
-                endpoint=self.endpoint,
-            )
-        return AppwriteStorageError(
-            f"{where} failed on {name!r}: {code} {error_type}: {message}",
-            code=code,
-            type=error_type,
-            endpoint=self.endpoint,
-        )
+        """Turn an ``AppwriteException`` into the exception a Django caller expects."""
+        return translate_error(self, exc, name, bucket=bucket)
 
     def _pause(self, attempt: int) -> None:
-        time.sleep(min(self.retry_backoff * (2**attempt), self.max_retry_wait))
+        pause(self, attempt)
 
     def _call(self, operation: Callable[[Any], T], name: str, *, bucket: str | None = None) -> T:
         """Run one SDK call, retrying 429 "busy" and 503 answers with backoff."""
-        from appwrite.exception import AppwriteException
-
-        attempt = 0
-        while True:
-            try:
-                return operation(self.sdk)
-            except AppwriteException as exc:
-                if exc.code in _RETRY_STATUSES and attempt < self.retry_attempts:
-                    self._pause(attempt)
-                    attempt += 1
-                    continue
-                raise self._translate(exc, name, bucket=bucket) from _cause(exc)
+        return call_sdk(self, operation, name, bucket=bucket)
 
     # -- names ---------------------------------------------------------------------
 
@@ -401,43 +338,12 @@ class AppwriteStorage(DedupBackend, Storage):
             f"{quote(file_id, safe='')}/view?{urlencode(query)}"
         )
 
-    def _token_cache_key(self, bucket: str, file_id: str) -> str:
-        identity = "\n".join((self.endpoint, self.project_id or "", bucket, file_id))
-        digest = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
-        return f"dedupstore:appwrite-token:{digest}"
-
     def _file_token(self, bucket: str, file_id: str, name: str, lifetime: int) -> str:
         """Return a cached or new file token's secret; "" when the file is missing."""
-        from appwrite.services.tokens import Tokens
-        from django.core.cache import caches
-
-        cache = caches[self.url_cache]
-        key = self._token_cache_key(bucket, file_id)
-        cached = cache.get(key)
-        if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == lifetime:
-            return cast(str, cached[1])
-        expires = datetime.now(UTC) + timedelta(seconds=lifetime)
-        try:
-            token = self._call(
-                lambda _sdk: Tokens(self.client).create_file_token(
-                    bucket, file_id, expire=_appwrite_date(expires)
-                ),
-                name,
-                bucket=bucket,
-            )
-        except FileNotFoundError:
-            return ""
-        # Cached for half the token's life: a link taken from the cache still opens for
-        # at least lifetime / 2 seconds. delete() drops it: a file saved again under the
-        # same ID is another file, which the old token does not open.
-        cache.set(key, (lifetime, token.secret), timeout=lifetime // 2)
-        return cast(str, token.secret)
+        return file_token(self, bucket, file_id, name, lifetime)
 
     def _forget_token(self, bucket: str, file_id: str) -> None:
-        from django.core.cache import caches
-
-        with contextlib.suppress(Exception):  # a cache outage must not fail a delete
-            caches[self.url_cache].delete(self._token_cache_key(bucket, file_id))
+        forget_token(self, bucket, file_id)
 
     def _open(self, name: str, mode: str = "rb") -> File:
         if set(mode) - {"r", "b"} or "r" not in mode:
@@ -696,8 +602,3 @@ class AppwriteStorage(DedupBackend, Storage):
                 raise
         except AppwriteException:  # pragma: no cover - _call translates
             raise
-
-
-def _appwrite_date(moment: datetime) -> str:
-    """Format a UTC datetime as Appwrite writes dates (``Y-m-d\\TH:i:s.vP``)."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+00:00"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .storage import IPFS_STORAGE_OPTIONS
+from .options import IPFS_STORAGE_OPTIONS
 
 if TYPE_CHECKING:
     from dedupstore.backends.compat import InterPlanetaryFileSystemStorage

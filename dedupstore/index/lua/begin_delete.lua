@@ -5,6 +5,7 @@
 -- ARGV[1] token   ARGV[2] claim ttl (ms)   ARGV[3] map key prefix
 -- ARGV[4] claim key prefix   ARGV[5] name   ARGV[6] receipt lifetime (ms)
 -- ARGV[7] tombstone lifetime (ms)   ARGV[8] quarantine lifetime (ms)
+-- ARGV[9] '1': only a live record with no reference (gc), else 'kept', nothing changed
 --
 -- Replies: {action, digest, refs, wait ms}, action one of 'unknown' (digest: the
 -- untracked delete's lease), 'kept' (refs: those left), 'delete', 'wait', 'done'.
@@ -38,6 +39,10 @@ local function decided(reply)
 end
 local f = redis.call('HMGET', KEYS[1], 'state', 'refs', 'digest', 'token', 'lease')
 local state, digest = f[1], f[3]
+if ARGV[9] == '1' and not (state == 'live' and tonumber(f[2]) == 0) then
+  -- gc's delete: a reference counted since it looked (a hit by name) keeps the object.
+  return {'kept', digest or '', f[2] or '0', '0'}
+end
 if not state then
   -- Untracked: stored before the wrapper, deleted already, or the index was lost. A save
   -- of this very name may have written its object and not committed yet: hold a tombstone
