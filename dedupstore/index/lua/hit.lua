@@ -11,14 +11,14 @@
 local digest, maxlen = ARGV[2], tonumber(ARGV[3])
 local name, key = ARGV[4], KEYS[1]
 if ARGV[1] == 'content' then
-  name = redis.call('GET', KEYS[1])
+  name = map_get(KEYS[1])
   if not name then return nil end
   -- Computed, not declared: the map names it; both carry the namespace's one prefix.
   key = ARGV[4] .. name
 end
-local f = redis.call('HMGET', key, 'state', 'digest', 'nlen')
+local f = rec_hmget(key, 'state', 'digest', 'nlen')
 if f[1] == 'live' and f[2] == digest and (maxlen == 0 or tonumber(f[3]) <= maxlen) then
-  redis.call('HINCRBY', key, 'refs', 1)
+  rec_hincrby(key, 'refs', 1)
   tally_hit(KEYS[2], key)
   return {'hit', name}
 end

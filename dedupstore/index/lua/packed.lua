@@ -1,0 +1,342 @@
+-- Snippet: layout 3's packed records and content maps (see docs/internals.md, "Layout 3").
+-- Prepended to every script that touches an object record or a content map.
+--
+-- The scripts still name a record by its logical key {p}:o:<name> and a content map by
+-- {p}:d:<digest> (declared in KEYS: same hash tag, same slot), but neither key is ever
+-- created. rec_* and map_* map them onto many entries packed into small hashes (listpack
+-- encoded below hash-max-listpack-entries/-value), found by linear hashing:
+--   {p}:b:<i>  record buckets: field <name>, value cmsgpack {state, digest, refs, size,
+--              t (ms), nlen (only when it differs from #name), holder (1: see {p}:h)}
+--   {p}:m:<i>  map buckets: field the digest's first 12 bytes raw (hex digests; another
+--              digest as it is), value the name. Every reader checks the full digest in
+--              the record the map names, so a truncation collision costs a missed
+--              deduplication, never a wrong hit.
+--   {p}:h:<name>  a replacing or deleting record's holder: token, lease (a hash; short-lived)
+--   {p}:l      the buckets' growth: per table ('r' records, 'm' maps) level, split
+--              pointer and entry count.
+-- A bucket address is h mod 2^(L+1) if h mod 2^L < s, else h mod 2^L (h: the first 32
+-- bits of the field's SHA1). An entry added past PACKED_LOAD entries a bucket splits
+-- bucket s (about half its entries move to bucket s + 2^L): amortised O(1) a write.
+local PACKED_LOAD = 32
+local packed_state_code = {live = 1, replacing = 2, deleting = 3}
+local packed_state_name = {'live', 'replacing', 'deleting'}
+local packed_cache = {}
+local packed_meta = {}
+
+local function packed_int(x)
+  return string.format('%d', x)
+end
+
+-- {p}, kind letter, rest of a logical key {p}:<kind>:<rest> (a prefix holds no brace).
+local function packed_split_key(key)
+  local close = string.find(key, '}', 1, true)
+  return string.sub(key, 1, close), string.sub(key, close + 2, close + 2),
+      string.sub(key, close + 4)
+end
+
+local function packed_hash(field)
+  return tonumber(string.sub(redis.sha1hex(field), 1, 8), 16)
+end
+
+local function packed_unhex(hex)
+  return (string.gsub(hex, '..', function(pair) return string.char(tonumber(pair, 16)) end))
+end
+
+local function packed_hex(raw)
+  return (string.gsub(raw, '.', function(c) return string.format('%02x', string.byte(c)) end))
+end
+
+local function packed_is_hex_digest(digest)
+  return string.len(digest) == 64 and not string.find(digest, '[^0-9a-f]')
+end
+
+-- The growth state of a table ('r' or 'm') of namespace prefix, read once per script.
+local function packed_table(prefix, table_letter)
+  local id = prefix .. table_letter
+  local meta = packed_meta[id]
+  if not meta then
+    local f = redis.call('HMGET', prefix .. ':l', table_letter .. 'l', table_letter .. 's',
+                         table_letter .. 'n')
+    meta = {
+      state_key = prefix .. ':l', letter = table_letter,
+      bucket = prefix .. (table_letter == 'r' and ':b:' or ':m:'),
+      level = tonumber(f[1]) or 0, split = tonumber(f[2]) or 0, count = tonumber(f[3]) or 0,
+    }
+    packed_meta[id] = meta
+  end
+  return meta
+end
+
+local function packed_bucket_of_hash(meta, h)
+  local size = 2 ^ meta.level
+  local b = h % size
+  if b < meta.split then
+    b = h % (2 * size)
+  end
+  return meta.bucket .. packed_int(b)
+end
+
+local function packed_bucket(meta, field)
+  return packed_bucket_of_hash(meta, packed_hash(field))
+end
+
+local function packed_save_meta(meta)
+  local l = meta.letter
+  redis.call('HSET', meta.state_key, l .. 'l', meta.level, l .. 's', meta.split, l .. 'n',
+             meta.count)
+end
+
+-- Linear hashing: split bucket s once the table holds more than PACKED_LOAD entries a
+-- bucket; the entries whose address is now s + 2^L move there.
+local function packed_grow(meta)
+  local size = 2 ^ meta.level
+  if meta.count <= PACKED_LOAD * (size + meta.split) then
+    return
+  end
+  local from = meta.bucket .. packed_int(meta.split)
+  local target = meta.split + size
+  local to = meta.bucket .. packed_int(target)
+  local entries = redis.call('HGETALL', from)
+  local moved, gone = {}, {}
+  for i = 1, #entries, 2 do
+    if packed_hash(entries[i]) % (2 * size) == target then
+      moved[#moved + 1] = entries[i]
+      moved[#moved + 1] = entries[i + 1]
+      gone[#gone + 1] = entries[i]
+    end
+  end
+  if #gone > 0 then
+    redis.call('HSET', to, unpack(moved))
+    redis.call('HDEL', from, unpack(gone))
+  end
+  meta.split = meta.split + 1
+  if meta.split == size then
+    meta.level, meta.split = meta.level + 1, 0
+  end
+end
+
+local function packed_get(meta, field)
+  return redis.call('HGET', packed_bucket(meta, field), field)
+end
+
+local function packed_put(meta, field, value)
+  if redis.call('HSET', packed_bucket(meta, field), field, value) == 1 then
+    meta.count = meta.count + 1
+    packed_grow(meta)
+    packed_save_meta(meta)
+  end
+end
+
+local function packed_remove(meta, field)
+  local removed = redis.call('HDEL', packed_bucket(meta, field), field)
+  if removed == 1 then
+    meta.count = meta.count - 1
+    packed_save_meta(meta)
+  end
+  return removed
+end
+
+local function packed_number(value)
+  local n = tonumber(value)
+  if n and n == math.floor(n) then
+    return n
+  end
+  return value
+end
+
+-- The packed value of record r (fields as strings, like the layout 2 hash) of name.
+local function packed_encode(name, r)
+  local digest = r.digest or ''
+  local packed_digest = digest
+  if packed_is_hex_digest(digest) then
+    packed_digest = packed_unhex(digest)
+  else
+    packed_digest = {digest}  -- an array: told apart from 32 raw bytes
+  end
+  local t = false
+  if r.t then
+    t = math.floor(tonumber(r.t) * 1000 + 0.5)
+  end
+  local nlen = false
+  if r.nlen and tonumber(r.nlen) ~= string.len(name) then
+    nlen = packed_number(r.nlen)
+  end
+  local holder = false
+  if r.token or r.lease then
+    holder = 1
+  end
+  local a = {
+    packed_state_code[r.state] or r.state or false, packed_digest,
+    r.refs and packed_number(r.refs) or false, r.size and packed_number(r.size) or false,
+    t, nlen, holder,
+  }
+  local n = #a
+  while n > 1 and a[n] == false do
+    a[n] = nil
+    n = n - 1
+  end
+  return cmsgpack.pack(a)
+end
+
+local function packed_text(value)
+  if type(value) == 'number' then
+    return packed_int(value)
+  end
+  return value
+end
+
+local function packed_decode(name, value)
+  local a = cmsgpack.unpack(value)
+  local r = {}
+  if a[1] then
+    r.state = packed_state_name[a[1]] or a[1]
+  end
+  if type(a[2]) == 'table' then
+    r.digest = a[2][1]
+  elseif a[2] then
+    r.digest = packed_hex(a[2])
+  end
+  if a[3] then r.refs = packed_text(a[3]) end
+  if a[4] then r.size = packed_text(a[4]) end
+  if a[5] then
+    r.t = string.format('%d.%03d', math.floor(a[5] / 1000), a[5] % 1000)
+  end
+  r.nlen = a[6] and packed_text(a[6]) or packed_int(string.len(name))
+  if a[7] then
+    r.holder = true
+  end
+  return r
+end
+
+-- The record of logical key {p}:o:<name> as a table of strings, or nil.
+local function rec_load(key)
+  local cached = packed_cache[key]
+  if cached ~= nil then
+    return cached or nil
+  end
+  local prefix, _, name = packed_split_key(key)
+  local value = packed_get(packed_table(prefix, 'r'), name)
+  local r = false
+  if value then
+    r = packed_decode(name, value)
+    if r.holder then
+      local h = redis.call('HMGET', prefix .. ':h:' .. name, 'token', 'lease')
+      r.token, r.lease = h[1] or nil, h[2] or nil
+    end
+  end
+  packed_cache[key] = r
+  return r or nil
+end
+
+local function rec_store(key, r)
+  local prefix, _, name = packed_split_key(key)
+  local holder_key = prefix .. ':h:' .. name
+  if r.holder then
+    redis.call('DEL', holder_key)
+    r.holder = nil
+  end
+  if r.token or r.lease then
+    local h = {}
+    if r.token then h[#h + 1] = 'token'; h[#h + 1] = r.token end
+    if r.lease then h[#h + 1] = 'lease'; h[#h + 1] = r.lease end
+    redis.call('HSET', holder_key, unpack(h))
+    r.holder = true
+  end
+  packed_put(packed_table(prefix, 'r'), name, packed_encode(name, r))
+  packed_cache[key] = r
+end
+
+local function rec_exists(key)
+  return rec_load(key) and 1 or 0
+end
+
+local function rec_hget(key, field)
+  local r = rec_load(key)
+  return r and r[field] or false
+end
+
+local function rec_hexists(key, field)
+  local r = rec_load(key)
+  return (r and r[field]) and 1 or 0
+end
+
+local function rec_hmget(key, ...)
+  local r = rec_load(key)
+  local reply = {}
+  for i, field in ipairs({...}) do
+    reply[i] = r and r[field] or false
+  end
+  return reply
+end
+
+local function rec_hset(key, ...)
+  local r = rec_load(key) or {}
+  local args = {...}
+  for i = 1, #args, 2 do
+    r[args[i]] = packed_text(args[i + 1])
+  end
+  rec_store(key, r)
+end
+
+local function rec_hdel(key, ...)
+  local r = rec_load(key)
+  if r then
+    for _, field in ipairs({...}) do
+      r[field] = nil
+    end
+    rec_store(key, r)
+  end
+end
+
+local function rec_hincrby(key, field, by)
+  local r = rec_load(key) or {}
+  local value = (tonumber(r[field]) or 0) + by
+  r[field] = packed_int(value)
+  rec_store(key, r)
+  return value
+end
+
+local function rec_del(key)
+  local r = rec_load(key)
+  if not r then
+    return 0
+  end
+  local prefix, _, name = packed_split_key(key)
+  packed_remove(packed_table(prefix, 'r'), name)
+  if r.holder then
+    redis.call('DEL', prefix .. ':h:' .. name)
+  end
+  packed_cache[key] = false
+  return 1
+end
+
+-- The map field of a digest: a hex digest's first 12 bytes, raw; another digest as it is.
+local function packed_map_field(digest)
+  if packed_is_hex_digest(digest) then
+    return packed_unhex(string.sub(digest, 1, 24))
+  end
+  return digest
+end
+
+-- The name the content map {p}:d:<digest> holds, or false. It may belong to another
+-- digest of the same first 12 bytes: callers check the digest of the record it names.
+local function map_get(key)
+  local prefix, _, digest = packed_split_key(key)
+  return packed_get(packed_table(prefix, 'm'), packed_map_field(digest))
+end
+
+-- Set the map to name; with only_new, only where it holds nothing. Returns 1 if set.
+local function map_set(key, name, only_new)
+  local prefix, _, digest = packed_split_key(key)
+  local meta, field = packed_table(prefix, 'm'), packed_map_field(digest)
+  if only_new and packed_get(meta, field) then
+    return 0
+  end
+  packed_put(meta, field, name)
+  return 1
+end
+
+local function map_del(key)
+  local prefix, _, digest = packed_split_key(key)
+  return packed_remove(packed_table(prefix, 'm'), packed_map_field(digest))
+end
