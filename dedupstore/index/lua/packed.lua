@@ -5,9 +5,8 @@
 -- {p}:d:<digest> (declared in KEYS: same hash tag, same slot), but neither key is ever
 -- created. rec_* and map_* map them onto many entries packed into small hashes (listpack
 -- encoded below hash-max-listpack-entries/-value), found by linear hashing:
---   {p}:b:<i>  record buckets: field <name>, value cmsgpack {state, digest, refs, size,
---              t (ms), nlen (only when it differs from #name), holder (1: see {p}:h)}
---   {p}:m:<i>  map buckets: field the digest's first 12 bytes raw (hex digests; another
+--   {p}:b:<i>  record buckets: field <name>, value the packed record (packed_encode)
+--   {p}:m:<i>  map buckets: field the digest's first 10 bytes raw (hex digests; another
 --              digest as it is), value the name. Every reader checks the full digest in
 --              the record the map names, so a truncation collision costs a missed
 --              deduplication, never a wrong hit.
@@ -144,38 +143,64 @@ local function packed_number(value)
   return value
 end
 
--- The packed value of record r (fields as strings, like the layout 2 hash) of name.
+-- The packed value of record r (fields as strings, like the layout 2 hash) of name: a
+-- flags byte, the digest's 32 raw bytes (a hex digest), t in milliseconds as 6 bytes
+-- big-endian (when known), then cmsgpack {size, refs, nlen, digest, state}, trailing
+-- nils left out. Flags: bits 0-1 the state (1 live, 2 replacing, 3 deleting; 0: its text
+-- is in the array), bit 2 refs = 1 (left out of the array), bit 3 a hex digest (raw
+-- before the array; else its text is in the array), bit 4 a holder ({p}:h:<name>), bit
+-- 5 t is there.
+local function packed_u48(n)
+  local bytes = {}
+  for i = 6, 1, -1 do
+    bytes[i] = n % 256
+    n = math.floor(n / 256)
+  end
+  return string.char(unpack(bytes))
+end
+
+local function packed_read_u48(s, at)
+  local n = 0
+  for i = at, at + 5 do
+    n = n * 256 + string.byte(s, i)
+  end
+  return n
+end
+
 local function packed_encode(name, r)
   local digest = r.digest or ''
-  local packed_digest = digest
+  local flags = packed_state_code[r.state] or 0
+  local raw, text_digest = '', digest
   if packed_is_hex_digest(digest) then
-    packed_digest = packed_unhex(digest)
-  else
-    packed_digest = {digest}  -- an array: told apart from 32 raw bytes
+    flags = flags + 8
+    raw, text_digest = packed_unhex(digest), false
   end
-  local t = false
-  if r.t then
-    t = math.floor(tonumber(r.t) * 1000 + 0.5)
+  local refs = r.refs and packed_number(r.refs) or false
+  if refs == 1 then
+    flags, refs = flags + 4, false
+  end
+  if r.token or r.lease then
+    flags = flags + 16
   end
   local nlen = false
   if r.nlen and tonumber(r.nlen) ~= string.len(name) then
     nlen = packed_number(r.nlen)
   end
-  local holder = false
-  if r.token or r.lease then
-    holder = 1
+  local t = ''
+  if r.t then
+    flags = flags + 32
+    t = packed_u48(math.floor(tonumber(r.t) * 1000))
   end
   local a = {
-    packed_state_code[r.state] or r.state or false, packed_digest,
-    r.refs and packed_number(r.refs) or false, r.size and packed_number(r.size) or false,
-    t, nlen, holder,
+    r.size and packed_number(r.size) or false, refs, nlen, text_digest,
+    (flags % 4 == 0 and r.state) or false,
   }
   local n = #a
-  while n > 1 and a[n] == false do
+  while n > 0 and a[n] == false do
     a[n] = nil
     n = n - 1
   end
-  return cmsgpack.pack(a)
+  return string.char(flags) .. raw .. t .. cmsgpack.pack(a)
 end
 
 local function packed_text(value)
@@ -186,23 +211,29 @@ local function packed_text(value)
 end
 
 local function packed_decode(name, value)
-  local a = cmsgpack.unpack(value)
-  local r = {}
-  if a[1] then
-    r.state = packed_state_name[a[1]] or a[1]
+  local flags = string.byte(value, 1)
+  local r, rest = {}, 2
+  if flags % 16 >= 8 then
+    r.digest = packed_hex(string.sub(value, 2, 33))
+    rest = 34
   end
-  if type(a[2]) == 'table' then
-    r.digest = a[2][1]
+  if flags % 64 >= 32 then
+    local ms = packed_read_u48(value, rest)
+    r.t = string.format('%d.%03d', math.floor(ms / 1000), ms % 1000)
+    rest = rest + 6
+  end
+  local a = cmsgpack.unpack(string.sub(value, rest))
+  if a[1] then r.size = packed_text(a[1]) end
+  if flags % 8 >= 4 then
+    r.refs = '1'
   elseif a[2] then
-    r.digest = packed_hex(a[2])
+    r.refs = packed_text(a[2])
   end
-  if a[3] then r.refs = packed_text(a[3]) end
-  if a[4] then r.size = packed_text(a[4]) end
-  if a[5] then
-    r.t = string.format('%d.%03d', math.floor(a[5] / 1000), a[5] % 1000)
-  end
-  r.nlen = a[6] and packed_text(a[6]) or packed_int(string.len(name))
-  if a[7] then
+  r.nlen = a[3] and packed_text(a[3]) or packed_int(string.len(name))
+  if a[4] then r.digest = a[4] end
+  local code = flags % 4
+  r.state = code > 0 and packed_state_name[code] or a[5] or nil
+  if flags % 32 >= 16 then
     r.holder = true
   end
   return r
@@ -310,16 +341,17 @@ local function rec_del(key)
   return 1
 end
 
--- The map field of a digest: a hex digest's first 12 bytes, raw; another digest as it is.
+-- The map field of a digest: a hex digest's first 10 bytes (80 bits), raw; another
+-- digest as it is. Among 10^9 digests some two share them with a chance of 4e-7.
 local function packed_map_field(digest)
   if packed_is_hex_digest(digest) then
-    return packed_unhex(string.sub(digest, 1, 24))
+    return packed_unhex(string.sub(digest, 1, 20))
   end
   return digest
 end
 
 -- The name the content map {p}:d:<digest> holds, or false. It may belong to another
--- digest of the same first 12 bytes: callers check the digest of the record it names.
+-- digest of the same first 10 bytes: callers check the digest of the record it names.
 local function map_get(key)
   local prefix, _, digest = packed_split_key(key)
   return packed_get(packed_table(prefix, 'm'), packed_map_field(digest))
