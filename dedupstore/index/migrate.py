@@ -20,10 +20,11 @@ interrupted run is simply run again.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 from django.core.exceptions import ImproperlyConfigured
@@ -170,6 +171,10 @@ def _rename_layout1(client: redis.Redis, namespace: str, report: MigrationReport
             report.conflicts.append(key.decode("utf-8", "replace"))
 
 
+def _scan(server: redis.Redis, *, pattern: str) -> list[bytes]:
+    return list(server.scan_iter(match=pattern, count=1000))
+
+
 def _pack_layout2(index: RedisIndex, prefix: str, report: MigrationReport) -> None:
     """Pack every layout 2 record and content map of the namespace, batch by batch.
 
@@ -180,8 +185,9 @@ def _pack_layout2(index: RedisIndex, prefix: str, report: MigrationReport) -> No
     while True:
         found = 0
         for pattern in patterns:
-            keys = index._on_namespace_server(
-                lambda server, pattern=pattern: list(server.scan_iter(match=pattern, count=1000))
+            # Sent as the bytes SCAN returned (redis-py takes bytes keys as they are).
+            keys = cast(
+                list[str], index._on_namespace_server(functools.partial(_scan, pattern=pattern))
             )
             for start in range(0, len(keys), MIGRATE_BATCH):
                 batch = keys[start : start + MIGRATE_BATCH]

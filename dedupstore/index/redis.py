@@ -349,6 +349,27 @@ class RedisIndex(Index):
     option, else the ``DEDUPSTORE_INDEX_WAIT_REPLICAS`` setting, else 0 (no WAIT).
     """
 
+    # The registered scripts (``build_scripts``' names), set in ``__init__``.
+    _hit: Any
+    _begin_save: Any
+    _commit_save: Any
+    _release_claim: Any
+    _refresh_claim: Any
+    _reserve_name: Any
+    _release_name: Any
+    _begin_replace: Any
+    _abort_replace: Any
+    _begin_delete: Any
+    _commit_delete: Any
+    _forget_content: Any
+    _cancel_delete: Any
+    _set_references: Any
+    _add_record: Any
+    _read_records_script: Any
+    _read_maps: Any
+    _scan_buckets: Any
+    _migrate_layout3: Any
+
     def __init__(
         self,
         url: str,
