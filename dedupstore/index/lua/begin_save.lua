@@ -22,13 +22,11 @@ end
 if reuse == 'content' then
   local name = map_get(KEYS[1])
   if name and usable(prefix .. name) then
-    rec_hincrby(prefix .. name, 'refs', 1)
     tally_hit(KEYS[7], prefix .. name)
     return {'hit', name}
   end
 elseif reuse == 'name' then
   if usable(KEYS[3]) then
-    rec_hincrby(KEYS[3], 'refs', 1)
     tally_hit(KEYS[7], KEYS[3])
     return {'hit', ARGV[7]}
   end

@@ -18,7 +18,6 @@ if ARGV[1] == 'content' then
 end
 local f = rec_hmget(key, 'state', 'digest', 'nlen')
 if f[1] == 'live' and f[2] == digest and (maxlen == 0 or tonumber(f[3]) <= maxlen) then
-  rec_hincrby(key, 'refs', 1)
   tally_hit(KEYS[2], key)
   return {'hit', name}
 end

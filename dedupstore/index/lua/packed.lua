@@ -37,31 +37,46 @@ local function packed_hash(field)
   return tonumber(string.sub(redis.sha1hex(field), 1, 8), 16)
 end
 
+-- Hex to raw bytes and back, in a few C calls each (a hit decodes and encodes one record).
 local function packed_unhex(hex)
-  return (string.gsub(hex, '..', function(pair) return string.char(tonumber(pair, 16)) end))
+  local bytes, n = {}, 0
+  for at = 1, string.len(hex), 8 do
+    local chunk = string.sub(hex, at, at + 7)
+    local word, count = tonumber(chunk, 16), string.len(chunk) / 2
+    for i = count, 1, -1 do
+      bytes[n + i] = word % 256
+      word = math.floor(word / 256)
+    end
+    n = n + count
+  end
+  return string.char(unpack(bytes))
 end
 
 local function packed_hex(raw)
-  return (string.gsub(raw, '.', function(c) return string.format('%02x', string.byte(c)) end))
+  return string.format(string.rep('%02x', string.len(raw)), string.byte(raw, 1, -1))
 end
 
 local function packed_is_hex_digest(digest)
   return string.len(digest) == 64 and not string.find(digest, '[^0-9a-f]')
 end
 
--- The growth state of a table ('r' or 'm') of namespace prefix, read once per script.
+-- The growth state of a table ('r' or 'm') of namespace prefix: both tables' read at once,
+-- once per script.
 local function packed_table(prefix, table_letter)
   local id = prefix .. table_letter
   local meta = packed_meta[id]
   if not meta then
-    local f = redis.call('HMGET', prefix .. ':l', table_letter .. 'l', table_letter .. 's',
-                         table_letter .. 'n')
-    meta = {
-      state_key = prefix .. ':l', letter = table_letter,
-      bucket = prefix .. (table_letter == 'r' and ':b:' or ':m:'),
-      level = tonumber(f[1]) or 0, split = tonumber(f[2]) or 0, count = tonumber(f[3]) or 0,
-    }
-    packed_meta[id] = meta
+    local f = redis.call('HMGET', prefix .. ':l', 'rl', 'rs', 'rn', 'ml', 'ms', 'mn')
+    for i, letter in ipairs({'r', 'm'}) do
+      local base = 3 * (i - 1)
+      packed_meta[prefix .. letter] = {
+        state_key = prefix .. ':l', letter = letter, addresses = {},
+        bucket = prefix .. (letter == 'r' and ':b:' or ':m:'),
+        level = tonumber(f[base + 1]) or 0, split = tonumber(f[base + 2]) or 0,
+        count = tonumber(f[base + 3]) or 0,
+      }
+    end
+    meta = packed_meta[id]
   end
   return meta
 end
@@ -76,7 +91,12 @@ local function packed_bucket_of_hash(meta, h)
 end
 
 local function packed_bucket(meta, field)
-  return packed_bucket_of_hash(meta, packed_hash(field))
+  local bucket = meta.addresses[field]
+  if not bucket then
+    bucket = packed_bucket_of_hash(meta, packed_hash(field))
+    meta.addresses[field] = bucket
+  end
+  return bucket
 end
 
 local function packed_save_meta(meta)
@@ -109,6 +129,7 @@ local function packed_grow(meta)
     redis.call('HDEL', from, unpack(gone))
   end
   meta.split = meta.split + 1
+  meta.addresses = {}  -- some fields have moved
   if meta.split == size then
     meta.level, meta.split = meta.level + 1, 0
   end

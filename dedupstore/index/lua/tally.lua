@@ -32,11 +32,11 @@ local function tally_change(stats, record, before)
     rec_hset(record, 't', tally_now())
   end
 end
--- A hit: one more reference to a live record.
+-- A hit: one more reference to a live record, counted (refs + 1, its 't') in one write.
 local function tally_hit(stats, record)
   redis.call('HINCRBY', stats, 'references', 1)
   redis.call('HINCRBY', stats, 'logical', tonumber(rec_hget(record, 'size')) or 0)
-  rec_hset(record, 't', tally_now())
+  rec_hset(record, 'refs', tonumber(rec_hget(record, 'refs')) + 1, 't', tally_now())
 end
 -- A record about to be deleted.
 local function tally_gone(stats, record)
