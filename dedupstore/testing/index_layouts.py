@@ -26,8 +26,9 @@ _READ = (
         "local r = rec_load(KEYS[1])\n"
         "if not r then return {} end\n"
         "local reply = {}\n"
+        "local internal = {holder = true, raw = true, raw_of = true}\n"
         "for field, value in pairs(r) do\n"
-        "  if field ~= 'holder' then reply[#reply + 1] = field; reply[#reply + 1] = value end\n"
+        "  if not internal[field] then reply[#reply + 1] = field; reply[#reply + 1] = value end\n"
         "end\n"
         "return reply\n"
     )

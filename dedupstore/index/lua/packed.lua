@@ -192,7 +192,11 @@ local function packed_encode(name, r)
   local digest = r.digest or ''
   local flags = packed_state_code[r.state] or 0
   local raw, text_digest = '', digest
-  if packed_is_hex_digest(digest) then
+  if digest == r.raw_of then
+    -- Unchanged since it was decoded: its raw bytes are known.
+    flags = flags + 8
+    raw, text_digest = r.raw, false
+  elseif packed_is_hex_digest(digest) then
     flags = flags + 8
     raw, text_digest = packed_unhex(digest), false
   end
@@ -235,7 +239,9 @@ local function packed_decode(name, value)
   local flags = string.byte(value, 1)
   local r, rest = {}, 2
   if flags % 16 >= 8 then
-    r.digest = packed_hex(string.sub(value, 2, 33))
+    r.raw = string.sub(value, 2, 33)
+    r.digest = packed_hex(r.raw)
+    r.raw_of = r.digest
     rest = 34
   end
   if flags % 64 >= 32 then
