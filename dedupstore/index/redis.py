@@ -328,6 +328,16 @@ def _every_cluster_node(client: RedisCluster) -> list[redis.Redis]:
     return list(servers.values())
 
 
+#: How many raw bytes of a hex digest key its content map (``packed_map_field``).
+_MAP_FIELD_BYTES = 10
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _raw_digest(digest: str) -> bytes:
+    """Return a 64-digit hex digest's raw bytes, as layout 3 stores them; else ``b""``."""
+    return bytes.fromhex(digest) if _HEX_DIGEST.fullmatch(digest) else b""
+
+
 def _milliseconds(seconds: float) -> int:
     """Return a claim lifetime in whole milliseconds, at least 1: Redis refuses ``PX 0``."""
     return max(1, math.ceil(seconds * 1000))
@@ -773,7 +783,11 @@ class RedisIndex(Index):
                 keys, last = [self._map_prefix + digest, self._stats_key], self._record_prefix
             else:
                 keys, last = [self._record_prefix + name, self._stats_key], name
-            hit = self._run_reporting_sent(self._hit, keys, [reuse, digest, max_length or 0, last])
+            raw = _raw_digest(digest)
+            field: bytes | str = raw[:_MAP_FIELD_BYTES] if raw else digest
+            hit = self._run_reporting_sent(
+                self._hit, keys, [reuse, digest, max_length or 0, last, raw, field]
+            )
             if hit is not None:
                 return SaveDecision("hit", name=hit[1].decode())
         action, value = self._run_reporting_sent(

@@ -27,6 +27,7 @@ _READ = (
         "if not r then return {} end\n"
         "local reply = {}\n"
         "local internal = {holder = true, raw = true, raw_of = true}\n"
+        "local _ = r.digest  -- computed from the raw bytes on first use\n"
         "for field, value in pairs(r) do\n"
         "  if not internal[field] then reply[#reply + 1] = field; reply[#reply + 1] = value end\n"
         "end\n"

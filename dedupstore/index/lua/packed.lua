@@ -189,16 +189,16 @@ local function packed_read_u48(s, at)
 end
 
 local function packed_encode(name, r)
-  local digest = r.digest or ''
+  local digest = rawget(r, 'digest')
   local flags = packed_state_code[r.state] or 0
-  local raw, text_digest = '', digest
-  if digest == r.raw_of then
+  local raw, text_digest = '', digest or ''
+  if (digest == nil and r.raw) or (digest ~= nil and digest == r.raw_of) then
     -- Unchanged since it was decoded: its raw bytes are known.
     flags = flags + 8
     raw, text_digest = r.raw, false
-  elseif packed_is_hex_digest(digest) then
+  elseif packed_is_hex_digest(text_digest) then
     flags = flags + 8
-    raw, text_digest = packed_unhex(digest), false
+    raw, text_digest = packed_unhex(text_digest), false
   end
   local refs = r.refs and packed_number(r.refs) or false
   if refs == 1 then
@@ -235,13 +235,26 @@ local function packed_text(value)
   return value
 end
 
+-- A decoded record's hex digest is computed from its raw bytes on first use (a hit
+-- compares the raw bytes alone).
+local packed_lazy_digest = {
+  __index = function(r, field)
+    if field == 'digest' then
+      local digest = packed_hex(rawget(r, 'raw'))
+      rawset(r, 'digest', digest)
+      rawset(r, 'raw_of', digest)
+      return digest
+    end
+    return nil
+  end,
+}
+
 local function packed_decode(name, value)
   local flags = string.byte(value, 1)
   local r, rest = {}, 2
   if flags % 16 >= 8 then
     r.raw = string.sub(value, 2, 33)
-    r.digest = packed_hex(r.raw)
-    r.raw_of = r.digest
+    setmetatable(r, packed_lazy_digest)
     rest = 34
   end
   if flags % 64 >= 32 then
@@ -366,6 +379,16 @@ local function rec_del(key)
   end
   packed_cache[key] = false
   return 1
+end
+
+-- Whether record r holds the digest whose hex is hex and whose raw bytes are raw ('' for
+-- a digest that is not 64 hex digits), without turning its raw bytes into hex.
+local function packed_same_digest(r, hex, raw)
+  local digest = rawget(r, 'digest')
+  if digest == nil and r.raw then
+    return r.raw == raw
+  end
+  return digest == hex
 end
 
 -- The map field of a digest: a hex digest's first 10 bytes (80 bits), raw; another
