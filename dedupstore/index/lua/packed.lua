@@ -166,28 +166,11 @@ end
 
 -- The packed value of record r (fields as strings, like the layout 2 hash) of name: a
 -- flags byte, the digest's 32 raw bytes (a hex digest), t in milliseconds as 6 bytes
--- big-endian (when known), then cmsgpack {size, refs, nlen, digest, state}, trailing
+-- big-endian (when known; struct.pack '>I6'), then cmsgpack {size, refs, nlen, digest, state}, trailing
 -- nils left out. Flags: bits 0-1 the state (1 live, 2 replacing, 3 deleting; 0: its text
 -- is in the array), bit 2 refs = 1 (left out of the array), bit 3 a hex digest (raw
 -- before the array; else its text is in the array), bit 4 a holder ({p}:h:<name>), bit
 -- 5 t is there.
-local function packed_u48(n)
-  local bytes = {}
-  for i = 6, 1, -1 do
-    bytes[i] = n % 256
-    n = math.floor(n / 256)
-  end
-  return string.char(unpack(bytes))
-end
-
-local function packed_read_u48(s, at)
-  local n = 0
-  for i = at, at + 5 do
-    n = n * 256 + string.byte(s, i)
-  end
-  return n
-end
-
 local function packed_encode(name, r)
   local digest = rawget(r, 'digest')
   local flags = packed_state_code[r.state] or 0
@@ -212,9 +195,14 @@ local function packed_encode(name, r)
     nlen = packed_number(r.nlen)
   end
   local t = ''
-  if r.t then
+  local text_t = rawget(r, 't')
+  if text_t ~= nil and text_t ~= r.t_of then
     flags = flags + 32
-    t = packed_u48(math.floor(tonumber(r.t) * 1000))
+    t = struct.pack('>I6', math.floor(tonumber(text_t) * 1000))
+  elseif r.t_ms then
+    -- Unchanged since it was decoded.
+    flags = flags + 32
+    t = struct.pack('>I6', r.t_ms)
   end
   local a = {
     r.size and packed_number(r.size) or false, refs, nlen, text_digest,
@@ -235,15 +223,26 @@ local function packed_text(value)
   return value
 end
 
--- A decoded record's hex digest is computed from its raw bytes on first use (a hit
--- compares the raw bytes alone).
-local packed_lazy_digest = {
+-- A decoded record's hex digest and its text 't' are made from the raw bytes and the
+-- milliseconds on first use (a hit compares the raw digest and rewrites 't' alone).
+local packed_lazy = {
   __index = function(r, field)
     if field == 'digest' then
-      local digest = packed_hex(rawget(r, 'raw'))
-      rawset(r, 'digest', digest)
-      rawset(r, 'raw_of', digest)
-      return digest
+      local raw = rawget(r, 'raw')
+      if raw then
+        local digest = packed_hex(raw)
+        rawset(r, 'digest', digest)
+        rawset(r, 'raw_of', digest)
+        return digest
+      end
+    elseif field == 't' then
+      local ms = rawget(r, 't_ms')
+      if ms then
+        local t = string.format('%d.%03d', math.floor(ms / 1000), ms % 1000)
+        rawset(r, 't', t)
+        rawset(r, 't_of', t)
+        return t
+      end
     end
     return nil
   end,
@@ -251,16 +250,14 @@ local packed_lazy_digest = {
 
 local function packed_decode(name, value)
   local flags = string.byte(value, 1)
-  local r, rest = {}, 2
-  if flags % 16 >= 8 then
-    r.raw = string.sub(value, 2, 33)
-    setmetatable(r, packed_lazy_digest)
-    rest = 34
-  end
-  if flags % 64 >= 32 then
-    local ms = packed_read_u48(value, rest)
-    r.t = string.format('%d.%03d', math.floor(ms / 1000), ms % 1000)
-    rest = rest + 6
+  local r, rest = setmetatable({}, packed_lazy), 2
+  local hex, timed = flags % 16 >= 8, flags % 64 >= 32
+  if hex and timed then
+    r.raw, r.t_ms, rest = struct.unpack('>c32I6', value, 2)
+  elseif hex then
+    r.raw, rest = string.sub(value, 2, 33), 34
+  elseif timed then
+    r.t_ms, rest = struct.unpack('>I6', value, 2)
   end
   local a = cmsgpack.unpack(string.sub(value, rest))
   if a[1] then r.size = packed_text(a[1]) end
