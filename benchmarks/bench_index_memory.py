@@ -62,6 +62,12 @@ def _fill(index: Any, server: Any, objects: int) -> None:
         assert all(int(reply) == 1 for reply in replies), "a record was refused"
 
 
+def _namespace_keys(index: Any) -> list[bytes]:
+    prefix = index._stats_key[: -len(":s")]
+    server = index._namespace_server()
+    return list(server.scan_iter(match=prefix.replace("[", "\\[") + ":*", count=10_000))
+
+
 def bench_layout(url: str, clients: list[Any], objects: int, layout: int) -> dict[str, float]:
     """Return bytes per object and fill rate for one layout over ``clients``' servers."""
     from dedupstore.index.redis import RedisIndex
@@ -80,8 +86,9 @@ def bench_layout(url: str, clients: list[Any], objects: int, layout: int) -> dic
     after = _used_memory(clients)
     assert index.stats().objects == objects
     # Free the memory for the next run (a 10^6 namespace is hundreds of MB in layout 2).
-    for client in clients:
-        client.flushall()
+    server, keys = index._namespace_server(), _namespace_keys(index)
+    for start in range(0, len(keys), 10_000):
+        server.unlink(*keys[start : start + 10_000])
     index.close()
     return {"bytes_per_object": (after - before) / objects, "objects_per_s": objects / seconds}
 
@@ -91,6 +98,9 @@ def main() -> None:
     parser.add_argument(
         "--objects", type=int, nargs="+", default=[100_000, 1_000_000], help="sizes to fill"
     )
+    parser.add_argument(
+        "--where", nargs="+", choices=["one Redis", "cluster"], default=["one Redis", "cluster"]
+    )
     args = parser.parse_args()
     setup_django()
 
@@ -99,7 +109,10 @@ def main() -> None:
     from dedupstore.testing.redis import RedisServer
     from dedupstore.testing.redis_cluster import RedisCluster
 
-    results: dict[str, Any] = {"machine": machine(), "names": "34 characters", "runs": []}
+    # Runs of other sizes or servers measured before are kept (a rerun replaces its own).
+    earlier = RESULTS / "index_memory.json"
+    results: dict[str, Any] = json.loads(earlier.read_text()) if earlier.exists() else {"runs": []}
+    results.update(machine=machine(), names="34 characters")
     with RedisServer() as server, RedisCluster() as cluster:
         single = [redis.Redis.from_url(server.url)]
         nodes = redis.RedisCluster(host=cluster.host, port=cluster.ports[0])
@@ -111,11 +124,17 @@ def main() -> None:
                 ("one Redis", server.url, single),
                 ("cluster", cluster.url, primaries),
             ):
+                if where not in args.where:
+                    continue
                 old = bench_layout(url, clients, objects, 2)
                 new = bench_layout(url, clients, objects, 3)
-                results["runs"].append(
-                    {"objects": objects, "where": where, "layout 2": old, "layout 3": new}
-                )
+                results["runs"] = [
+                    run
+                    for run in results["runs"]
+                    if (run["objects"], run["where"]) != (objects, where)
+                ] + [{"objects": objects, "where": where, "layout 2": old, "layout 3": new}]
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                earlier.write_text(json.dumps(results, indent=2))
                 print(
                     f"{objects:>9} {where:<10} {old['bytes_per_object']:>10.1f} "
                     f"{new['bytes_per_object']:>10.1f} "
@@ -124,9 +143,7 @@ def main() -> None:
                 )
         for client in single + primaries:
             client.close()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "index_memory.json").write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {RESULTS / 'index_memory.json'}")
+    print(f"\nwrote {earlier}")
 
 
 if __name__ == "__main__":
