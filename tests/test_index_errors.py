@@ -115,7 +115,8 @@ def test_a_script_error_is_not_taken_for_an_unavailable_index(
 
     storage = make_fs_dedup(index=redis_url, reuse="name", on_index_error="bypass")
     client = storage.index.client  # type: ignore[attr-defined]
-    client.set(f"{{{storage.namespace}}}:o:a.txt", "not a record")  # WRONGTYPE in the script
+    # A record bucket that is not a hash: WRONGTYPE in the script.
+    client.set(f"{{{storage.namespace}}}:b:0", "not a bucket")
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         storage.save("a.txt", ContentFile(b"C"))
     assert not storage.exists("a.txt")

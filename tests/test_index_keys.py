@@ -16,6 +16,7 @@ from redis.crc import key_slot
 
 from dedupstore import DedupStorage
 from dedupstore.index.redis import key_prefix, tagged_prefix
+from dedupstore.testing.index_layouts import record_fields
 from tests.contract import read_all
 
 
@@ -56,8 +57,9 @@ def test_a_namespace_that_cannot_be_confused_keeps_its_prefix_inside_the_hash_ta
     storage.save("a.txt", ContentFile(b"kept"))
     client = redis.Redis.from_url(redis_url)
     try:
-        assert client.hget("{dedupstore:0123456789abcdef}:o:a.txt", "refs") == b"1"
-        assert client.get("{dedupstore:0123456789abcdef}:v") == b"2"
+        assert record_fields(storage.index, "a.txt")["refs"] == "1"  # type: ignore[arg-type]
+        assert client.get("{dedupstore:0123456789abcdef}:v") == b"3"
+        assert client.exists("{dedupstore:0123456789abcdef}:b:0")  # its record bucket
     finally:
         client.close()
 
@@ -71,7 +73,9 @@ def test_every_key_of_a_namespace_hashes_to_the_slot_of_its_whole_tagged_prefix(
     assert prefix.startswith("{") and prefix.endswith("}") and tag
     assert "{" not in tag and "}" not in tag  # so Redis reads the whole of it as the tag
     slot = key_slot(tag.encode())
-    for key in (f"{prefix}:o:a}}b.txt", f"{prefix}:d:{'ab' * 32}", f"{prefix}:u", f"{prefix}:v"):
+    keys = [f"{prefix}:o:a}}b.txt", f"{prefix}:d:{'ab' * 32}", f"{prefix}:u", f"{prefix}:v"]
+    keys += [f"{prefix}:b:0", f"{prefix}:m:17", f"{prefix}:l", f"{prefix}:h:a}}b.txt"]
+    for key in keys:
         assert key_slot(key.encode()) == slot
 
 

@@ -23,11 +23,16 @@ from dedupstore import DedupStorage
 from dedupstore.index.base import ClaimKeeper
 from dedupstore.index.migrate import layout1_keys, migrate_index
 from dedupstore.index.redis import RedisIndex, key_prefix, tagged_prefix
+from dedupstore.testing.index_layouts import Layout2RedisIndex, record_fields
 from tests.contract import read_all
 
 
-class Layout1Index(RedisIndex):
-    """The Redis index with the key layout of dedupstore before hash tags."""
+class Layout1Index(Layout2RedisIndex):
+    """The Redis index with the key layout of dedupstore before hash tags.
+
+    Layout 2's scripts, which keep records in hashes as layout 1 did, with layout 1's
+    prefixes.
+    """
 
     def __init__(self, url: str, *, namespace: str) -> None:
         super().__init__(url, namespace=namespace, display_url=url)
@@ -120,7 +125,8 @@ def test_migrating_keeps_every_count_tombstone_and_behaviour(
     assert report.moved == len(old_keys) and not report.conflicts
     assert list(layout1_keys(client, namespace)) == []
     prefix = tagged_prefix(namespace)
-    assert client.get(f"{prefix}:v") == b"2"
+    assert client.get(f"{prefix}:v") == b"3"
+    assert report.packed > 0 and not list(client.scan_iter(match=f"{prefix}:o:*"))
     assert client.get(f"{prefix}:u") == filled["counter"]
     assert client.pttl(f"{prefix}:t:{filled['gone']}") > 0  # kept its lifetime
     assert client.exists(f"{prefix}:i")
@@ -153,9 +159,13 @@ def test_a_migration_run_again_moves_nothing_and_leaves_clashing_keys_alone(
     client.hset(f"{prefix}:o:{filled['shared']}", mapping={"refs": "9"})
     report = migrate_index(redis_url, namespace)
     assert report.conflicts == [f"{old_prefix}:o:{filled['shared']}"]
-    assert client.hget(f"{prefix}:o:{filled['shared']}", "refs") == b"9"  # not overwritten
+    index = RedisIndex(redis_url, namespace=namespace, display_url=redis_url)
+    assert record_fields(index, filled["shared"])["refs"] == "9"  # not overwritten
+    assert record_fields(index, filled["single"])["refs"] == "1"  # moved, then packed
     assert client.hget(f"{old_prefix}:o:{filled['shared']}", "refs") == b"3"  # nor lost
-    assert migrate_index(redis_url, namespace).moved == 0
+    again = migrate_index(redis_url, namespace)
+    assert (again.moved, again.packed) == (0, 0)
+    index.close()
     client.close()
 
 
@@ -166,7 +176,7 @@ def test_a_new_namespace_records_the_current_layout_at_first_use(
     _storage(redis_url, tmp_path, namespace).save("a.txt", ContentFile(b"A"))
     client = redis.Redis.from_url(redis_url)
     try:
-        assert client.get(f"{tagged_prefix(namespace)}:v") == b"2"
+        assert client.get(f"{tagged_prefix(namespace)}:v") == b"3"
     finally:
         client.close()
 
@@ -174,9 +184,9 @@ def test_a_new_namespace_records_the_current_layout_at_first_use(
 def test_an_index_in_a_newer_layout_is_refused(redis_url: str, tmp_path: Path) -> None:
     namespace = f"new-{uuid.uuid4().hex}"
     client = redis.Redis.from_url(redis_url)
-    client.set(f"{tagged_prefix(namespace)}:v", "3")
+    client.set(f"{tagged_prefix(namespace)}:v", "4")
     client.close()
-    with pytest.raises(ImproperlyConfigured, match="layout 3"):
+    with pytest.raises(ImproperlyConfigured, match="layout 4"):
         _storage(redis_url, tmp_path, namespace).save("a.txt", ContentFile(b"A"))
 
 

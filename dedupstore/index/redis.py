@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import inspect
 import math
@@ -92,55 +91,66 @@ _UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
-def _load_script(*parts: str) -> str:
-    """Return the Lua script made of ``dedupstore/index/lua/<part>.lua``, in order.
+def _load_script(*parts: str, package: str = "dedupstore.index", folder: str = "lua") -> str:
+    """Return the Lua script made of ``<package>/<folder>/<part>.lua``, in order.
 
-    Shared snippets (``close_tombstone``, ``quarantine``, ``lease_held``) define a local
-    function and come before the script that calls it.
+    Shared snippets (``packed``, ``tally``, ``close_tombstone``, ``quarantine``,
+    ``lease_held``) define local functions and come before the script that calls them.
     """
-    folder = resources.files("dedupstore.index").joinpath("lua")
-    return "".join(folder.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in parts)
+    where = resources.files(package).joinpath(folder)
+    return "".join(where.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in parts)
 
 
-def _tallied(script: str) -> str:
-    """Return ``script`` run so that its change to the record ``KEYS[1]`` is counted.
+def build_scripts(load: Callable[..., str], *, packed: bool = True) -> dict[str, str]:
+    """Return every script's source by attribute name, its snippets prepended.
 
-    The record is read before and after (``tally.lua``) and the statistics counters, the
-    last key the script is given, move by the difference.
+    ``load(*parts)`` reads the parts (``_load_script``); ``packed``: layout 3, whose
+    scripts reach records and content maps through ``packed.lua`` (layout 2's scripts,
+    kept under ``dedupstore/testing`` to fill an index of that layout, do not).
     """
-    return (
-        _load_script("tally")
-        + "local function decide()\n"
-        + script
-        + "\nend\nlocal tally_before = tally_snapshot(KEYS[1])\n"
-        + "local reply = decide()\ntally_change(KEYS[#KEYS], KEYS[1], tally_before)\n"
-        + "return reply\n"
-    )
+    first = ("packed",) if packed else ()
 
+    def tallied(*parts: str) -> str:
+        # The script runs so that its change to the record KEYS[1] is counted: the record
+        # is read before and after (tally.lua) and the counters, the last key, move by
+        # the difference.
+        return (
+            load(*first, "tally")
+            + "local function decide()\n"
+            + load(*parts)
+            + "\nend\nlocal tally_before = tally_snapshot(KEYS[1])\n"
+            + "local reply = decide()\ntally_change(KEYS[#KEYS], KEYS[1], tally_before)\n"
+            + "return reply\n"
+        )
 
-#: Characters that Redis's MATCH patterns treat as special.
-_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+    scripts = {
+        "_hit": load(*first, "tally", "hit"),
+        "_begin_save": load(*first, "tally", "close_tombstone", "quarantine", "begin_save"),
+        "_commit_save": tallied("close_tombstone", "quarantine", "commit_save"),
+        "_release_claim": load("release_claim"),
+        "_refresh_claim": load("refresh_claim"),
+        "_reserve_name": load(*first, "reserve_name"),
+        "_release_name": load("release_name"),
+        "_begin_replace": tallied("lease_held", "quarantine", "begin_replace"),
+        "_abort_replace": tallied("abort_replace"),
+        "_begin_delete": tallied("lease_held", "quarantine", "begin_delete"),
+        "_commit_delete": tallied("close_tombstone", "commit_delete"),
+        "_forget_content": load(*first, "forget_content"),
+        "_cancel_delete": tallied("cancel_delete"),
+        "_set_references": tallied("set_references"),
+        "_add_record": tallied("add_record"),
+        "_read_records_script": load(*first, "read_records"),
+    }
+    if packed:
+        scripts["_read_maps"] = load("packed", "read_maps")
+        scripts["_scan_buckets"] = load("packed", "scan_buckets")
+        scripts["_migrate_layout3"] = load("packed", "migrate_layout3")
+    return scripts
 
 
 # Each script's KEYS/ARGV layout and replies head its file.
-_HIT = _load_script("tally", "hit")
-_BEGIN_SAVE = _load_script("tally", "close_tombstone", "quarantine", "begin_save")
-_COMMIT_SAVE = _tallied(_load_script("close_tombstone", "quarantine", "commit_save"))
-_RELEASE_CLAIM = _load_script("release_claim")
-_REFRESH_CLAIM = _load_script("refresh_claim")
-_RESERVE_NAME = _load_script("reserve_name")
-_RELEASE_NAME = _load_script("release_name")
-_BEGIN_REPLACE = _tallied(_load_script("lease_held", "quarantine", "begin_replace"))
-_ABORT_REPLACE = _tallied(_load_script("abort_replace"))
-_BEGIN_DELETE = _tallied(_load_script("lease_held", "quarantine", "begin_delete"))
-_COMMIT_DELETE = _tallied(_load_script("close_tombstone", "commit_delete"))
-_FORGET_CONTENT = _load_script("forget_content")
-_CANCEL_DELETE = _tallied(_load_script("cancel_delete"))
-_SET_REFERENCES = _tallied(_load_script("set_references"))
-_ADD_RECORD = _tallied(_load_script("add_record"))
-_READ_RECORDS = _load_script("read_records")
+SCRIPTS = build_scripts(_load_script)
 _LOOKUP_FIELDS = ("digest", "refs", "state", "size")
-_SCAN_FIELDS = (*_LOOKUP_FIELDS, "t")
 #: Records read per call of read_records.lua (a call blocks the server ~1 µs a record).
 READ_BATCH = 2000
 
@@ -263,8 +273,9 @@ def key_prefix(namespace: str) -> str:
 
 
 #: The key layout this code reads and writes, recorded under ``<tagged prefix>:v``. 1 (never
-#: recorded): ``<prefix>:<kind>:...``, before hash tags; 2: ``{<prefix>}:<kind>:...``.
-LAYOUT_VERSION = 2
+#: recorded): ``<prefix>:<kind>:...``, before hash tags; 2: ``{<prefix>}:<kind>:...``; 3:
+#: as 2, with records and content maps packed into buckets (``lua/packed.lua``).
+LAYOUT_VERSION = 3
 
 
 def tagged_prefix(namespace: str) -> str:
@@ -318,6 +329,16 @@ def _every_cluster_node(client: RedisCluster) -> list[redis.Redis]:
     return list(servers.values())
 
 
+#: How many raw bytes of a hex digest key its content map (``packed_map_field``).
+_MAP_FIELD_BYTES = 10
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _raw_digest(digest: str) -> bytes:
+    """Return a 64-digit hex digest's raw bytes, as layout 3 stores them; else ``b""``."""
+    return bytes.fromhex(digest) if _HEX_DIGEST.fullmatch(digest) else b""
+
+
 def _milliseconds(seconds: float) -> int:
     """Return a claim lifetime in whole milliseconds, at least 1: Redis refuses ``PX 0``."""
     return max(1, math.ceil(seconds * 1000))
@@ -338,6 +359,27 @@ class RedisIndex(Index):
     lost reply (the write may not survive a failover). None: the URL's ``wait_replicas``
     option, else the ``DEDUPSTORE_INDEX_WAIT_REPLICAS`` setting, else 0 (no WAIT).
     """
+
+    # The registered scripts (``build_scripts``' names), set in ``__init__``.
+    _hit: Any
+    _begin_save: Any
+    _commit_save: Any
+    _release_claim: Any
+    _refresh_claim: Any
+    _reserve_name: Any
+    _release_name: Any
+    _begin_replace: Any
+    _abort_replace: Any
+    _begin_delete: Any
+    _commit_delete: Any
+    _forget_content: Any
+    _cancel_delete: Any
+    _set_references: Any
+    _add_record: Any
+    _read_records_script: Any
+    _read_maps: Any
+    _scan_buckets: Any
+    _migrate_layout3: Any
 
     def __init__(
         self,
@@ -400,6 +442,8 @@ class RedisIndex(Index):
         #: The statistics counters (tally.lua).
         self._stats_key = f"{prefix}:s"
         self._layout_key = f"{prefix}:v"
+        #: The growth state of layout 3's record and map buckets (packed.lua).
+        self._bucket_state_key = f"{prefix}:l"
         #: Written before a retry's WAIT (see ``_wait_for_replicas``).
         self._wait_mark_key = f"{prefix}:w"
         #: A key in the namespace's slot that nothing writes (see ``_probe_slot``).
@@ -410,22 +454,12 @@ class RedisIndex(Index):
         register: Callable[[str], Any] = (
             _ClusterScript if self.is_cluster else self._client.register_script
         )
-        self._hit = register(_HIT)
-        self._begin_save = register(_BEGIN_SAVE)
-        self._commit_save = register(_COMMIT_SAVE)
-        self._release_claim = register(_RELEASE_CLAIM)
-        self._refresh_claim = register(_REFRESH_CLAIM)
-        self._reserve_name = register(_RESERVE_NAME)
-        self._release_name = register(_RELEASE_NAME)
-        self._begin_replace = register(_BEGIN_REPLACE)
-        self._abort_replace = register(_ABORT_REPLACE)
-        self._begin_delete = register(_BEGIN_DELETE)
-        self._commit_delete = register(_COMMIT_DELETE)
-        self._forget_content = register(_FORGET_CONTENT)
-        self._cancel_delete = register(_CANCEL_DELETE)
-        self._set_references = register(_SET_REFERENCES)
-        self._add_record = register(_ADD_RECORD)
-        self._read_records_script = register(_READ_RECORDS)
+        for attribute, source in self._script_sources().items():
+            setattr(self, attribute, register(source))
+
+    def _script_sources(self) -> dict[str, str]:
+        """Return the scripts this index runs (the layout 2 fixture's differ)."""
+        return SCRIPTS
 
     def _cluster(self) -> RedisCluster:
         """Return the cluster client, asking a seed node for the slot map the first time.
@@ -762,7 +796,11 @@ class RedisIndex(Index):
                 keys, last = [self._map_prefix + digest, self._stats_key], self._record_prefix
             else:
                 keys, last = [self._record_prefix + name, self._stats_key], name
-            hit = self._run_reporting_sent(self._hit, keys, [reuse, digest, max_length or 0, last])
+            raw = _raw_digest(digest)
+            field: bytes | str = raw[:_MAP_FIELD_BYTES] if raw else digest
+            hit = self._run_reporting_sent(
+                self._hit, keys, [reuse, digest, max_length or 0, last, raw, field]
+            )
             if hit is not None:
                 return SaveDecision("hit", name=hit[1].decode())
         action, value = self._run_reporting_sent(
@@ -988,21 +1026,7 @@ class RedisIndex(Index):
         )
 
     def lookup(self, name: str) -> ObjectRecord | None:
-        # The client is built without decode_responses: every reply is bytes.
-        fields = cast(
-            dict[bytes, bytes],
-            self._guard(lambda: self.client.hgetall(self._record_prefix + name)),
-        )
-        if not fields:
-            return None
-        decoded = {key.decode(): value.decode() for key, value in fields.items()}
-        return ObjectRecord(
-            name=name,
-            digest=decoded["digest"],
-            refs=int(decoded["refs"]),
-            state=decoded["state"],
-            size=int(decoded.get("size", 0)),
-        )
+        return self.lookup_many([name])[0]
 
     def _namespace_server(self) -> redis.Redis:
         """Return a client of the server that holds the namespace's keys.
@@ -1079,41 +1103,62 @@ class RedisIndex(Index):
         """
         if not keys:
             return []
-        # Bytes keys (from SCAN) are sent as they are.
-        records = self._run(self._read_records_script, cast(list[str], keys), list(fields))
+        # The slot probe first: a cluster refuses the call while the slot migrates.
+        probe: list[Any] = [self._slot_probe_key]
+        records = self._run(self._read_records_script, probe + list(keys), list(fields))
         return cast(list[Any], records)
 
     def content_names(self, digests: list[str]) -> list[str | None]:
-        if not digests:
-            return []  # MGET needs a key
-        keys = [self._map_prefix + digest for digest in digests]
-        values = cast(
-            list[bytes | None], self._on_namespace_server(lambda server: server.mget(keys))
-        )
-        return [value.decode() if value is not None else None for value in values]
+        names: list[str | None] = []
+        for start in range(0, len(digests), READ_BATCH):
+            keys = [self._map_prefix + digest for digest in digests[start : start + READ_BATCH]]
+            values = self._run(
+                self._read_maps, [self._slot_probe_key, *keys], [self._record_prefix]
+            )
+            names.extend(value.decode() if value is not None else None for value in values)
+        return names
 
     def forget_content(self, *, digest: str, name: str) -> None:
         self._run(self._forget_content, [self._map_prefix + digest], [name])
 
     def scan_records(self, *, batch_size: int = READ_BATCH) -> Iterator[ScannedRecord]:
-        pattern = _GLOB_SPECIAL.sub(r"\\\1", self._record_prefix) + "*"
-        start = len(self._record_prefix)
+        # Walk the record buckets in order, a few per script call (each call atomic; every
+        # key in the namespace's slot, so a cluster routes it like any script). Buckets
+        # are only ever added, at the end, and a split moves records to a later bucket: a
+        # record present throughout is seen at least once, one moved meanwhile maybe twice
+        # (as SCAN may return a key twice).
+        per_call = max(1, batch_size // 32)
 
         def owner(server: redis.Redis) -> redis.Redis:
             if self.is_cluster:
                 self._probe_slot(server)
             return server
 
-        # A SCAN cursor means something on one server only: keep to the one found here.
+        # The buckets are undeclared keys: a slot being migrated could hide some of them
+        # from a call. Check before and after that the slot stayed on one unmigrating owner.
         server = self._on_namespace_server(owner)
-        cursor = 0
+        first = 0
         while True:
-            cursor, keys = self._guard(
-                functools.partial(server.scan, cursor=cursor, match=pattern, count=batch_size)
+            reply = self._run(
+                self._scan_buckets,
+                [self._bucket_state_key, self._slot_probe_key],
+                [first, per_call],
             )
-            if keys:
-                yield from self._read_records(cast(list[bytes], keys), start)
-            if cursor == 0:
+            count, values = int(reply[0]), reply[1:]
+            for at in range(0, len(values), 6):
+                name, digest, refs, state, size, touched = values[at : at + 6]
+                yield ScannedRecord(
+                    ObjectRecord(
+                        name=name.decode(),
+                        digest=digest.decode(),
+                        refs=int(refs),
+                        state=state.decode(),
+                        size=int(size or 0),
+                    ),
+                    touched=float(touched or 0),
+                )
+            first += per_call
+            if first >= count:
                 break
         if self.is_cluster:
             # Still the owner, and not migrating: no record left this server unseen.
@@ -1128,23 +1173,6 @@ class RedisIndex(Index):
             raise IndexUnavailable(
                 self.display_url, cause, "The scan saw only part of the records; run again."
             ) from exc
-
-    def _read_records(self, keys: list[bytes], start: int) -> Iterator[ScannedRecord]:
-        # One script call per batch (the keys share one slot: the scan's server holds them).
-        replies = self._read_fields(keys, _SCAN_FIELDS)
-        for key, (digest, refs, state, size, touched) in zip(keys, replies, strict=True):
-            if state is None:
-                continue  # deleted since the SCAN saw it
-            yield ScannedRecord(
-                ObjectRecord(
-                    name=key[start:].decode(),
-                    digest=digest.decode(),
-                    refs=int(refs),
-                    state=state.decode(),
-                    size=int(size or 0),
-                ),
-                touched=float(touched or 0),
-            )
 
     def stats(self) -> IndexStats:
         values = self._on_namespace_server(

@@ -8,15 +8,15 @@
 --
 -- Replies: 1 (recorded, live), 0 (the name is known or busy: a record, a delete, a save's
 -- reservation or a quarantine; nothing changed).
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[4]) == 1
+if rec_exists(KEYS[1]) == 1 or redis.call('EXISTS', KEYS[4]) == 1
     or redis.call('EXISTS', KEYS[5]) == 1
     or redis.call('HGET', KEYS[3], 'state') == 'deleting' then
   return 0
 end
-redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'refs', ARGV[4], 'state', 'live',
+rec_hset(KEYS[1], 'digest', ARGV[1], 'refs', ARGV[4], 'state', 'live',
            'size', ARGV[2], 'nlen', ARGV[3])
-local canonical = redis.call('GET', KEYS[2])
-if not canonical or redis.call('HGET', ARGV[6] .. canonical, 'state') ~= 'live' then
-  redis.call('SET', KEYS[2], ARGV[5])
+local canonical = map_get(KEYS[2])
+if not canonical or rec_hget(ARGV[6] .. canonical, 'state') ~= 'live' then
+  map_set(KEYS[2], ARGV[5])
 end
 return 1

@@ -21,7 +21,12 @@ if receipt then
     -- reply was lost: if it lapsed, a save or delete may have taken the name over, and
     -- the inner object now is theirs. Go on only while the record (or tombstone) is
     -- still ours and nobody else claims the lease; then renew it for the inner delete.
-    local held = redis.call('HMGET', reply[1] == 'delete' and KEYS[1] or KEYS[2], 'state', 'token')
+    local held
+    if reply[1] == 'delete' then
+      held = rec_hmget(KEYS[1], 'state', 'token')
+    else
+      held = redis.call('HMGET', KEYS[2], 'state', 'token')
+    end
     local claim = redis.call('GET', ARGV[4] .. reply[2])
     if held[1] ~= 'deleting' or held[2] ~= ARGV[1] or (claim and claim ~= ARGV[1]) then
       return {'done', reply[2], '0', '0'}
@@ -37,7 +42,7 @@ local function decided(reply)
   redis.call('SET', KEYS[3], cjson.encode(reply), 'PX', tonumber(ARGV[6]))
   return reply
 end
-local f = redis.call('HMGET', KEYS[1], 'state', 'refs', 'digest', 'token', 'lease')
+local f = rec_hmget(KEYS[1], 'state', 'refs', 'digest', 'token', 'lease')
 local state, digest = f[1], f[3]
 if ARGV[9] == '1' and not (state == 'live' and tonumber(f[2]) == 0) then
   -- gc's delete: a reference counted since it looked (a hit by name) keeps the object.
@@ -81,7 +86,7 @@ if state == 'deleting' and f[4] and f[4] ~= ARGV[1]
   quarantine(KEYS[4], tonumber(ARGV[8]))
 end
 if state == 'live' and tonumber(f[2]) > 1 then
-  return decided({'kept', digest, tostring(redis.call('HINCRBY', KEYS[1], 'refs', -1)), '0'})
+  return decided({'kept', digest, tostring(rec_hincrby(KEYS[1], 'refs', -1)), '0'})
 end
 -- The last reference, or the retry of an interrupted deletion: hold the content's claim
 -- while the inner object is deleted, so no save of the same content writes meanwhile
@@ -93,8 +98,8 @@ if holder and holder ~= ARGV[1] then
   return {'wait', digest, '0', tostring(redis.call('PTTL', claim))}
 end
 redis.call('SET', claim, ARGV[1], 'PX', tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], 'state', 'deleting', 'refs', 0, 'token', ARGV[1], 'lease', digest)
-if redis.call('GET', ARGV[3] .. digest) == ARGV[5] then
-  redis.call('DEL', ARGV[3] .. digest)
+rec_hset(KEYS[1], 'state', 'deleting', 'refs', 0, 'token', ARGV[1], 'lease', digest)
+if map_get(ARGV[3] .. digest) == ARGV[5] then
+  map_del(ARGV[3] .. digest)
 end
 return decided({'delete', digest, '0', '0'})

@@ -6,7 +6,7 @@
 --
 -- Replies: 'absent', 'quarantined', 'shared', 'wait', 'replace' (the record is now
 -- 'replacing', held by the token).
-local f = redis.call('HMGET', KEYS[1], 'state', 'refs', 'digest', 'token', 'lease')
+local f = rec_hmget(KEYS[1], 'state', 'refs', 'digest', 'token', 'lease')
 if not f[1] then
   return 'absent'
 end
@@ -29,8 +29,8 @@ elseif f[4] ~= ARGV[1] then
   end
 end
 -- A live record with one reference, or one whose deleter gave up (seen to finish): ours.
-redis.call('HSET', KEYS[1], 'state', 'replacing', 'token', ARGV[1], 'lease', ARGV[5])
-if redis.call('GET', ARGV[2] .. f[3]) == ARGV[3] then
-  redis.call('DEL', ARGV[2] .. f[3])
+rec_hset(KEYS[1], 'state', 'replacing', 'token', ARGV[1], 'lease', ARGV[5])
+if map_get(ARGV[2] .. f[3]) == ARGV[3] then
+  map_del(ARGV[2] .. f[3])
 end
 return 'replace'

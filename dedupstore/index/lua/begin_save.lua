@@ -16,19 +16,17 @@
 local reuse, digest, token = ARGV[1], ARGV[2], ARGV[3]
 local ttl, maxlen, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local function usable(key)
-  local f = redis.call('HMGET', key, 'state', 'digest', 'nlen')
+  local f = rec_hmget(key, 'state', 'digest', 'nlen')
   return f[1] == 'live' and f[2] == digest and (maxlen == 0 or tonumber(f[3]) <= maxlen)
 end
 if reuse == 'content' then
-  local name = redis.call('GET', KEYS[1])
+  local name = map_get(KEYS[1])
   if name and usable(prefix .. name) then
-    redis.call('HINCRBY', prefix .. name, 'refs', 1)
     tally_hit(KEYS[7], prefix .. name)
     return {'hit', name}
   end
 elseif reuse == 'name' then
   if usable(KEYS[3]) then
-    redis.call('HINCRBY', KEYS[3], 'refs', 1)
     tally_hit(KEYS[7], KEYS[3])
     return {'hit', ARGV[7]}
   end
@@ -36,14 +34,14 @@ end
 local holder = redis.call('GET', KEYS[2])
 if not holder or holder == token then
   redis.call('SET', KEYS[2], token, 'PX', ttl)
-  local r = redis.call('HMGET', KEYS[3], 'state', 'token', 'lease', 'digest')
+  local r = rec_hmget(KEYS[3], 'state', 'token', 'lease', 'digest')
   if ARGV[10] == '0' and r[1] == 'deleting'
       and (not r[2] or redis.call('GET', ARGV[8] .. (r[3] or r[4])) ~= r[2]) then
     -- An interrupted deletion of the requested name (its deleter died, or could not
     -- record its delete): it has no references left. Finish it rather than let our commit
     -- revive it, so the deleter's retry cannot delete what we store under the name.
     tally_gone(KEYS[7], KEYS[3])
-    redis.call('DEL', KEYS[3])
+    rec_del(KEYS[3])
     if redis.call('HGET', KEYS[5], 'state') ~= 'deleting' then
       close_tombstone(KEYS[5], KEYS[4], tonumber(ARGV[9]))
     end

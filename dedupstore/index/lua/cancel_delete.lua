@@ -5,11 +5,11 @@
 -- KEYS[4] content map of the digest
 -- ARGV[1] token   ARGV[2] refs   ARGV[3] name   ARGV[4] digest ('' for none)   ARGV[5] size
 -- Replies: 1 when the delete was cancelled, 0 when the token no longer holds the name.
-local f = redis.call('HMGET', KEYS[1], 'state', 'token')
+local f = rec_hmget(KEYS[1], 'state', 'token')
 if f[1] == 'deleting' and f[2] == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'state', 'live', 'refs', ARGV[2])
-  redis.call('HDEL', KEYS[1], 'token', 'lease')
-  redis.call('SET', KEYS[4], ARGV[3], 'NX')
+  rec_hset(KEYS[1], 'state', 'live', 'refs', ARGV[2])
+  rec_hdel(KEYS[1], 'token', 'lease')
+  map_set(KEYS[4], ARGV[3], true)
 elseif not f[1] then
   local t = redis.call('HMGET', KEYS[3], 'state', 'token')
   if t[1] ~= 'deleting' or t[2] ~= ARGV[1] then
@@ -17,9 +17,9 @@ elseif not f[1] then
   end
   redis.call('DEL', KEYS[3])
   if ARGV[4] ~= '' then
-    redis.call('HSET', KEYS[1], 'digest', ARGV[4], 'refs', ARGV[2], 'state', 'live',
+    rec_hset(KEYS[1], 'digest', ARGV[4], 'refs', ARGV[2], 'state', 'live',
                'size', ARGV[5], 'nlen', string.len(ARGV[3]))
-    redis.call('SET', KEYS[4], ARGV[3], 'NX')
+    map_set(KEYS[4], ARGV[3], true)
   end
 else
   return 0

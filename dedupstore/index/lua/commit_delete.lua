@@ -4,13 +4,13 @@
 -- KEYS[3] tombstone of the name   KEYS[4] delete counter
 -- ARGV[1] token   ARGV[2] tombstone lifetime (ms)
 -- Replies: 1. Running it twice is harmless: every change is checked against the token.
-local f = redis.call('HMGET', KEYS[1], 'state', 'token')
+local f = rec_hmget(KEYS[1], 'state', 'token')
 local t = redis.call('HMGET', KEYS[3], 'state', 'token')
 if f[1] == 'deleting' and f[2] == ARGV[1] then
   -- A tracked delete leaves a numbered tombstone too: a save that wrote the same object
   -- under another digest (a content-addressed inner storage after a key rotation) and
   -- commits after us must write again (see commit_save.lua).
-  redis.call('DEL', KEYS[1])
+  rec_del(KEYS[1])
   if t[1] ~= 'deleting' then
     close_tombstone(KEYS[3], KEYS[4], tonumber(ARGV[2]))
   end

@@ -24,7 +24,7 @@ if receipt then
   return cjson.decode(receipt)
 end
 local digest, token = ARGV[1], ARGV[2]
-local f = redis.call('HMGET', KEYS[1], 'state', 'digest', 'refs', 'token', 'lease')
+local f = rec_hmget(KEYS[1], 'state', 'digest', 'refs', 'token', 'lease')
 local state, previous = f[1], f[2]
 local reserver = redis.call('HGET', KEYS[7], 'token')
 if reserver and reserver ~= token then
@@ -73,7 +73,7 @@ else
     end
     -- Its deleter died (or could not record its delete): whether it deleted our object is
     -- unknown. Finish the deletion (no references are left) and write again.
-    redis.call('DEL', KEYS[1])
+    rec_del(KEYS[1])
     if f[4] then
       quarantine(KEYS[8], tonumber(ARGV[14]))
     end
@@ -110,15 +110,15 @@ if state == 'live' or (state == 'replacing' and ARGV[8] ~= '1') then
   -- the reference of the name it was replacing (its holder still names it).
   refs = tonumber(f[3]) + 1
 end
-if previous and previous ~= digest and redis.call('GET', ARGV[7] .. previous) == ARGV[6] then
-  redis.call('DEL', ARGV[7] .. previous)
+if previous and previous ~= digest and map_get(ARGV[7] .. previous) == ARGV[6] then
+  map_del(ARGV[7] .. previous)
 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'digest', digest, 'refs', refs, 'state', 'live',
+rec_del(KEYS[1])
+rec_hset(KEYS[1], 'digest', digest, 'refs', refs, 'state', 'live',
            'size', ARGV[3], 'nlen', ARGV[4])
-local canonical = redis.call('GET', KEYS[2])
-if not canonical or redis.call('HGET', ARGV[5] .. canonical, 'state') ~= 'live' then
-  redis.call('SET', KEYS[2], ARGV[6])
+local canonical = map_get(KEYS[2])
+if not canonical or rec_hget(ARGV[5] .. canonical, 'state') ~= 'live' then
+  map_set(KEYS[2], ARGV[6])
 end
 if redis.call('GET', KEYS[3]) == token then
   redis.call('DEL', KEYS[3])

@@ -12,7 +12,7 @@
 -- name meanwhile (an inner storage such as S3 would let the later write replace the
 -- earlier). One whose holder's lease lapsed is never taken over (the holder may still be
 -- writing): it is marked lapsed and lives QUARANTINE_TTL more, unless its holder commits.
-if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
+if rec_exists(KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
   return 0
 end
 local r = redis.call('HMGET', KEYS[1], 'token', 'lease', 'lapsed')

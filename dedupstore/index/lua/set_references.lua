@@ -6,7 +6,7 @@
 -- Replies: 'raised', 'lowered', 'unchanged', 'recent' (a lower count refused: the record
 -- changed within the grace, so a save whose row is not committed yet may hold it),
 -- 'busy' (not live: a save, replace or delete is under way), 'absent'.
-local f = redis.call('HMGET', KEYS[1], 'state', 'refs', 't')
+local f = rec_hmget(KEYS[1], 'state', 'refs', 't')
 if not f[1] then
   return 'absent'
 end
@@ -24,7 +24,7 @@ if want < have then
     return 'recent'
   end
 end
-redis.call('HSET', KEYS[1], 'refs', want)
+rec_hset(KEYS[1], 'refs', want)
 if want > have then
   return 'raised'
 end

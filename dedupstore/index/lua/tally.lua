@@ -7,7 +7,7 @@
 -- stay exact; records written before the counters existed are counted by the next
 -- 'manage.py dedupstore reconcile', which sets them from a scan (set_stats).
 local function tally_snapshot(record)
-  local f = redis.call('HMGET', record, 'state', 'refs', 'size')
+  local f = rec_hmget(record, 'state', 'refs', 'size')
   if not f[1] then
     return {0, 0, 0}
   end
@@ -28,15 +28,15 @@ local function tally_change(stats, record, before)
     redis.call('HINCRBY', stats, 'logical', after[2] * after[3] - before[2] * before[3])
   end
   -- A record rewritten whole (commit_save) lost its 't': it changed now.
-  if after[1] == 1 and (changed or redis.call('HEXISTS', record, 't') == 0) then
-    redis.call('HSET', record, 't', tally_now())
+  if after[1] == 1 and (changed or rec_hexists(record, 't') == 0) then
+    rec_hset(record, 't', tally_now())
   end
 end
--- A hit: one more reference to a live record.
+-- A hit: one more reference to a live record, counted (refs + 1, its 't') in one write.
 local function tally_hit(stats, record)
   redis.call('HINCRBY', stats, 'references', 1)
-  redis.call('HINCRBY', stats, 'logical', tonumber(redis.call('HGET', record, 'size')) or 0)
-  redis.call('HSET', record, 't', tally_now())
+  redis.call('HINCRBY', stats, 'logical', tonumber(rec_hget(record, 'size')) or 0)
+  rec_hset(record, 'refs', tonumber(rec_hget(record, 'refs')) + 1, 't', tally_now())
 end
 -- A record about to be deleted.
 local function tally_gone(stats, record)

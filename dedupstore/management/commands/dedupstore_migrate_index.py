@@ -20,8 +20,8 @@ from dedupstore.storage import DedupStorage
 class Command(BaseCommand):
     help = (
         "Move the Redis index of each DedupStorage in STORAGES (or of --index/--namespace) "
-        "to the hash-tagged key layout, keeping every count. Stop every process using it "
-        "first."
+        "to the current key layout (3: hash-tagged, records packed), keeping every count. "
+        "Stop every process using it first."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -56,13 +56,11 @@ class Command(BaseCommand):
             if (url, namespace) in seen:
                 continue
             seen.add((url, namespace))
-            if "+cluster://" in url.partition("?")[0]:
-                self.stdout.write(f"{alias}: {namespace}: on a cluster, already hash-tagged")
-                continue
             report = migrate_index(url, namespace)
             self.stdout.write(
                 f"{alias}: {namespace}: {report.moved} key(s) moved to the hash-tagged layout"
                 + (f", {len(report.conflicts)} left (already there)" if report.conflicts else "")
+                + f", {report.packed} record(s) and content map(s) packed (layout 3)"
             )
             for key in report.conflicts:
                 self.stderr.write(f"  left in the old layout: {key!r}")
