@@ -34,6 +34,7 @@ from dedupstore.index.base import (
     QUARANTINE_TTL,
     TOMBSTONE_TTL,
     CommitDecision,
+    CountCheck,
     DeleteDecision,
     Index,
     IndexStats,
@@ -138,6 +139,7 @@ _CANCEL_DELETE = _tallied(_load_script("cancel_delete"))
 _SET_REFERENCES = _tallied(_load_script("set_references"))
 _ADD_RECORD = _tallied(_load_script("add_record"))
 _READ_RECORDS = _load_script("read_records")
+_COMPARE_COUNTS = _load_script("compare_counts")
 _LOOKUP_FIELDS = ("digest", "refs", "state", "size")
 _SCAN_FIELDS = (*_LOOKUP_FIELDS, "t")
 #: Records read per call of read_records.lua (a call blocks the server ~1 µs a record).
@@ -422,6 +424,7 @@ class RedisIndex(Index):
         self._set_references = register(_SET_REFERENCES)
         self._add_record = register(_ADD_RECORD)
         self._read_records_script = register(_READ_RECORDS)
+        self._compare_counts_script = register(_COMPARE_COUNTS)
 
     def _cluster(self) -> RedisCluster:
         """Return the cluster client, asking a seed node for the slot map the first time.
@@ -1066,6 +1069,59 @@ class RedisIndex(Index):
         # Bytes keys (from SCAN) are sent as they are.
         records = self._run(self._read_records_script, cast(list[str], keys), list(fields))
         return cast(list[Any], records)
+
+    def compare_counts(
+        self, names: list[str], counts: list[int], *, shared_from: int = 2
+    ) -> CountCheck:
+        # One script call per READ_BATCH names; only the differences come back.
+        differences: list[tuple[int, str | None, int, int]] = []
+        shared: list[tuple[int, int, int]] = []
+        totals = [0] * 6
+        prefix = self._record_prefix
+        for start in range(0, len(names), READ_BATCH):
+            chunk = names[start : start + READ_BATCH]
+            keys = [prefix + name for name in chunk]
+            args = [shared_from, *counts[start : start + READ_BATCH]]
+            _, found, heavy, sums = self._run(self._compare_counts_script, keys, args)
+            # Lua counts from 1; the flat lists hold 4 (3) values per record.
+            for position, state, refs, size in zip(*[iter(found)] * 4, strict=True):
+                differences.append(
+                    (start + position - 1, state.decode() if state else None, refs, size)
+                )
+            for position, refs, size in zip(*[iter(heavy)] * 3, strict=True):
+                shared.append((start + position - 1, refs, size))
+            totals = [total + value for total, value in zip(totals, sums, strict=True)]
+        records, references, size_high, size_low, logical_high, logical_low = totals
+        stats = IndexStats(
+            records,
+            references,
+            (size_high << 32) + size_low,
+            (logical_high << 32) + logical_low,
+        )
+        return CountCheck(records, differences, shared, stats)
+
+    def count_records(self) -> int:
+        # The keys of the records, counted as SCAN yields them: nothing is read. The walk
+        # is scan_records' (same server, same cluster slot checks).
+        pattern = _GLOB_SPECIAL.sub(r"\\\1", self._record_prefix) + "*"
+
+        def owner(server: redis.Redis) -> redis.Redis:
+            if self.is_cluster:
+                self._probe_slot(server)
+            return server
+
+        server = self._on_namespace_server(owner)
+        cursor, count = 0, 0
+        while True:
+            cursor, keys = self._guard(
+                functools.partial(server.scan, cursor=cursor, match=pattern, count=READ_BATCH)
+            )
+            count += len(keys)
+            if cursor == 0:
+                break
+        if self.is_cluster:
+            self._guard_scan_server(server)
+        return count
 
     def content_names(self, digests: list[str]) -> list[str | None]:
         if not digests:

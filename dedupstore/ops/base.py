@@ -217,6 +217,27 @@ def inner_names(storage: DedupStorage, path: str = "") -> Iterator[str]:
 #: A name a listing may not find as written: absolute, with a backslash, or with an
 #: empty, ``.`` or ``..`` part.
 _UNUSUAL_NAME = re.compile(r"^/|\\|(?:^|/)\.{0,2}(?:/|$)")
+#: What ``_UNUSUAL_NAME`` matches, as substrings of names joined by newlines (and
+#: framed by them): ``^`` and ``$`` become newlines.
+_UNUSUAL_PARTS = (
+    "\\",
+    *(
+        f"{before}{dots}{after}"
+        for before in ("\n", "/")
+        for dots in ("", ".", "..")
+        for after in ("/", "\n")
+    ),
+)
+
+
+def _any_unusual(names: list[str]) -> bool:
+    """Whether ``_UNUSUAL_NAME`` may match one of ``names`` (a few C searches per batch).
+
+    Never False when one matches: each of its matches is one of these substrings of the
+    joined names. It may be True when none does (a name holding a newline).
+    """
+    joined = "\n" + "\n".join(names) + "\n"
+    return any(part in joined for part in _UNUSUAL_PARTS)
 
 
 class Existence:
@@ -236,25 +257,28 @@ class Existence:
 
     def existing(self, names: Iterable[str]) -> set[str]:
         """Return those of ``names`` the inner storage holds."""
-        found: set[str] = set()
-        by_directory: dict[str, list[tuple[str, str]]] = {}
-        for name in names:
-            if _UNUSUAL_NAME.search(name):
-                if self.inner.exists(name):
-                    found.add(name)
-                continue
-            directory, _, base = name.rpartition("/")
-            by_directory.setdefault(directory, []).append((name, base))
-        for directory, group in by_directory.items():
-            listing: frozenset[str] | None = None
-            if self.can_list and (len(group) >= LIST_AT or directory in self._listings):
+        names = list(names)
+        # One search over the whole batch: the per-name search is only needed when the
+        # batch holds an unusual name (a per-line match is never narrower than one per name).
+        if _any_unusual(names):
+            unusual = [name for name in names if _UNUSUAL_NAME.search(name)]
+            found = {name for name in unusual if self.inner.exists(name)}
+            names = [name for name in names if not _UNUSUAL_NAME.search(name)]
+        else:
+            found = set()
+        directories = Counter(name.rpartition("/")[0] for name in names)
+        wanted = set(names)
+        for directory, count in directories.items():
+            if self.can_list and (count >= LIST_AT or directory in self._listings):
                 listing = self._listing(directory)
-            for name, base in group:
-                if (listing is not None and base in listing) or self.inner.exists(name):
-                    found.add(name)
+                if listing is not None:
+                    found |= wanted & listing
+        # Directories few names lie in, and names a listing lacks, are asked one by one.
+        found.update(name for name in names if name not in found and self.inner.exists(name))
         return found
 
     def _listing(self, directory: str) -> frozenset[str] | None:
+        """Return the names (full, as ``exists`` takes them) ``directory`` lists."""
         listing = self._listings.get(directory)
         if listing is not None:
             self._listings.move_to_end(directory)
@@ -266,7 +290,8 @@ class Existence:
             return None
         except FileNotFoundError:
             directories, files = [], []
-        listing = frozenset(directories) | frozenset(files)
+        prefix = f"{directory}/" if directory else ""
+        listing = frozenset(prefix + entry for entry in itertools.chain(directories, files))
         self._listings[directory] = listing
         if len(self._listings) > LISTINGS_KEPT:
             self._listings.popitem(last=False)
