@@ -326,6 +326,16 @@ class Index(abc.ABC):
         name already holds the digest.
         """
 
+    def add_records(self, records: list[tuple[str, str, int, int]]) -> list[bool]:
+        """``add_record`` each of ``records`` (name, digest, size, refs): one batch.
+
+        Return, in order, whether each was recorded. A generic default, one call each.
+        """
+        return [
+            self.add_record(name=name, digest=digest, size=size, refs=refs)
+            for name, digest, size, refs in records
+        ]
+
     @abc.abstractmethod
     def is_initialised(self) -> bool:
         """Return True if this namespace's index carries its initialisation mark."""

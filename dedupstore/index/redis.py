@@ -1213,20 +1213,36 @@ class RedisIndex(Index):
         return cast(SetReferences, reply.decode())
 
     def add_record(self, *, name: str, digest: str, size: int, refs: int) -> bool:
-        return bool(
-            self._run(
-                self._add_record,
-                [
-                    self._record_prefix + name,
-                    self._map_prefix + digest,
-                    self._tombstone_prefix + name,
-                    self._reservation_prefix + name,
-                    self._quarantine_prefix + name,
-                    self._stats_key,
-                ],
-                [digest, size, len(name), refs, name, self._record_prefix],
-            )
-        )
+        return bool(self._run(self._add_record, *self._add_record_call(name, digest, size, refs)))
+
+    def _add_record_call(
+        self, name: str, digest: str, size: int, refs: int
+    ) -> tuple[list[str], list[Any]]:
+        """Return the KEYS and ARGV of add_record.lua for one record."""
+        keys = [
+            self._record_prefix + name,
+            self._map_prefix + digest,
+            self._tombstone_prefix + name,
+            self._reservation_prefix + name,
+            self._quarantine_prefix + name,
+            self._stats_key,
+        ]
+        return keys, [digest, size, len(name), refs, name, self._record_prefix]
+
+    def add_records(self, records: list[tuple[str, str, int, int]]) -> list[bool]:
+        if self.is_cluster or len(records) < 2:
+            return super().add_records(records)
+        # One pipeline of add_record.lua calls (one round trip); each call is what
+        # add_record sends, so each record is added or refused on its own.
+
+        def send() -> list[Any]:
+            pipeline = self._client.pipeline(transaction=False)
+            for name, digest, size, refs in records:
+                keys, args = self._add_record_call(name, digest, size, refs)
+                self._add_record(keys=keys, args=args, client=pipeline)
+            return cast(list[Any], pipeline.execute())
+
+        return [bool(reply) for reply in self._guard(send)]
 
     def is_initialised(self) -> bool:
         return bool(self._guard(lambda: self.client.exists(self._initialised_key)))

@@ -9,6 +9,7 @@ Every command reads with bounded memory: the live set streams in name order
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import sys
 from collections import Counter, OrderedDict
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from django.core.files.storage import FileSystemStorage, Storage
 from django.db.models import Count
 
 from dedupstore import liveset
@@ -29,6 +31,7 @@ __all__ = [
     "Existence",
     "Findings",
     "Report",
+    "StoredHasher",
     "batched",
     "held_counts",
     "inner_names",
@@ -298,10 +301,54 @@ class Existence:
         return listing
 
 
+class StoredHasher:
+    """Hash stored objects: return each one's content key and size, or None if gone.
+
+    A file of a plain ``FileSystemStorage`` is mapped and hashed by its path, as raw BLAKE3
+    does (``update_mmap``: no ``File``, no Python buffer); any other storage is read
+    through its ``open``. A plain storage is one that opens files as Django's does (a
+    subclass may decrypt or decompress in ``_open``) under a ``DedupStorage`` that hashes
+    stored objects its own way.
+    """
+
+    def __init__(self, storage: DedupStorage) -> None:
+        from dedupstore.storage import DedupStorage
+
+        self.storage = storage
+        inner = storage.inner
+        plain = (
+            isinstance(inner, FileSystemStorage)
+            and type(inner)._open is FileSystemStorage._open
+            and type(inner).open is Storage.open
+            and type(inner).path is FileSystemStorage.path
+            and type(storage)._content_key_of_stored is DedupStorage._content_key_of_stored
+        )
+        self._location: str | None = str(inner.location) if plain else None
+        # Joining by hand is path()'s result only where "/" is the one separator.
+        self._join = os.sep == "/" and os.altsep is None
+
+    def __call__(self, name: str) -> tuple[str, int] | None:
+        if self._location is None:
+            key, size = self.storage._content_key_of_stored(name)
+            return (key, size) if key else None
+        # A usual name is joined as FileSystemStorage.path() would (its location is
+        # absolute); path() checks the others, raising SuspiciousFileOperation.
+        if not self._join or _UNUSUAL_NAME.search(name):
+            path = str(self.storage.inner.path(name))
+        else:
+            path = os.path.join(self._location, name)
+        try:
+            size = os.stat(path).st_size
+            hasher = self.storage.hasher.new(size_hint=size)
+            hasher.update_mmap(path)
+        except FileNotFoundError:
+            return None
+        return self.storage._content_key(name, hasher.hexdigest()), size
+
+
 def stored_content_key(storage: DedupStorage, name: str) -> tuple[str, int] | None:
     """Hash the stored object ``name``; return its content key and size, or None if gone."""
-    key, size = storage._content_key_of_stored(name)
-    return (key, size) if key else None
+    return StoredHasher(storage)(name)
 
 
 def live_total(storage: DedupStorage, sources: Counter[str] | None = None) -> int:

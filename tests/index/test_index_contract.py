@@ -663,6 +663,25 @@ class BaseIndexTests:
         assert record is not None and record.digest == D1
         assert index.lookup("reserved") is None
 
+    def test_add_records_records_each_new_name_and_refuses_the_known_ones(
+        self, index: Index
+    ) -> None:
+        save(index, "known")
+        replies = index.add_records(
+            [("old-a", D2, 4, 2), ("known", D2, 4, 1), ("old-b", "d3" * 32, 6, 1)]
+        )
+        assert replies == [True, False, True]
+        records = index.lookup_many(["old-a", "known", "old-b"])
+        assert [(r.digest, r.refs, r.size) if r else None for r in records] == [
+            (D2, 2, 4),
+            (D1, 1, 5),
+            ("d3" * 32, 1, 6),
+        ]
+        assert index.stats() == IndexStats(
+            objects=3, references=4, physical_bytes=15, logical_bytes=19
+        )
+        assert index.add_records([]) == []
+
     def test_the_initialisation_mark_stays_once_set(self, index: Index) -> None:
         assert not index.is_initialised()
         index.mark_initialised()
