@@ -4,8 +4,8 @@ For a site moving from django-ipfs-storage, django-cloud-storages or a plain sto
 name the live set holds (and with ``everything``, each object the inner storage lists)
 that the index does not know is hashed and recorded with as many references as rows hold
 it. Names stream a batch at a time (memory stays flat); ``jobs`` objects are read at once
-(for remote backends); a batch is hashed, then recorded with one index call. A plain
-``FileSystemStorage``'s files are hashed by their paths (``ops.base.stored_content_key``).
+(for remote backends), a plain ``FileSystemStorage``'s files mapped by their paths
+(``ops.base.StoredHasher``); a batch is hashed, then recorded with one index call.
 The records are the progress: a run that was interrupted and is started again skips every
 name recorded already.
 """
