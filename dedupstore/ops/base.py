@@ -13,7 +13,8 @@ import os
 import re
 import sys
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,6 +24,7 @@ from django.db.models import Count
 from dedupstore import liveset
 
 if TYPE_CHECKING:
+    from dedupstore.index.base import CountCheck
     from dedupstore.storage import DedupStorage
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "Report",
     "StoredHasher",
     "batched",
+    "compared_batches",
     "held_counts",
     "inner_names",
     "live_total",
@@ -61,6 +64,45 @@ def batched(items: Iterable[T], size: int = BATCH_SIZE) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
+
+
+def compared_batches(
+    storage: DedupStorage,
+    live: Iterable[tuple[str, int]],
+    shared_from: Callable[[], int] = lambda: 2,
+) -> Iterator[tuple[list[str], list[int], CountCheck]]:
+    """Yield each batch of the live set (its names and rows) with the index's comparison.
+
+    The index compares a batch (``Index.compare_counts``) in a thread of its own while
+    this one reads the next batch from the database and the caller handles the one
+    before: the three overlap. Memory: two batches. ``shared_from`` is asked before each
+    comparison for the fewest references a record counted among the most shared needs.
+    """
+    index = storage.index
+
+    def compare(names: list[str], rows: list[int]) -> CountCheck:
+        return index.compare_counts(names, rows, shared_from=shared_from())
+
+    def split(batch: list[tuple[str, int]]) -> tuple[list[str], list[int]]:
+        return [name for name, _ in batch], [held for _, held in batch]
+
+    batches = batched(live)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dedupstore-compare") as pool:
+        current = next(batches, None)
+        if current is None:
+            return
+        names, rows = split(current)
+        pending = pool.submit(compare, names, rows)
+        while True:
+            following = next(batches, None)  # read while the index compares
+            check = pending.result()
+            if following is not None:
+                next_names, next_rows = split(following)
+                pending = pool.submit(compare, next_names, next_rows)
+            yield names, rows, check  # handled while the index compares the next
+            if following is None:
+                return
+            names, rows = next_names, next_rows
 
 
 @dataclass

@@ -22,6 +22,7 @@ from dedupstore.marker import IndexState, index_state
 from dedupstore.ops.base import (
     Report,
     batched,
+    compared_batches,
     held_counts,
     live_total,
     progress,
@@ -78,11 +79,8 @@ def reconcile(
     # made: exact unless something else changed a record meanwhile ("settled" False).
     sums = _Sums()
     live = progress(liveset.live_counts(storage), enabled=show_progress, description="live set")
-    for live_batch in batched(live):
-        batch_names = [name for name, _ in live_batch]
-        batch_rows = [held for _, held in live_batch]
-        # The index compares the counts itself and answers only what differs.
-        check = index.compare_counts(batch_names, batch_rows)
+    # The index compares the counts itself and answers only what differs.
+    for batch_names, batch_rows, check in compared_batches(storage, live):
         matched += check.matched
         sums.add(check.sums)
         for position, record_state, refs, size in check.differences:

@@ -28,6 +28,7 @@ from dedupstore.ops.base import (
     Existence,
     Report,
     batched,
+    compared_batches,
     held_counts,
     inner_names,
     progress,
@@ -78,13 +79,11 @@ def verify(
     shared: list[tuple[int, int, str]] = []  # the most shared objects (memory: TOP)
     existence = Existence(storage)
     live = progress(liveset.live_counts(storage), enabled=show_progress, description="live set")
-    for live_batch in batched(live):
-        batch_names = [name for name, _ in live_batch]
-        batch_rows = [held for _, held in live_batch]
-        # The index compares the counts itself and answers only what differs.
-        check = storage.index.compare_counts(
-            batch_names, batch_rows, shared_from=shared[0][0] if len(shared) >= TOP else 2
-        )
+    # The index compares the counts itself and answers only what differs.
+    compared = compared_batches(
+        storage, live, shared_from=lambda: shared[0][0] if len(shared) >= TOP else 2
+    )
+    for batch_names, batch_rows, check in compared:
         names += len(batch_names)
         rows += sum(batch_rows)
         matched += check.matched
