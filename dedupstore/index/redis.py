@@ -1240,7 +1240,7 @@ class RedisIndex(Index):
             for name, digest, size, refs in records:
                 keys, args = self._add_record_call(name, digest, size, refs)
                 self._add_record(keys=keys, args=args, client=pipeline)
-            return cast(list[Any], pipeline.execute())
+            return pipeline.execute()
 
         return [bool(reply) for reply in self._guard(send)]
 

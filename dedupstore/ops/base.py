@@ -358,14 +358,15 @@ class StoredHasher:
 
         self.storage = storage
         inner = storage.inner
-        plain = (
+        self._location: str | None = None
+        if (
             isinstance(inner, FileSystemStorage)
-            and type(inner)._open is FileSystemStorage._open
+            and getattr(type(inner), "_open", None) is getattr(FileSystemStorage, "_open", 0)
             and type(inner).open is Storage.open
             and type(inner).path is FileSystemStorage.path
             and type(storage)._content_key_of_stored is DedupStorage._content_key_of_stored
-        )
-        self._location: str | None = str(inner.location) if plain else None
+        ):
+            self._location = str(inner.location)
         # Joining by hand is path()'s result only where "/" is the one separator.
         self._join = os.sep == "/" and os.altsep is None
 
