@@ -58,3 +58,27 @@ def test_every_batch_s_findings_are_reported_in_name_order(ops: DedupStorage) ->
     after = dedupstore("verify", "--storage", "ops", "--json")
     assert after.found("broken_links") == [names[6]]
     assert sum(found["count"] for found in after.report["findings"].values()) == 1
+
+
+def test_the_most_shared_objects_are_found_across_batches(
+    ops: DedupStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("dedupstore.ops.verify.TOP", 2)
+    # Shares 2, 5, 3, 4, 1, 6 in name order: the index is asked for records with at least
+    # as many references as the second most shared met so far.
+    shares = [2, 5, 3, 4, 1, 6]
+    names = []
+    for number, share in enumerate(shares):
+        name = ops.save(f"clips/{number}.bin", ContentFile(b"%d" % number))
+        names.append(name)
+        for _ in range(share):
+            Clip.objects.create(video=name)
+        ops.index.set_references(name, share, grace=0)
+
+    run = dedupstore("verify", "--storage", "ops", "--json")
+
+    assert run.status == 0, run.stdout
+    assert run.report["figures"]["most_shared"] == [
+        {"name": names[5], "references": 6, "size": 1},
+        {"name": names[1], "references": 5, "size": 1},
+    ]

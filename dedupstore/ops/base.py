@@ -14,7 +14,7 @@ import re
 import sys
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -80,8 +80,9 @@ def compared_batches(
     """
     index = storage.index
 
-    def compare(names: list[str], rows: list[int]) -> CountCheck:
-        return index.compare_counts(names, rows, shared_from=shared_from())
+    def compare(names: list[str], rows: list[int]) -> Future[CountCheck]:
+        # shared_from() is asked here, in the caller's thread: the one that changes it.
+        return pool.submit(index.compare_counts, names, rows, shared_from=shared_from())
 
     def split(batch: list[tuple[str, int]]) -> tuple[list[str], list[int]]:
         return [name for name, _ in batch], [held for _, held in batch]
@@ -92,13 +93,13 @@ def compared_batches(
         if current is None:
             return
         names, rows = split(current)
-        pending = pool.submit(compare, names, rows)
+        pending = compare(names, rows)
         while True:
             following = next(batches, None)  # read while the index compares
             check = pending.result()
             if following is not None:
                 next_names, next_rows = split(following)
-                pending = pool.submit(compare, next_names, next_rows)
+                pending = compare(next_names, next_rows)
             yield names, rows, check  # handled while the index compares the next
             if following is None:
                 return
