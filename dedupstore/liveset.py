@@ -39,8 +39,9 @@ __all__ = [
     "rows_holding",
 ]
 
-#: Rows fetched per round trip when streaming a field's values.
-DEFAULT_CHUNK_SIZE = 2000
+#: Rows fetched per round trip when streaming a field's values (a server-side cursor on
+#: PostgreSQL; about 1 MB of names held at a time).
+DEFAULT_CHUNK_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +176,31 @@ def live_counts(
         _sorted_names(ref, chunk_size) for ref in reference_fields(storage)
     ]
     streams.extend(sorted(source(storage)) for source in reference_sources())
-    for name, group in itertools.groupby(heapq.merge(*streams)):
-        yield name, sum(1 for _ in group)
+    # The fields that hold names (often one: the others' models, databases are empty)
+    # need no merge when there is only one.
+    started = []
+    for stream in streams:
+        iterator = iter(stream)
+        first = next(iterator, None)
+        if first is not None:
+            started.append(itertools.chain((first,), iterator))
+    yield from _runs(started[0] if len(started) == 1 else heapq.merge(*started))
+
+
+def _runs(names: Iterable[str]) -> Iterator[tuple[str, int]]:
+    """Yield ``(name, how many times in a row)`` for sorted ``names`` (groupby, faster)."""
+    iterator = iter(names)
+    current = next(iterator, None)
+    if current is None:
+        return
+    count = 1
+    for name in iterator:
+        if name == current:
+            count += 1
+        else:
+            yield current, count
+            current, count = name, 1
+    yield current, count
 
 
 # -- a delete kept for the caller's own row --------------------------------------------

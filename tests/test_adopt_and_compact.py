@@ -80,15 +80,15 @@ def test_adopt_interrupted_resumes_where_it_stopped(
 ) -> None:
     names = plain_site(ops)
     hashed: list[str] = []
-    real = ops_base.stored_content_key
+    real = ops_base.StoredHasher.__call__
 
-    def interrupted(storage: DedupStorage, name: str) -> Any:
+    def interrupted(hasher: ops_base.StoredHasher, name: str) -> Any:
         if len(hashed) == 2:
             raise KeyboardInterrupt
         hashed.append(name)
-        return real(storage, name)
+        return real(hasher, name)
 
-    monkeypatch.setattr("dedupstore.ops.adopt.stored_content_key", interrupted)
+    monkeypatch.setattr(ops_base.StoredHasher, "__call__", interrupted)
     monkeypatch.setattr("dedupstore.ops.base.BATCH_SIZE", 1)
     monkeypatch.setattr("dedupstore.ops.adopt.batched", _batches_of_one)
     with pytest.raises(KeyboardInterrupt):
@@ -97,11 +97,11 @@ def test_adopt_interrupted_resumes_where_it_stopped(
     monkeypatch.undo()
     counted: list[str] = []
 
-    def counting(storage: DedupStorage, name: str) -> Any:
+    def counting(hasher: ops_base.StoredHasher, name: str) -> Any:
         counted.append(name)
-        return real(storage, name)
+        return real(hasher, name)
 
-    monkeypatch.setattr("dedupstore.ops.adopt.stored_content_key", counting)
+    monkeypatch.setattr(ops_base.StoredHasher, "__call__", counting)
     run = dedupstore("adopt", "--storage", "ops", "--json")
     assert run.status == 0
     assert sorted(run.found("already_known")) == sorted(hashed)

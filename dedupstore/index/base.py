@@ -20,6 +20,7 @@ __all__ = [
     "UNTRACKED_DELETE_LEASE",
     "ClaimKeeper",
     "CommitDecision",
+    "CountCheck",
     "DeleteDecision",
     "Index",
     "IndexStats",
@@ -140,6 +141,24 @@ class IndexStats:
     logical_bytes: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class CountCheck:
+    """What ``compare_counts`` found for one batch of names: only what the ops act on.
+
+    Positions index the batch's names. ``sums`` add up every record found (any state) as
+    the counters do: records, their references, sizes and references times sizes.
+    """
+
+    #: How many of the names have a record (any state).
+    matched: int
+    #: ``(position, state, refs, size)`` of each name whose record is missing (state
+    #: None), not live, or live with a count other than the rows'.
+    differences: list[tuple[int, str | None, int, int]]
+    #: ``(position, refs, size)`` of each live record with at least ``shared_from`` refs.
+    shared: list[tuple[int, int, int]]
+    sums: IndexStats
+
+
 #: What ``set_references`` did (``recent``: a lower count refused within the grace).
 SetReferences = Literal["raised", "lowered", "unchanged", "recent", "busy", "absent"]
 
@@ -247,6 +266,37 @@ class Index(abc.ABC):
         """Return the record of each name (None if unknown), in order: one batch."""
         return [self.lookup(name) for name in names]
 
+    def compare_counts(
+        self, names: list[str], counts: list[int], *, shared_from: int = 2
+    ) -> CountCheck:
+        """Compare the record of each of ``names`` with ``counts`` (the rows holding it).
+
+        One batch; see ``CountCheck``. A generic default over ``lookup_many``.
+        """
+        differences: list[tuple[int, str | None, int, int]] = []
+        shared: list[tuple[int, int, int]] = []
+        matched = references = physical = logical = 0
+        for position, (record, held) in enumerate(
+            zip(self.lookup_many(names), counts, strict=True)
+        ):
+            if record is None:
+                differences.append((position, None, 0, 0))
+                continue
+            matched += 1
+            references += record.refs
+            physical += record.size
+            logical += record.refs * record.size
+            if record.state != "live" or record.refs != held:
+                differences.append((position, record.state, record.refs, record.size))
+            if record.state == "live" and record.refs >= shared_from:
+                shared.append((position, record.refs, record.size))
+        sums = IndexStats(matched, references, physical, logical)
+        return CountCheck(matched, differences, shared, sums)
+
+    def count_records(self) -> int:
+        """Return how many object records there are (one scan; writes during it may be missed)."""
+        return sum(1 for _ in self.scan_records())
+
     def content_names(self, digests: list[str]) -> list[str | None]:
         """Return the name content reuse hands out for each content key (None: none)."""
         raise NotImplementedError
@@ -282,6 +332,16 @@ class Index(abc.ABC):
         False, changing nothing, otherwise. Content reuse finds it unless another live
         name already holds the digest.
         """
+
+    def add_records(self, records: list[tuple[str, str, int, int]]) -> list[bool]:
+        """``add_record`` each of ``records`` (name, digest, size, refs): one batch.
+
+        Return, in order, whether each was recorded. A generic default, one call each.
+        """
+        return [
+            self.add_record(name=name, digest=digest, size=size, refs=refs)
+            for name, digest, size, refs in records
+        ]
 
     @abc.abstractmethod
     def is_initialised(self) -> bool:

@@ -33,6 +33,7 @@ from dedupstore.index.base import (
     QUARANTINE_TTL,
     TOMBSTONE_TTL,
     CommitDecision,
+    CountCheck,
     DeleteDecision,
     Index,
     IndexStats,
@@ -140,11 +141,13 @@ def build_scripts(load: Callable[..., str], *, packed: bool = True) -> dict[str,
         "_set_references": tallied("set_references"),
         "_add_record": tallied("add_record"),
         "_read_records_script": load(*first, "read_records"),
+        "_compare_counts_script": load(*first, "compare_counts"),
     }
     if packed:
         scripts["_read_maps"] = load("packed", "read_maps")
         scripts["_scan_buckets"] = load("packed", "scan_buckets")
         scripts["_migrate_layout3"] = load("packed", "migrate_layout3")
+        scripts["_count_records"] = load("count_records")
     return scripts
 
 
@@ -1108,6 +1111,42 @@ class RedisIndex(Index):
         records = self._run(self._read_records_script, probe + list(keys), list(fields))
         return cast(list[Any], records)
 
+    def compare_counts(
+        self, names: list[str], counts: list[int], *, shared_from: int = 2
+    ) -> CountCheck:
+        # One script call per READ_BATCH names; only the differences come back.
+        differences: list[tuple[int, str | None, int, int]] = []
+        shared: list[tuple[int, int, int]] = []
+        totals = [0] * 6
+        prefix = self._record_prefix
+        for start in range(0, len(names), READ_BATCH):
+            chunk = names[start : start + READ_BATCH]
+            keys = [prefix + name for name in chunk]
+            args = [shared_from, *counts[start : start + READ_BATCH]]
+            _, found, heavy, sums = self._run(self._compare_counts_script, keys, args)
+            # Lua counts from 1; the flat lists hold 4 (3) values per record.
+            for position, state, refs, size in zip(*[iter(found)] * 4, strict=True):
+                differences.append(
+                    (start + position - 1, state.decode() if state else None, refs, size)
+                )
+            for position, refs, size in zip(*[iter(heavy)] * 3, strict=True):
+                shared.append((start + position - 1, refs, size))
+            totals = [total + value for total, value in zip(totals, sums, strict=True)]
+        records, references, size_high, size_low, logical_high, logical_low = totals
+        stats = IndexStats(
+            records,
+            references,
+            (size_high << 32) + size_low,
+            (logical_high << 32) + logical_low,
+        )
+        return CountCheck(records, differences, shared, stats)
+
+    def count_records(self) -> int:
+        # Layout 3 keeps the number of records beside the buckets: nothing is read.
+        return int(
+            self._run(self._count_records, [self._bucket_state_key, self._slot_probe_key], [])
+        )
+
     def content_names(self, digests: list[str]) -> list[str | None]:
         names: list[str | None] = []
         for start in range(0, len(digests), READ_BATCH):
@@ -1201,20 +1240,36 @@ class RedisIndex(Index):
         return cast(SetReferences, reply.decode())
 
     def add_record(self, *, name: str, digest: str, size: int, refs: int) -> bool:
-        return bool(
-            self._run(
-                self._add_record,
-                [
-                    self._record_prefix + name,
-                    self._map_prefix + digest,
-                    self._tombstone_prefix + name,
-                    self._reservation_prefix + name,
-                    self._quarantine_prefix + name,
-                    self._stats_key,
-                ],
-                [digest, size, len(name), refs, name, self._record_prefix],
-            )
-        )
+        return bool(self._run(self._add_record, *self._add_record_call(name, digest, size, refs)))
+
+    def _add_record_call(
+        self, name: str, digest: str, size: int, refs: int
+    ) -> tuple[list[str], list[Any]]:
+        """Return the KEYS and ARGV of add_record.lua for one record."""
+        keys = [
+            self._record_prefix + name,
+            self._map_prefix + digest,
+            self._tombstone_prefix + name,
+            self._reservation_prefix + name,
+            self._quarantine_prefix + name,
+            self._stats_key,
+        ]
+        return keys, [digest, size, len(name), refs, name, self._record_prefix]
+
+    def add_records(self, records: list[tuple[str, str, int, int]]) -> list[bool]:
+        if self.is_cluster or len(records) < 2:
+            return super().add_records(records)
+        # One pipeline of add_record.lua calls (one round trip); each call is what
+        # add_record sends, so each record is added or refused on its own.
+
+        def send() -> list[Any]:
+            pipeline = self._client.pipeline(transaction=False)
+            for name, digest, size, refs in records:
+                keys, args = self._add_record_call(name, digest, size, refs)
+                self._add_record(keys=keys, args=args, client=pipeline)
+            return pipeline.execute()
+
+        return [bool(reply) for reply in self._guard(send)]
 
     def is_initialised(self) -> bool:
         return bool(self._guard(lambda: self.client.exists(self._initialised_key)))

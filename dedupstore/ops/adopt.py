@@ -4,8 +4,10 @@ For a site moving from django-ipfs-storage, django-cloud-storages or a plain sto
 name the live set holds (and with ``everything``, each object the inner storage lists)
 that the index does not know is hashed and recorded with as many references as rows hold
 it. Names stream a batch at a time (memory stays flat); ``jobs`` objects are read at once
-(for remote backends); a batch is hashed, then recorded. The records are the progress: a
-run that was interrupted and is started again skips every name recorded already.
+(for remote backends), a plain ``FileSystemStorage``'s files mapped by their paths
+(``ops.base.StoredHasher``); a batch is hashed, then recorded with one index call.
+The records are the progress: a run that was interrupted and is started again skips every
+name recorded already.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from dedupstore import liveset
 from dedupstore.marker import IndexState, index_state, initialise_index
 from dedupstore.ops.base import (
     Report,
+    StoredHasher,
     batched,
     held_counts,
     inner_names,
     progress,
     source_counts,
-    stored_content_key,
 )
 
 if TYPE_CHECKING:
@@ -47,10 +49,11 @@ def adopt(
         report.finding(kind)
     state = index_state(storage)
     hashed_bytes = 0
+    hasher = StoredHasher(storage)
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dedupstore-adopt") as pool:
         live = progress(liveset.live_counts(storage), enabled=show_progress, description="rows")
         for batch in batched(live):
-            hashed_bytes += _adopt_batch(storage, report, pool, batch)
+            hashed_bytes += _adopt_batch(storage, report, pool, jobs, hasher, batch)
         if everything:
             sources = source_counts(storage)
             try:
@@ -58,7 +61,12 @@ def adopt(
                 for names in batched(listed):
                     held = held_counts(storage, names, sources)
                     hashed_bytes += _adopt_batch(
-                        storage, report, pool, [(name, held.get(name, 0)) for name in names]
+                        storage,
+                        report,
+                        pool,
+                        jobs,
+                        hasher,
+                        [(name, held.get(name, 0)) for name in names],
                     )
             except NotImplementedError:
                 report.notes.append("--all: the inner storage cannot list its objects")
@@ -74,6 +82,8 @@ def _adopt_batch(
     storage: DedupStorage,
     report: Report,
     pool: ThreadPoolExecutor,
+    jobs: int,
+    hasher: StoredHasher,
     batch: Iterable[tuple[str, int]],
 ) -> int:
     """Hash and record the unknown names of one batch; return the bytes hashed."""
@@ -85,9 +95,12 @@ def _adopt_batch(
             unknown.append((name, held))
         else:
             report.finding("already_known").add(name=name)
+    # Hash the whole batch, then record it in one call: the index calls wait for no
+    # hashing thread. One job hashes here, in this thread.
+    hashing = pool.map if jobs > 1 else map
+    keys = list(hashing(hasher, [name for name, _ in unknown]))
     hashed = 0
-    # Hash the whole batch, then record it: the index calls wait for no hashing thread.
-    keys = list(pool.map(lambda item: stored_content_key(storage, item[0]), unknown))
+    found: list[tuple[str, str, int, int]] = []
     for (name, held), stored in zip(unknown, keys, strict=True):
         if stored is None:
             if held:
@@ -95,7 +108,11 @@ def _adopt_batch(
             continue
         digest, size = stored
         hashed += size
-        if storage.index.add_record(name=name, digest=digest, size=size, refs=held):
+        found.append((name, digest, size, held))
+    for (name, _, size, held), recorded in zip(
+        found, storage.index.add_records(found), strict=True
+    ):
+        if recorded:
             report.finding("recorded").add(name=name, references=held, size=size)
         else:
             report.finding("already_known").add(name=name)

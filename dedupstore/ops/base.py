@@ -9,18 +9,22 @@ Every command reads with bounded memory: the live set streams in name order
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import sys
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from django.core.files.storage import FileSystemStorage, Storage
 from django.db.models import Count
 
 from dedupstore import liveset
 
 if TYPE_CHECKING:
+    from dedupstore.index.base import CountCheck
     from dedupstore.storage import DedupStorage
 
 __all__ = [
@@ -29,7 +33,9 @@ __all__ = [
     "Existence",
     "Findings",
     "Report",
+    "StoredHasher",
     "batched",
+    "compared_batches",
     "held_counts",
     "inner_names",
     "live_total",
@@ -58,6 +64,46 @@ def batched(items: Iterable[T], size: int = BATCH_SIZE) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
+
+
+def compared_batches(
+    storage: DedupStorage,
+    live: Iterable[tuple[str, int]],
+    shared_from: Callable[[], int] = lambda: 2,
+) -> Iterator[tuple[list[str], list[int], CountCheck]]:
+    """Yield each batch of the live set (its names and rows) with the index's comparison.
+
+    The index compares a batch (``Index.compare_counts``) in a thread of its own while
+    this one reads the next batch from the database and the caller handles the one
+    before: the three overlap. Memory: two batches. ``shared_from`` is asked before each
+    comparison for the fewest references a record counted among the most shared needs.
+    """
+    index = storage.index
+
+    def compare(names: list[str], rows: list[int]) -> Future[CountCheck]:
+        # shared_from() is asked here, in the caller's thread: the one that changes it.
+        return pool.submit(index.compare_counts, names, rows, shared_from=shared_from())
+
+    def split(batch: list[tuple[str, int]]) -> tuple[list[str], list[int]]:
+        return [name for name, _ in batch], [held for _, held in batch]
+
+    batches = batched(live)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dedupstore-compare") as pool:
+        current = next(batches, None)
+        if current is None:
+            return
+        names, rows = split(current)
+        pending = compare(names, rows)
+        while True:
+            following = next(batches, None)  # read while the index compares
+            check = pending.result()
+            if following is not None:
+                next_names, next_rows = split(following)
+                pending = compare(next_names, next_rows)
+            yield names, rows, check  # handled while the index compares the next
+            if following is None:
+                return
+            names, rows = next_names, next_rows
 
 
 @dataclass
@@ -217,6 +263,27 @@ def inner_names(storage: DedupStorage, path: str = "") -> Iterator[str]:
 #: A name a listing may not find as written: absolute, with a backslash, or with an
 #: empty, ``.`` or ``..`` part.
 _UNUSUAL_NAME = re.compile(r"^/|\\|(?:^|/)\.{0,2}(?:/|$)")
+#: What ``_UNUSUAL_NAME`` matches, as substrings of names joined by newlines (and
+#: framed by them): ``^`` and ``$`` become newlines.
+_UNUSUAL_PARTS = (
+    "\\",
+    *(
+        f"{before}{dots}{after}"
+        for before in ("\n", "/")
+        for dots in ("", ".", "..")
+        for after in ("/", "\n")
+    ),
+)
+
+
+def _any_unusual(names: list[str]) -> bool:
+    """Whether ``_UNUSUAL_NAME`` may match one of ``names`` (a few C searches per batch).
+
+    Never False when one matches: each of its matches is one of these substrings of the
+    joined names. It may be True when none does (a name holding a newline).
+    """
+    joined = "\n" + "\n".join(names) + "\n"
+    return any(part in joined for part in _UNUSUAL_PARTS)
 
 
 class Existence:
@@ -236,25 +303,28 @@ class Existence:
 
     def existing(self, names: Iterable[str]) -> set[str]:
         """Return those of ``names`` the inner storage holds."""
-        found: set[str] = set()
-        by_directory: dict[str, list[tuple[str, str]]] = {}
-        for name in names:
-            if _UNUSUAL_NAME.search(name):
-                if self.inner.exists(name):
-                    found.add(name)
-                continue
-            directory, _, base = name.rpartition("/")
-            by_directory.setdefault(directory, []).append((name, base))
-        for directory, group in by_directory.items():
-            listing: frozenset[str] | None = None
-            if self.can_list and (len(group) >= LIST_AT or directory in self._listings):
+        names = list(names)
+        # One search over the whole batch: the per-name search is only needed when the
+        # batch holds an unusual name (a per-line match is never narrower than one per name).
+        if _any_unusual(names):
+            unusual = [name for name in names if _UNUSUAL_NAME.search(name)]
+            found = {name for name in unusual if self.inner.exists(name)}
+            names = [name for name in names if not _UNUSUAL_NAME.search(name)]
+        else:
+            found = set()
+        directories = Counter(name.rpartition("/")[0] for name in names)
+        wanted = set(names)
+        for directory, count in directories.items():
+            if self.can_list and (count >= LIST_AT or directory in self._listings):
                 listing = self._listing(directory)
-            for name, base in group:
-                if (listing is not None and base in listing) or self.inner.exists(name):
-                    found.add(name)
+                if listing is not None:
+                    found |= wanted & listing
+        # Directories few names lie in, and names a listing lacks, are asked one by one.
+        found.update(name for name in names if name not in found and self.inner.exists(name))
         return found
 
     def _listing(self, directory: str) -> frozenset[str] | None:
+        """Return the names (full, as ``exists`` takes them) ``directory`` lists."""
         listing = self._listings.get(directory)
         if listing is not None:
             self._listings.move_to_end(directory)
@@ -266,17 +336,63 @@ class Existence:
             return None
         except FileNotFoundError:
             directories, files = [], []
-        listing = frozenset(directories) | frozenset(files)
+        prefix = f"{directory}/" if directory else ""
+        listing = frozenset(prefix + entry for entry in itertools.chain(directories, files))
         self._listings[directory] = listing
         if len(self._listings) > LISTINGS_KEPT:
             self._listings.popitem(last=False)
         return listing
 
 
+class StoredHasher:
+    """Hash stored objects: return each one's content key and size, or None if gone.
+
+    A file of a plain ``FileSystemStorage`` is mapped and hashed by its path, as raw BLAKE3
+    does (``update_mmap``: no ``File``, no Python buffer); any other storage is read
+    through its ``open``. A plain storage is one that opens files as Django's does (a
+    subclass may decrypt or decompress in ``_open``) under a ``DedupStorage`` that hashes
+    stored objects its own way.
+    """
+
+    def __init__(self, storage: DedupStorage) -> None:
+        from dedupstore.storage import DedupStorage
+
+        self.storage = storage
+        inner = storage.inner
+        self._location: str | None = None
+        if (
+            isinstance(inner, FileSystemStorage)
+            and getattr(type(inner), "_open", None) is getattr(FileSystemStorage, "_open", 0)
+            and type(inner).open is Storage.open
+            and type(inner).path is FileSystemStorage.path
+            and type(storage)._content_key_of_stored is DedupStorage._content_key_of_stored
+        ):
+            self._location = str(inner.location)
+        # Joining by hand is path()'s result only where "/" is the one separator.
+        self._join = os.sep == "/" and os.altsep is None
+
+    def __call__(self, name: str) -> tuple[str, int] | None:
+        if self._location is None:
+            key, size = self.storage._content_key_of_stored(name)
+            return (key, size) if key else None
+        # A usual name is joined as FileSystemStorage.path() would (its location is
+        # absolute); path() checks the others, raising SuspiciousFileOperation.
+        if not self._join or _UNUSUAL_NAME.search(name):
+            path = str(self.storage.inner.path(name))
+        else:
+            path = os.path.join(self._location, name)
+        try:
+            size = os.stat(path).st_size
+            hasher = self.storage.hasher.new(size_hint=size)
+            hasher.update_mmap(path)
+        except FileNotFoundError:
+            return None
+        return self.storage._content_key(name, hasher.hexdigest()), size
+
+
 def stored_content_key(storage: DedupStorage, name: str) -> tuple[str, int] | None:
     """Hash the stored object ``name``; return its content key and size, or None if gone."""
-    key, size = storage._content_key_of_stored(name)
-    return (key, size) if key else None
+    return StoredHasher(storage)(name)
 
 
 def live_total(storage: DedupStorage, sources: Counter[str] | None = None) -> int:

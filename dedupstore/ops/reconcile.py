@@ -4,8 +4,10 @@ A count below the rows is raised at once (a delete could otherwise remove what r
 hold). A count above them is lowered only when its record is unchanged for ``grace``
 seconds: a save counts its reference before its row commits, and that row may commit
 any moment. A name the rows hold and the index does not know (after a ``FLUSHDB``, a
-restart without persistence) is hashed and recorded. Then the counters are set from a
-scan of the records, and a lost index is marked initialised again.
+restart without persistence) is hashed and recorded. Then the counters are set: from the
+records as the live set met them (the index compares a batch of counts at a time and sums
+its records) when the index holds no other record and nothing else changed one meanwhile,
+else from a scan of the records. A lost index is then marked initialised again.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import TYPE_CHECKING
 from django.utils import timezone
 
 from dedupstore import liveset
-from dedupstore.index.base import IndexStats
+from dedupstore.index.base import IndexStats, SetReferences
 from dedupstore.marker import IndexState, index_state
 from dedupstore.ops.base import (
     Report,
     batched,
+    compared_batches,
     held_counts,
     live_total,
     progress,
@@ -72,23 +75,33 @@ def reconcile(
             "and DEDUPSTORE_REFERENCE_SOURCES, or pass --force."
         )
     matched = 0
-    live = liveset.live_counts(storage)
-    for live_batch in batched(progress(live, enabled=show_progress, description="live set")):
-        records = index.lookup_many([name for name, _ in live_batch])
-        for (name, held), record in zip(live_batch, records, strict=True):
-            if record is None:
-                matched += _record(storage, report, name, held)
-                continue
-            matched += 1
-            too_high = lowering and record.refs > held
-            if record.state == "live" and (record.refs < held or too_high):
-                _set(storage, report, name, held, record.refs, grace)
-            elif record.state != "live":
-                report.finding("busy").add(name=name, state=record.state)
-    counters = recount(storage)
-    if lowering and counters.objects > matched:
+    # The counters, summed from the records as the live set meets them and the changes
+    # made: exact unless something else changed a record meanwhile ("settled" False).
+    sums = _Sums()
+    live = progress(liveset.live_counts(storage), enabled=show_progress, description="live set")
+    # The index compares the counts itself and answers only what differs.
+    for batch_names, batch_rows, check in compared_batches(storage, live):
+        matched += check.matched
+        sums.add(check.sums)
+        for position, record_state, refs, size in check.differences:
+            name, held = batch_names[position], batch_rows[position]
+            if record_state is None:
+                matched += _record(storage, report, name, held, sums)
+            elif record_state != "live":
+                report.finding("busy").add(name=name, state=record_state)
+            elif refs < held or (lowering and refs > held):
+                outcome = _set(storage, report, name, held, refs, grace)
+                sums.changed(outcome, refs, held, size)
+    records = index.count_records()
+    if lowering and records > matched:
         # Records the live set did not meet: lower those no row holds, then count again.
         _lower_unheld(storage, report, grace, show_progress)
+        counters = recount(storage)
+    elif sums.settled and records == sums.objects:
+        # Every record was met and nothing else changed one: the sums are the counters.
+        counters = sums.stats()
+        index.set_stats(counters)
+    else:
         counters = recount(storage)
     if state in (IndexState.LOST, IndexState.NEW):
         index.mark_initialised()
@@ -117,7 +130,36 @@ def _lower_unheld(storage: DedupStorage, report: Report, grace: float, show_prog
                 _set(storage, report, record.name, 0, record.refs, grace)
 
 
-def _record(storage: DedupStorage, report: Report, name: str, held: int) -> bool:
+class _Sums:
+    """The counters (records, references, bytes) summed over the records reconcile met."""
+
+    def __init__(self) -> None:
+        self.objects = self.references = self.physical = self.logical = 0
+        #: False once a record changed by someone else was seen: then recount.
+        self.settled = True
+
+    def add(self, stats: IndexStats) -> None:
+        self.objects += stats.objects
+        self.references += stats.references
+        self.physical += stats.physical_bytes
+        self.logical += stats.logical_bytes
+
+    def recorded(self, refs: int, size: int) -> None:
+        self.add(IndexStats(1, refs, size, refs * size))
+
+    def changed(self, outcome: SetReferences, was: int, refs: int, size: int) -> None:
+        """Account for ``set_references``'s ``outcome`` on a record read with ``was``."""
+        if outcome in ("raised", "lowered"):
+            self.references += refs - was
+            self.logical += (refs - was) * size
+        elif outcome != "recent":  # "recent" changed nothing; the others: changed meanwhile
+            self.settled = False
+
+    def stats(self) -> IndexStats:
+        return IndexStats(self.objects, self.references, self.physical, self.logical)
+
+
+def _record(storage: DedupStorage, report: Report, name: str, held: int, sums: _Sums) -> bool:
     """Record a name the rows hold and the index does not know (hash its object).
 
     Return True if the index has (or a save under way is making) a record of it.
@@ -129,15 +171,17 @@ def _record(storage: DedupStorage, report: Report, name: str, held: int) -> bool
     digest, size = stored
     if storage.index.add_record(name=name, digest=digest, size=size, refs=held):
         report.finding("recorded").add(name=name, references=held)
+        sums.recorded(held, size)
     else:
         # A save or delete of the name is under way: the next run sees its outcome.
         report.finding("busy").add(name=name, state="being saved or deleted")
+        sums.settled = False
     return True
 
 
 def _set(
     storage: DedupStorage, report: Report, name: str, held: int, counted: int, grace: float
-) -> None:
+) -> SetReferences:
     outcome = storage.index.set_references(name, held, grace=grace)
     if outcome == "raised":
         report.finding("raised").add(name=name, references=held, was=counted)
@@ -147,6 +191,7 @@ def _set(
         report.finding("kept_within_grace").add(name=name, rows=held, references=counted)
     elif outcome == "busy":
         report.finding("busy").add(name=name, state="being saved or deleted")
+    return outcome
 
 
 def recount(storage: DedupStorage) -> IndexStats:

@@ -2,10 +2,11 @@
 
 Three passes, each with bounded memory:
 
-1. the live set, in name order, a batch at a time against the index's records and the
+1. the live set, in name order, a batch at a time against the index's records (the index
+   compares the counts and answers only the differences and the most shared) and the
    inner storage: counts that differ, names the index does not track, broken links;
-2. the index's records (``--deep`` re-hashes each object and compares its content key);
-   when there are more records than pass 1 matched, a second scan asks the rows, a batch
+2. the index's records, counted without reading them (``--deep`` reads and re-hashes
+   each); when there are more records than pass 1 matched, a scan asks the rows, a batch
    at a time, which records nobody holds: counted references (leaks) and records with no
    count left (garbage for ``gc``);
 3. the inner storage's listing, where it can list: objects neither the index nor a row
@@ -27,6 +28,7 @@ from dedupstore.ops.base import (
     Existence,
     Report,
     batched,
+    compared_batches,
     held_counts,
     inner_names,
     progress,
@@ -74,59 +76,54 @@ def verify(
             index=storage.index.display_url, fix="manage.py dedupstore reconcile"
         )
     rows = names = matched = 0
-    live = liveset.live_counts(storage)
+    shared: list[tuple[int, int, str]] = []  # the most shared objects (memory: TOP)
     existence = Existence(storage)
-    for live_batch in batched(progress(live, enabled=show_progress, description="live set")):
-        batch_names = [name for name, _ in live_batch]
-        records = storage.index.lookup_many(batch_names)
+    live = progress(liveset.live_counts(storage), enabled=show_progress, description="live set")
+    # The index compares the counts itself and answers only what differs.
+    compared = compared_batches(
+        storage, live, shared_from=lambda: shared[0][0] if len(shared) >= TOP else 2
+    )
+    for batch_names, batch_rows, check in compared:
+        names += len(batch_names)
+        rows += sum(batch_rows)
+        matched += check.matched
+        for position, refs, size in check.shared:
+            _keep_shared(shared, (refs, size, batch_names[position]))
         # Whether each object exists, for the whole batch at once (a listing per directory).
-        present = existence.existing(
-            name
-            for name, record in zip(batch_names, records, strict=True)
-            if record is None or record.state == "live"
+        present = existence.existing(batch_names)
+        differing = {position: (found, refs) for position, found, refs, _ in check.differences}
+        absent = (
+            [position for position, name in enumerate(batch_names) if name not in present]
+            if len(present) < len(batch_names)
+            else []
         )
-        for (name, held), record in zip(live_batch, records, strict=True):
-            names += 1
-            rows += held
-            matched += record is not None
-            if record is None:
-                if name in present:
-                    report.finding("untracked").add(name=name, rows=held)
-                else:
-                    report.finding("broken_links").add(name=name, rows=held)
+        # Findings in name order, as the live set yields them.
+        for position in sorted(differing.keys() | absent):
+            name, held = batch_names[position], batch_rows[position]
+            record_state, refs = differing.get(position, ("live", held))
+            if record_state is None:
+                kind = "untracked" if name in present else "broken_links"
+                report.finding(kind).add(name=name, rows=held)
                 continue
-            if record.state != "live":
-                report.finding("busy").add(name=name, state=record.state)
+            if record_state != "live":
+                report.finding("busy").add(name=name, state=record_state)
                 continue
-            if record.refs < held:
-                report.finding("undercounted").add(name=name, rows=held, references=record.refs)
-            elif record.refs > held:
-                report.finding("overcounted").add(name=name, rows=held, references=record.refs)
+            if refs < held:
+                report.finding("undercounted").add(name=name, rows=held, references=refs)
+            elif refs > held:
+                report.finding("overcounted").add(name=name, rows=held, references=refs)
             if name not in present:
                 report.finding("broken_links").add(name=name, rows=held)
     sources = source_counts(storage)
-    # The index's records: a first scan without the database (counts, the most shared,
-    # --deep). Every record whose name the live set holds was met in pass 1 ("matched");
-    # only when the scan finds more records than that does a second scan ask the rows
-    # which ones nobody holds.
-    records_seen = 0
-    shared: list[tuple[int, int, str]] = []  # the most shared objects (memory: TOP)
-    scanned = progress(storage.index.scan_records(), enabled=show_progress, description="index")
-    for item in scanned:
-        record = item.record
-        records_seen += 1
-        if record.state == "live" and record.refs > 1:
-            entry = (record.refs, record.size, record.name)
-            if len(shared) < TOP:
-                heapq.heappush(shared, entry)
-            else:
-                heapq.heappushpop(shared, entry)
-        if deep and record.state == "live":
-            stored = stored_content_key(storage, record.name)
-            if stored is not None and stored[0] != record.digest:
-                report.finding("corrupt").add(name=record.name, size=stored[1])
+    # Every record whose name the live set holds was met above ("matched"); only when the
+    # index holds more records than that does a scan ask the rows which ones nobody holds
+    # (counting the records reads none of them). --deep re-hashes every live record.
+    if deep:
+        records_seen = _find_corrupt(storage, report, show_progress)
+    else:
+        records_seen = storage.index.count_records()
     if records_seen > matched:
-        _find_unheld(storage, report, sources, show_progress)
+        _find_unheld(storage, report, sources, shared, show_progress)
     if orphans:
         _find_orphans(storage, report, sources, show_progress)
     counters = storage.index.stats()
@@ -146,16 +143,47 @@ def verify(
     return report
 
 
+def _keep_shared(shared: list[tuple[int, int, str]], entry: tuple[int, int, str]) -> None:
+    """Keep ``entry`` (refs, size, name) if it is among the ``TOP`` most shared so far."""
+    if len(shared) < TOP:
+        heapq.heappush(shared, entry)
+    else:
+        heapq.heappushpop(shared, entry)
+
+
+def _find_corrupt(storage: DedupStorage, report: Report, show_progress: bool) -> int:
+    """Re-hash every live record's object (``--deep``); return how many records there are."""
+    records = 0
+    scanned = progress(storage.index.scan_records(), enabled=show_progress, description="index")
+    for item in scanned:
+        record = item.record
+        records += 1
+        if record.state == "live":
+            stored = stored_content_key(storage, record.name)
+            if stored is not None and stored[0] != record.digest:
+                report.finding("corrupt").add(name=record.name, size=stored[1])
+    return records
+
+
 def _find_unheld(
-    storage: DedupStorage, report: Report, sources: Counter[str], show_progress: bool
+    storage: DedupStorage,
+    report: Report,
+    sources: Counter[str],
+    shared: list[tuple[int, int, str]],
+    show_progress: bool,
 ) -> None:
-    """Report the live records no row holds: leaks (counted) and garbage (count 0)."""
+    """Report the live records no row holds: leaks (counted) and garbage (count 0).
+
+    They count among the most shared too (``shared``): the live set did not meet them.
+    """
     scanned = progress(storage.index.scan_records(), enabled=show_progress, description="rows")
     for batch in batched(scanned):
         held_by = held_counts(storage, [item.record.name for item in batch], sources)
         for item in batch:
             record = item.record
             if record.state == "live" and not held_by.get(record.name):
+                if record.refs > 1:
+                    _keep_shared(shared, (record.refs, record.size, record.name))
                 if record.refs:
                     report.finding("leaks").add(name=record.name, references=record.refs)
                 else:

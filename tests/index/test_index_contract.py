@@ -587,6 +587,53 @@ class BaseIndexTests:
         ]
         assert index.lookup_many([]) == []
 
+    def test_compare_counts_answers_only_what_differs_from_the_rows(self, index: Index) -> None:
+        save(index, "agrees")
+        save(index, "shared", digest=D2)
+        hit(index, "shared", digest=D2)
+        save(index, "counts-high", digest="d3" * 32)
+        save(index, "deleting", digest="d4" * 32)
+        assert index.begin_delete(name="deleting", token="d", claim_ttl=TTL).action == "delete"
+        names = ["agrees", "shared", "unknown", "counts-high", "deleting"]
+
+        check = index.compare_counts(names, [1, 2, 1, 0, 1], shared_from=2)
+
+        assert check.matched == 4
+        deleting = index.lookup("deleting")
+        assert deleting is not None
+        assert check.differences == [
+            (2, None, 0, 0),
+            (3, "live", 1, 5),
+            (4, deleting.state, deleting.refs, 5),
+        ]
+        assert check.shared == [(1, 2, 5)]
+        assert index.compare_counts(names, [1, 2, 1, 0, 1], shared_from=3).shared == []
+
+    def test_compare_counts_sums_the_records_it_met_as_the_counters_do(self, index: Index) -> None:
+        save(index, "a")
+        hit(index, "a")
+        save(index, "deleting", digest=D2)
+        assert index.begin_delete(name="deleting", token="d", claim_ttl=TTL).action == "delete"
+        # Beyond what a double holds exactly once multiplied: 9,000 x (2^40 + 1) bytes.
+        assert index.add_record(name="huge", digest="d3" * 32, size=2**40 + 1, refs=9000)
+        names = ["a", "deleting", "huge", "unknown"]
+        scanned = [item.record for item in index.scan_records()]
+        expected = IndexStats(
+            len(scanned),
+            sum(record.refs for record in scanned),
+            sum(record.size for record in scanned),
+            sum(record.refs * record.size for record in scanned),
+        )
+
+        assert index.compare_counts(names, [2, 0, 9000, 0]).sums == expected
+        assert index.compare_counts([], []).sums == IndexStats()
+
+    def test_count_records_counts_every_record_once(self, index: Index) -> None:
+        assert index.count_records() == 0
+        for number in range(25):
+            save(index, f"file-{number}")
+        assert index.count_records() == 25
+
     def test_content_names_name_what_content_reuse_hands_out(self, index: Index) -> None:
         save(index, "a")
         assert index.content_names([D2, D1]) == [None, "a"]
@@ -638,6 +685,25 @@ class BaseIndexTests:
         record = index.lookup("known")
         assert record is not None and record.digest == D1
         assert index.lookup("reserved") is None
+
+    def test_add_records_records_each_new_name_and_refuses_the_known_ones(
+        self, index: Index
+    ) -> None:
+        save(index, "known")
+        replies = index.add_records(
+            [("old-a", D2, 4, 2), ("known", D2, 4, 1), ("old-b", "d3" * 32, 6, 1)]
+        )
+        assert replies == [True, False, True]
+        records = index.lookup_many(["old-a", "known", "old-b"])
+        assert [(r.digest, r.refs, r.size) if r else None for r in records] == [
+            (D2, 2, 4),
+            (D1, 1, 5),
+            ("d3" * 32, 1, 6),
+        ]
+        assert index.stats() == IndexStats(
+            objects=3, references=4, physical_bytes=15, logical_bytes=19
+        )
+        assert index.add_records([]) == []
 
     def test_the_initialisation_mark_stays_once_set(self, index: Index) -> None:
         assert not index.is_initialised()
