@@ -141,13 +141,13 @@ def build_scripts(load: Callable[..., str], *, packed: bool = True) -> dict[str,
         "_set_references": tallied("set_references"),
         "_add_record": tallied("add_record"),
         "_read_records_script": load(*first, "read_records"),
-        "_compare_counts_script": load(*first, "compare_counts"),
     }
     if packed:
         scripts["_read_maps"] = load("packed", "read_maps")
         scripts["_scan_buckets"] = load("packed", "scan_buckets")
         scripts["_migrate_layout3"] = load("packed", "migrate_layout3")
         scripts["_count_records"] = load("count_records")
+        scripts["_compare_counts_script"] = load("packed", "compare_counts")
     return scripts
 
 
