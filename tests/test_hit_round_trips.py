@@ -16,7 +16,9 @@ Make = Callable[..., DedupStorage]
 
 def _scripts_run(client: redis.Redis) -> int:
     stats = client.info("commandstats")
-    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+    return sum(
+        stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval", "fcall")
+    )
 
 
 @pytest.mark.parametrize("reuse", ["content", "name"])
@@ -69,3 +71,44 @@ def test_a_hit_on_a_name_too_long_for_the_field_stores_a_new_object(make_fs_dedu
     short = storage.save("b.bin", ContentFile(b"x"), max_length=10)
     assert short != long_name and len(short) <= 10
     assert storage.references(long_name) == 1 and storage.references(short) == 1
+
+
+def test_a_hit_loads_its_function_again_on_a_server_that_lost_it(
+    make_fs_dedup: Make, redis_url: str
+) -> None:
+    storage = make_fs_dedup()
+    name = storage.save("a.bin", ContentFile(b"shared bytes"))
+    client = redis.Redis.from_url(redis_url)
+    assert client.function_list()  # the first hit's call loaded the library
+    client.function_flush()  # as a restart without persistence would
+    assert storage.save("b.bin", ContentFile(b"shared bytes")) == name
+    assert storage.references(name) == 2
+    assert client.function_list()
+    assert client.info("commandstats").get("cmdstat_fcall", {}).get("calls", 0) >= 2
+
+
+@pytest.mark.parametrize("denied", ["-function", "-fcall"])
+def test_hits_run_as_scripts_where_an_acl_denies_functions(
+    make_fs_dedup: Make, redis_url: str, denied: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.function_flush()
+    user = f"nofunctions{denied.strip('-')}"
+    client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", denied],
+    )
+    try:
+        host_port = redis_url.split("://", 1)[1]
+        storage = make_fs_dedup(index=f"redis://{user}:pw@{host_port}")
+        name = storage.save("a.bin", ContentFile(b"shared bytes"))
+        assert storage.save("b.bin", ContentFile(b"shared bytes")) == name
+        assert storage.save("c.bin", ContentFile(b"shared bytes")) == name
+        assert storage.references(name) == 3
+        assert storage.index._hit_function is None  # type: ignore[attr-defined]
+    finally:
+        client.acl_deluser(user)
