@@ -229,3 +229,31 @@ def test_migrating_layout_2_to_3_keeps_every_count_lease_and_statistic(
     again = migrate_index(url, namespace)
     assert (again.moved, again.packed, again.version_before) == (0, 0, 3)
     index.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "digest", "size"),
+    [
+        ("plain.bin", "ab" * 32, 4096),  # a hex digest: raw bytes in the value
+        ("empty.bin", "cd" * 32, 0),
+        ("naïve-ünïcode.txt", "ef" * 32, 7),  # nlen (characters) differs from the bytes
+        ("scoped.bin", "12" * 32 + "+tenant-key", 11),  # a content key: not 64 hex digits
+    ],
+)
+def test_a_hit_changes_only_the_references_and_the_time_of_a_packed_record(
+    redis_url: str, name: str, digest: str, size: int
+) -> None:
+    index = _index(redis_url, f"test-{uuid.uuid4().hex}")
+    assert _save(index, name, digest, size) == "committed"
+    before = record_fields(index, name)
+    for refs in range(2, 5):  # refs 1 is a flag of the value; 2 and more are in its array
+        assert _save(index, "other", digest) == f"hit:{name}"
+        after = record_fields(index, name)
+        assert after.pop("refs") == str(refs)
+        assert float(after.pop("t")) >= float(before["t"])
+        assert after == {k: v for k, v in before.items() if k not in ("refs", "t")}
+    record = index.lookup(name)
+    assert record is not None
+    assert (record.digest, record.refs, record.state, record.size) == (digest, 4, "live", size)
+    stats = index.stats()
+    assert (stats.references, stats.logical_bytes) == (4, 4 * size)

@@ -129,7 +129,7 @@ def build_scripts(load: Callable[..., str], *, packed: bool = True) -> dict[str,
         )
 
     scripts = {
-        "_hit": load(*first, "tally", "hit"),
+        "_hit": load(*first, "hit") if packed else load("tally", "hit"),
         "_begin_save": load(*first, "tally", "close_tombstone", "quarantine", "begin_save"),
         "_commit_save": tallied("close_tombstone", "quarantine", "commit_save"),
         "_release_claim": load("release_claim"),
@@ -507,7 +507,7 @@ class RedisIndex(Index):
             setattr(self, attribute, register(source))
         #: Hits as a Redis Function where the server has them (None: scripts only).
         self._hit_function: HitFunction | None = (
-            HitFunction(self._hit, _load_script("packed", "tally"), _load_script("hit"))
+            HitFunction(self._hit, _load_script("packed"), _load_script("hit"))
             if self._script_sources() is SCRIPTS
             else None
         )

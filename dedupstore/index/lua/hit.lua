@@ -1,4 +1,4 @@
--- hit (after tally.lua): the hit branch of begin_save alone, with the few keys and
+-- hit (after packed.lua): the hit branch of begin_save alone, with the few keys and
 -- arguments a hit needs. A save asks this first; on no reply it runs begin_save, which
 -- checks again atomically.
 --
@@ -11,17 +11,20 @@
 --
 -- Replies: {'hit', name} (one more reference counted), or nil (no usable object).
 local digest, maxlen = ARGV[2], tonumber(ARGV[3])
-local name, key = ARGV[4], KEYS[1]
+local prefix = packed_split_key(KEYS[1])
+local name = ARGV[4]
 if ARGV[1] == 'content' then
-  name = packed_get(packed_table(packed_split_key(KEYS[1]), 'm'), ARGV[6])
+  name = packed_get(packed_table(prefix, 'm'), ARGV[6])
   if not name then return nil end
-  -- Computed, not declared: the map names it; both carry the namespace's one prefix.
-  key = ARGV[4] .. name
 end
-local r = rec_load(key)
-if r and r.state == 'live' and packed_same_digest(r, digest, ARGV[5])
-    and (maxlen == 0 or tonumber(r.nlen) <= maxlen) then
-  tally_hit(KEYS[2], key)
-  return {'hit', name}
-end
-return nil
+-- The record's bucket (computed, not declared: same prefix, same slot), read and
+-- written once: packed_hit changes the value itself.
+local bucket = packed_bucket(packed_table(prefix, 'r'), name)
+local value = redis.call('HGET', bucket, name)
+if not value then return nil end
+local updated, size = packed_hit(name, value, digest, ARGV[5], maxlen)
+if not updated then return nil end
+redis.call('HSET', bucket, name, updated)
+redis.call('HINCRBY', KEYS[2], 'references', 1)
+redis.call('HINCRBY', KEYS[2], 'logical', size)
+return {'hit', name}

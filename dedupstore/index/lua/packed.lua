@@ -378,6 +378,50 @@ local function rec_del(key)
   return 1
 end
 
+-- A hit on the packed record value of name, read from its bucket: the value with one
+-- more reference and 't' now, and the record's size; nil unless the record is live, has no
+-- holder, holds the digest (hex, or its raw bytes raw) and its name fits maxlen (0: any).
+-- The value is changed in place (packed_encode's layout), not decoded to a table and
+-- encoded again: the one change a hit makes, on the path every duplicate upload takes.
+local function packed_hit(name, value, hex, raw, maxlen)
+  local flags = string.byte(value, 1)
+  if flags % 4 ~= 1 or flags % 32 >= 16 then
+    return nil
+  end
+  local hexed, timed = flags % 16 >= 8, flags % 64 >= 32
+  local digest_raw, rest = '', 2
+  if hexed then
+    digest_raw, rest = string.sub(value, 2, 33), 34
+  end
+  if timed then
+    rest = rest + 6
+  end
+  local a = cmsgpack.unpack(string.sub(value, rest))
+  if (hexed and digest_raw ~= raw) or (not hexed and a[4] ~= hex) then
+    return nil
+  end
+  if maxlen ~= 0 and (tonumber(a[3]) or string.len(name)) > maxlen then
+    return nil
+  end
+  local refs
+  if flags % 8 >= 4 then
+    refs, flags = 1, flags - 4  -- refs = 1 was the flag; 2 goes into the array
+  else
+    refs = tonumber(a[2])
+  end
+  if a[1] == nil then
+    a[1] = false
+  end
+  a[2] = refs + 1
+  if not timed then
+    flags = flags + 32
+  end
+  local now = redis.call('TIME')
+  local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  return string.char(flags) .. digest_raw .. struct.pack('>I6', ms) .. cmsgpack.pack(a),
+      tonumber(a[1]) or 0
+end
+
 -- Whether record r holds the digest whose hex is hex and whose raw bytes are raw ('' for
 -- a digest that is not 64 hex digits), without turning its raw bytes into hex.
 local function packed_same_digest(r, hex, raw)
