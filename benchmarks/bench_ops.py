@@ -214,10 +214,12 @@ def bench_adopt(files: int, size: int, workdir: Path, rounds: int = 5) -> dict[s
         # Each round adopts the files anew: drop the records and content map it made.
         client = storage.index.client
         prefix = tagged_prefix(storage.namespace)
-        for kind in ("o", "d"):
+        # Layout 3: the record and map buckets, the holders, their growth state, the counters.
+        for kind in ("b", "m", "h"):
             keys = list(client.scan_iter(match=f"{prefix}:{kind}:*", count=1000))
             if keys:
                 client.delete(*keys)
+        client.delete(f"{prefix}:l", f"{prefix}:s")
 
     raw(blake3.blake3.AUTO)  # warm the page cache for both
     # Alternate the three, ROUNDS times, and compare the medians: the machine is shared.
