@@ -52,6 +52,12 @@ from dedupstore.index.cluster import (
     parse_wait_replicas,
     split_wait_replicas,
 )
+from dedupstore.index.functions import (
+    NO_FUNCTIONS,
+    HitFunction,
+    function_missing,
+    functions_unavailable,
+)
 from dedupstore.index.held_connection import HeldConnection
 
 __all__ = [
@@ -157,44 +163,6 @@ def build_scripts(load: Callable[..., str], *, packed: bool = True) -> dict[str,
 
 # Each script's KEYS/ARGV layout and replies head its file.
 SCRIPTS = build_scripts(_load_script)
-
-
-class HitFunction:
-    """The hit script as a Redis Function (Redis 7+), for the one call every hit makes.
-
-    A script's chunk defines its snippets' ~50 local functions again on every run; a
-    library's run once, at ``FUNCTION LOAD``: about a quarter of a hit's time in Redis.
-    The body is ``hit.lua`` unchanged (``KEYS`` and ``ARGV`` are the callback's
-    parameters), after resetting ``packed.lua``'s per-call caches. Library and function
-    names carry a hash of the code, so versions of dedupstore never replace each other's.
-    """
-
-    def __init__(self, script: Any, snippets: str, body: str) -> None:
-        #: The same decision as a script: what runs where functions cannot.
-        self.script = script
-        tag = hashlib.sha1((snippets + body).encode("utf-8")).hexdigest()[:16]
-        self.name = f"dedupstore_hit_{tag}"
-        self.library = (
-            f"#!lua name=dedupstore_{tag}\n{snippets}\n"
-            f"redis.register_function('{self.name}', function(KEYS, ARGV)\n"
-            "packed_cache, packed_meta = {}, {}\n"
-            f"{body}\nend)\n"
-        )
-
-
-#: What ``_fcall`` returns where the server cannot run functions (nothing ran).
-_NO_FUNCTIONS = object()
-
-
-def _functions_unavailable(exc: redis.ResponseError) -> bool:
-    """Whether ``FCALL`` cannot run here at all: a Redis before 7, or an ACL denying it."""
-    text = str(exc).lower()
-    return "unknown command" in text or text.startswith("noperm") or "no permissions" in text
-
-
-def _function_missing(exc: redis.ResponseError) -> bool:
-    """Whether ``FCALL`` was answered "no such function" (nothing ran)."""
-    return "function not found" in str(exc).lower()
 
 
 _LOOKUP_FIELDS = ("digest", "refs", "state", "size")
@@ -507,7 +475,7 @@ class RedisIndex(Index):
             setattr(self, attribute, register(source))
         #: Hits as a Redis Function where the server has them (None: scripts only).
         self._hit_function: HitFunction | None = (
-            HitFunction(self._hit, _load_script("packed"), _load_script("hit"))
+            HitFunction(_load_script("packed"), _load_script("hit"))
             if self._script_sources() is SCRIPTS
             else None
         )
@@ -770,7 +738,7 @@ class RedisIndex(Index):
         function = self._hit_function
         if function is not None and script is self._hit:
             reply = self._fcall(server, connection, function, keys, args)
-            if reply is not _NO_FUNCTIONS:
+            if reply is not NO_FUNCTIONS:
                 return reply
             self._hit_function = None  # this server has no functions: scripts from now on
         connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -786,16 +754,16 @@ class RedisIndex(Index):
     ) -> Any:
         """``FCALL`` the hit, loading its library on this node first if it lacks it.
 
-        Returns ``_NO_FUNCTIONS`` (nothing ran) where functions cannot be used: a Redis
+        Returns ``NO_FUNCTIONS`` (nothing ran) where functions cannot be used: a Redis
         before 7, or an ACL that denies ``FUNCTION LOAD``.
         """
         connection.send_command("FCALL", function.name, len(keys), *keys, *args)
         try:
             return server.parse_response(connection, "FCALL")
         except redis.ResponseError as exc:
-            if _functions_unavailable(exc):
-                return _NO_FUNCTIONS
-            if not _function_missing(exc):
+            if functions_unavailable(exc):
+                return NO_FUNCTIONS
+            if not function_missing(exc):
                 raise
         # Not on this node (new, restarted without persistence, FUNCTION FLUSH): load it
         # (replicated to its replicas, kept in its RDB/AOF) and call again.
@@ -806,7 +774,7 @@ class RedisIndex(Index):
             if _refused(exc) or isinstance(exc, _REFUSALS):
                 raise
             logger.info("dedupstore: hits run as scripts (FUNCTION LOAD: %s)", exc)
-            return _NO_FUNCTIONS
+            return NO_FUNCTIONS
         connection.send_command("FCALL", function.name, len(keys), *keys, *args)
         return server.parse_response(connection, "FCALL")
 
