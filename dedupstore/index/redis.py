@@ -1178,11 +1178,11 @@ class RedisIndex(Index):
         differences: list[tuple[int, str | None, int, int]] = []
         shared: list[tuple[int, int, int]] = []
         totals = [0] * 6
-        prefix = self._record_prefix
+        # The names go as arguments (their records live in buckets the script finds).
+        keys = [self._bucket_state_key, self._slot_probe_key]
         for start in range(0, len(names), READ_BATCH):
-            chunk = names[start : start + READ_BATCH]
-            keys = [prefix + name for name in chunk]
-            args = [shared_from, *counts[start : start + READ_BATCH]]
+            end = start + READ_BATCH
+            args = [shared_from, *names[start:end], *counts[start:end]]
             _, found, heavy, sums = self._run(self._compare_counts_script, keys, args)
             # Lua counts from 1; the flat lists hold 4 (3) values per record.
             for position, state, refs, size in zip(*[iter(found)] * 4, strict=True):

@@ -609,6 +609,34 @@ class BaseIndexTests:
         assert check.shared == [(1, 2, 5)]
         assert index.compare_counts(names, [1, 2, 1, 0, 1], shared_from=3).shared == []
 
+    def test_compare_counts_reads_every_kind_of_record_as_lookup_does(self, index: Index) -> None:
+        # Records the packed layout encodes differently: a digest that is not 64 hex
+        # digits, a name longer than a listpack value, a non-ASCII name, no references
+        # left, many references, a record being replaced (a holder beside it).
+        assert index.add_record(name="scoped", digest="scope:" + D1, size=0, refs=1)
+        assert index.add_record(name="n" * 200, digest=D2, size=2**33, refs=70_000)
+        assert index.add_record(name="Größe/é.txt", digest="e1" * 32, size=7, refs=0)
+        save(index, "replacing", digest="e2" * 32)
+        assert index.begin_replace(name="replacing", token="r", digest=D1) == "replace"
+        names = ["scoped", "n" * 200, "Größe/é.txt", "replacing"]
+        records = index.lookup_many(names)
+        assert all(records) and records[3] is not None and records[3].state != "live"
+
+        check = index.compare_counts(names, [5, 5, 5, 5], shared_from=2)
+
+        assert check.matched == 4
+        assert check.differences == [
+            (position, record.state, record.refs, record.size)
+            for position, record in enumerate(records)
+            if record is not None
+        ]
+        assert check.shared == [(1, 70_000, 2**33)]
+        agreeing = [record.refs if record else 0 for record in records]
+        # A record that is not live is always a difference.
+        assert index.compare_counts(names, agreeing).differences == [
+            (3, records[3].state, records[3].refs, 5)
+        ]
+
     def test_compare_counts_sums_the_records_it_met_as_the_counters_do(self, index: Index) -> None:
         save(index, "a")
         hit(index, "a")
