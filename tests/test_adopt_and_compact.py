@@ -7,9 +7,11 @@ times under several names, each held by rows.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
+import redis
 from django.core.files.base import ContentFile
 
 from dedupstore import DedupStorage
@@ -73,6 +75,22 @@ def test_adopt_all_records_what_no_row_holds_too(ops: DedupStorage) -> None:
     assert names["unheld"] in run.found("recorded")
     record = ops.index.lookup(names["unheld"])
     assert record is not None and record.refs == 0
+
+
+def test_adopt_hashes_on_every_core_by_default_and_records_what_one_job_does(
+    ops: DedupStorage,
+) -> None:
+    names = plain_site(ops)
+    run = dedupstore("adopt", "--storage", "ops", "--all", "--json")
+    assert run.status == 0
+    assert run.report["figures"]["jobs"] == (os.cpu_count() or 1)  # a plain FileSystemStorage
+    parallel = {name: ops.index.lookup(name) for name in names.values()}
+    client = redis.Redis.from_url(ops.index_url)  # the same files, an empty index
+    client.flushdb()
+    client.close()
+    assert dedupstore("adopt", "--storage", "ops", "--all", "--jobs", "1").status == 0
+    assert {name: ops.index.lookup(name) for name in names.values()} == parallel
+    assert all(record is not None for record in parallel.values())
 
 
 def test_adopt_interrupted_resumes_where_it_stopped(

@@ -354,10 +354,12 @@ class StoredHasher:
     stored objects its own way.
     """
 
-    def __init__(self, storage: DedupStorage) -> None:
+    def __init__(self, storage: DedupStorage, *, one_thread_per_file: bool = False) -> None:
         from dedupstore.storage import DedupStorage
 
         self.storage = storage
+        #: Hash each mapped file on one thread (the caller hashes several files at once).
+        self._size_hint = (lambda size: 0) if one_thread_per_file else (lambda size: size)
         inner = storage.inner
         self._location: str | None = None
         if (
@@ -371,6 +373,15 @@ class StoredHasher:
         # Joining by hand is path()'s result only where "/" is the one separator.
         self._join = os.sep == "/" and os.altsep is None
 
+    @property
+    def maps_paths(self) -> bool:
+        """Whether files are hashed by their paths (a plain ``FileSystemStorage``)."""
+        return self._location is not None
+
+    def hash_all(self, names: list[str]) -> list[tuple[str, int] | None]:
+        """Hash each of ``names`` in turn (one task of several run at once)."""
+        return [self(name) for name in names]
+
     def __call__(self, name: str) -> tuple[str, int] | None:
         if self._location is None:
             key, size = self.storage._content_key_of_stored(name)
@@ -383,7 +394,7 @@ class StoredHasher:
             path = os.path.join(self._location, name)
         try:
             size = os.stat(path).st_size
-            hasher = self.storage.hasher.new(size_hint=size)
+            hasher = self.storage.hasher.new(size_hint=self._size_hint(size))
             hasher.update_mmap(path)
         except FileNotFoundError:
             return None

@@ -733,6 +733,43 @@ class BaseIndexTests:
         )
         assert index.add_records([]) == []
 
+    def test_add_records_in_one_batch_behaves_as_add_record_one_by_one(self, index: Index) -> None:
+        before = time.time()
+        save(index, "deleting", digest="e1" * 32)
+        assert index.begin_delete(name="deleting", token="d", claim_ttl=TTL).action == "delete"
+        claim(index, "e2" * 32, "writer", "reserved")
+        assert index.reserve_name(name="reserved", token="writer", digest="e2" * 32)
+        many = [(f"bulk/{number}", f"{number:064x}", number, 1) for number in range(700)]
+        batch = [
+            ("twice", D1, 3, 2),
+            ("twice", D2, 4, 1),  # the name is known by then
+            ("deleting", D2, 4, 1),
+            ("reserved", D2, 4, 1),
+            ("same-content", D1, 3, 1),  # content reuse keeps handing out "twice"
+            ("Größe/" + "n" * 100, D2, 2**40 + 1, 9000),
+            *many,
+        ]
+
+        replies = index.add_records(batch)
+
+        assert replies[:6] == [True, False, False, False, True, True]
+        assert all(replies[6:])
+        assert index.count_records() == 1 + 3 + len(many)  # "deleting" and three new
+        twice = index.lookup("twice")
+        assert twice is not None and (twice.digest, twice.refs, twice.size) == (D1, 2, 3)
+        assert index.content_names([D1, D2]) == ["twice", "Größe/" + "n" * 100]
+        assert index.lookup("reserved") is None
+        scanned = [item for item in index.scan_records() if item.record.name != "deleting"]
+        assert all(item.touched >= before - 1 for item in scanned)
+        # The counters are the sum over the records, as after a recount.
+        records = [item.record for item in index.scan_records()]
+        assert index.stats() == IndexStats(
+            len(records),
+            sum(record.refs for record in records),
+            sum(record.size for record in records),
+            sum(record.refs * record.size for record in records),
+        )
+
     def test_the_initialisation_mark_stays_once_set(self, index: Index) -> None:
         assert not index.is_initialised()
         index.mark_initialised()

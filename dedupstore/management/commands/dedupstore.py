@@ -142,7 +142,13 @@ class Command(BaseCommand):
         adopt.add_argument(
             "--all", action="store_true", help="every object the inner storage lists, too"
         )
-        adopt.add_argument("--jobs", type=_jobs, default=1, help="parallel reads (remote backends)")
+        adopt.add_argument(
+            "--jobs",
+            type=_jobs,
+            default=None,
+            help="objects hashed at once (default: one per core for a plain "
+            "FileSystemStorage, 1 for any other storage)",
+        )
         compact = command("compact", "point rows at one copy of each content (a dry run)")
         compact.add_argument("--apply", action="store_true", help="rewrite rows and delete")
         compact.add_argument(
