@@ -1326,7 +1326,6 @@ class RedisIndex(Index):
         keys = [self._bucket_state_key, self._slot_probe_key, self._stats_key]
         prefixes = [
             self._record_prefix,
-            self._map_prefix,
             self._tombstone_prefix,
             self._reservation_prefix,
             self._quarantine_prefix,

@@ -359,7 +359,7 @@ class StoredHasher:
 
         self.storage = storage
         #: Hash each mapped file on one thread (the caller hashes several files at once).
-        self._size_hint = (lambda size: 0) if one_thread_per_file else (lambda size: size)
+        self._one_thread_per_file = one_thread_per_file
         inner = storage.inner
         self._location: str | None = None
         if (
@@ -394,7 +394,8 @@ class StoredHasher:
             path = os.path.join(self._location, name)
         try:
             size = os.stat(path).st_size
-            hasher = self.storage.hasher.new(size_hint=self._size_hint(size))
+            hint = 0 if self._one_thread_per_file else size  # 0: one thread
+            hasher = self.storage.hasher.new(size_hint=hint)
             hasher.update_mmap(path)
         except FileNotFoundError:
             return None

@@ -3,12 +3,11 @@
 --
 -- KEYS[1] the buckets' growth state ({p}:l)   KEYS[2] the namespace's slot probe (see
 -- read_records.lua)   KEYS[3] the counters ({p}:s)
--- ARGV[1..5] the key prefixes of records, content maps, tombstones, reservations and
--- quarantines ({p}:o: {p}:d: {p}:t: {p}:n: {p}:q:)
+-- ARGV[1..4] the key prefixes of records, tombstones, reservations and quarantines
+-- ({p}:o: {p}:t: {p}:n: {p}:q:; content maps live in buckets and need none)
 -- then 5 values a record: name, digest, size, name length, references
 -- Replies: one 1 (recorded, live) or 0 (known or busy, as add_record.lua) per record.
-local records, tombstones, reservations, quarantines = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
--- (ARGV[2], the content maps' prefix, names no key: maps live in buckets.)
+local records, tombstones, reservations, quarantines = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local prefix = string.sub(KEYS[1], 1, string.find(KEYS[1], '}', 1, true))
 local record_table, map_table = packed_table(prefix, 'r'), packed_table(prefix, 'm')
 local now = redis.call('TIME')
@@ -34,7 +33,7 @@ local function put_new(meta, bucket, field, value)
   meta.count = meta.count + 1
   packed_grow(meta)
 end
-for i = 6, #ARGV, 5 do
+for i = 5, #ARGV, 5 do
   local name, digest = ARGV[i], ARGV[i + 1]
   local size, nlen, refs = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local bucket = packed_bucket_of_hash(record_table, packed_hash(name))
